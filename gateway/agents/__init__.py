@@ -1,0 +1,1 @@
+"""Tools and agents: their contracts."""

@@ -1,0 +1,129 @@
+"""Build the Litestar application: ``create_app(settings, *, plugin_manager=None) -> Litestar``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pluggy
+from litestar import Litestar, Request, Response, Router
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException
+from litestar.handlers import BaseRouteHandler
+
+from gateway.auth import Authenticator
+from gateway.errors import ErrorBody, ErrorEnvelope, GatewayError, status_of
+from gateway.plugins import call_lifecycle, collect_registries, make_plugin_manager
+from gateway.providers.base import ProviderContext
+from gateway.routes.health import build_health_routes
+from gateway.routes.openai import build_openai_routes
+from gateway.routing.backends import build_catalog
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from gateway.telemetry.metrics import GatewayMetrics
+
+log = logging.getLogger("gateway")
+
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+                429: "rate_limit_error"}
+
+
+def _request_id_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
+    rid = request.scope.get("state", {}).get("request_id")
+    return {"x-request-id": rid} if rid else {}
+
+
+def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+    return Response(exc.to_json(), status_code=status_of(exc), media_type="application/json",
+                    headers={**exc.headers, **_request_id_headers(request)})
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status >= 500:
+        return _internal_error(request, exc)
+    message = exc.detail or "Bad request"
+    if status == 404:
+        message = f"Unknown route {request.method} {request.url.path}"
+    elif status == 413:
+        message = "The request body is larger than the gateway's limit."
+    error_type = _ERROR_TYPES.get(status, "invalid_request_error")
+    body = ErrorEnvelope(ErrorBody(message, error_type, None, None))
+    return Response(body, status_code=status, headers={**(exc.headers or {}),
+                                                        **_request_id_headers(request)})
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = ErrorEnvelope(ErrorBody("The gateway failed to process the request.", "api_error",
+                                   None, "internal_error"))
+    return Response(body, status_code=500, headers=_request_id_headers(request))
+
+
+def _plugin_route_guard(auth: Authenticator) -> Any:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.url.path.startswith("/v1"):
+            auth.check(connection.headers.get("authorization"))
+
+    return guard
+
+
+def build_state(settings: Settings, plugin_manager: pluggy.PluginManager | None = None
+                ) -> GatewayState:
+    """Load plugins and build everything the app needs, without starting anything.
+
+    Raises:
+        PluginError: a plugin failed to load or register.
+        ConfigError: the settings name an unknown provider or strategy, or bad options.
+    """
+    pm = plugin_manager or make_plugin_manager(settings.plugins.disabled)
+    registries = collect_registries(pm)
+    providers = ProviderContext()
+    catalog = build_catalog(settings, registries, providers)
+    keys = [*settings.auth.api_keys, *([settings.auth.master_key] if settings.auth.master_key
+                                        else [])]
+    return GatewayState(settings=settings, plugin_manager=pm, registries=registries,
+                        catalog=catalog, providers=providers, metrics=GatewayMetrics(),
+                        auth=Authenticator(keys))
+
+
+def create_app(settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None
+               ) -> Litestar:
+    """The gateway as a Litestar app; its lifespan owns the HTTP session and plugin lifecycle.
+
+    Raises:
+        PluginError, ConfigError: see :func:`build_state`.
+    """
+    state = build_state(settings, plugin_manager)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await state.providers.start()
+        try:
+            await call_lifecycle(state.plugin_manager, "startup", state, swallow=False)
+            yield
+        finally:
+            for plugin, exc in await call_lifecycle(state.plugin_manager, "shutdown", state,
+                                                    swallow=True):
+                log.error("plugin %s failed in shutdown: %s", plugin, exc)
+            await state.providers.close()
+            state.metrics.mark_process_dead()
+
+    plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]
+    handlers: list[Any] = [*build_openai_routes(state), *build_health_routes(state)]
+    if plugin_routes:
+        handlers.append(Router(path="/", route_handlers=plugin_routes,
+                               guards=[_plugin_route_guard(state.auth)]))
+    app = Litestar(
+        route_handlers=handlers,
+        lifespan=[lifespan],
+        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error,
+                            Exception: _internal_error},
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.gateway = state
+    return app

@@ -1,0 +1,1 @@
+"""Response caching: the cache-backend contract."""

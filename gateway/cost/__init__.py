@@ -1,0 +1,1 @@
+"""Spend accounting: the cost-policy contract."""

@@ -1,0 +1,194 @@
+"""Plugin loading and the typed facade over the registration hooks.
+
+Built-in plugins are declared in this distribution's ``gateway`` entry-point group exactly as a
+third-party ``gateway-<name>`` distribution declares its own, so both load through one path.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from gateway import hookspecs
+from gateway.agents.base import Tool
+from gateway.commands import Command
+
+T = TypeVar("T")
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded or registered something invalid; names the plugin."""
+
+
+class Registry(Generic[T]):
+    """Named objects of one kind, each remembered with the plugin that registered it."""
+
+    def __init__(self, kind: str, check: Callable[[Any], bool], expected: str) -> None:
+        self.kind = kind
+        self._check = check
+        self._expected = expected
+        self._items: dict[str, T] = {}
+        self._owners: dict[str, str] = {}
+
+    def add(self, plugin: str, name: str, obj: Any) -> None:
+        """Register ``obj`` under ``name`` on behalf of ``plugin``.
+
+        Raises:
+            PluginError: bad name, duplicate name, or an object of the wrong kind.
+        """
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin `{plugin}` registered a {self.kind} with an invalid name "
+                              f"{name!r}")
+        if name in self._items:
+            raise PluginError(f"plugin `{plugin}` registered {self.kind} `{name}`, which plugin "
+                              f"`{self._owners[name]}` already registered")
+        if not self._check(obj):
+            raise PluginError(f"plugin `{plugin}` registered {self.kind} `{name}` as "
+                              f"{type(obj).__name__}; expected {self._expected}")
+        self._items[name] = obj
+        self._owners[name] = plugin
+
+    def get(self, name: str) -> T | None:
+        """The object registered under ``name``, or None."""
+        return self._items.get(name)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._items)
+
+    def owner(self, name: str) -> str:
+        """The plugin that registered ``name``."""
+        return self._owners[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+def _is_route(obj: Any) -> bool:
+    from litestar import Router
+    from litestar.handlers import BaseRouteHandler
+
+    return isinstance(obj, BaseRouteHandler | Router)
+
+
+@dataclass
+class Registries:
+    """Everything the plugins registered, by kind (field names match the hook names)."""
+
+    providers: Registry[Any] = field(
+        default_factory=lambda: Registry("provider", callable, "a provider factory"))
+    routing_strategies: Registry[Any] = field(
+        default_factory=lambda: Registry("routing strategy", callable, "a strategy factory"))
+    cache_backends: Registry[Any] = field(
+        default_factory=lambda: Registry("cache backend", callable, "a cache backend factory"))
+    cost_policies: Registry[Any] = field(
+        default_factory=lambda: Registry("cost policy", callable, "a cost policy factory"))
+    tools: Registry[Tool] = field(
+        default_factory=lambda: Registry("tool", lambda o: isinstance(o, Tool), "a Tool"))
+    agents: Registry[Any] = field(
+        default_factory=lambda: Registry("agent", callable, "an agent factory"))
+    routes: Registry[Any] = field(
+        default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router"))
+    commands: Registry[Command] = field(
+        default_factory=lambda: Registry("command", lambda o: isinstance(o, Command),
+                                         "a gateway.commands.Command"))
+
+    def kinds(self) -> dict[str, Registry[Any]]:
+        """Each registry by its hook suffix (``providers``, ``routing_strategies``...)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def make_plugin_manager(
+    disabled: Iterable[str] = (),
+    *,
+    entry_points: bool = True,
+    extra: Iterable[tuple[str, object]] = (),
+) -> pluggy.PluginManager:
+    """Build the plugin manager: entry-point plugins (built-ins included), then ``extra``.
+
+    Args:
+        disabled: plugin (entry-point) names not to load.
+        entry_points: load the ``gateway`` entry-point group; tests may turn this off.
+        extra: ``(name, plugin)`` pairs registered directly, for tests and embedding.
+
+    Raises:
+        PluginError: a plugin failed to import, or implements a hook that does not exist
+            (``check_pending``), naming the plugin.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name in disabled:
+        pm.set_blocked(name)
+    if entry_points:
+        try:
+            pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin `{exc.plugin_name}` is invalid: {exc}") from None
+        except Exception as exc:
+            raise PluginError(f"a plugin in the `gateway` entry-point group failed to load: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    for name, plugin in extra:
+        if not pm.is_blocked(name):
+            pm.register(plugin, name=name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin `{exc.plugin_name}` implements an unknown hook: {exc}") from None
+    return pm
+
+
+def collect_registries(pm: pluggy.PluginManager) -> Registries:
+    """Call every registration hook, one plugin at a time, so each object is attributed.
+
+    Raises:
+        PluginError: a registration was invalid or a hook implementation raised.
+    """
+    registries = Registries()
+    for kind, registry in registries.kinds().items():
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in hook.get_hookimpls():
+            plugin = impl.plugin_name
+
+            def register(name: str, obj: Any, _plugin: str = plugin,
+                         _registry: Registry[Any] = registry) -> None:
+                _registry.add(_plugin, name, obj)
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin `{plugin}` failed in register_{kind}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+    return registries
+
+
+async def call_lifecycle(pm: pluggy.PluginManager, hook_name: str, state: Any,
+                         *, swallow: bool) -> list[tuple[str, BaseException]]:
+    """Call ``startup`` or ``shutdown`` on every plugin, awaiting what they return.
+
+    Args:
+        swallow: collect exceptions and go on (shutdown) instead of raising (startup).
+
+    Returns:
+        ``(plugin, exception)`` for each failure that was swallowed.
+    """
+    failures: list[tuple[str, BaseException]] = []
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        try:
+            result = impl.function(state=state)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            if not swallow:
+                raise PluginError(f"plugin `{impl.plugin_name}` failed in {hook_name}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            failures.append((impl.plugin_name, exc))
+    return failures

@@ -1,0 +1,158 @@
+"""The Provider contract: how the gateway talks to one upstream deployment.
+
+A provider type is registered through the ``register_providers`` hook as a factory
+``(spec: BackendSpec, context: ProviderContext) -> Provider``. The factory runs when the app is
+built (so ``gateway check`` validates provider options without touching the network); network
+resources are taken from ``context`` at call time, once the app has started.
+
+Requests and responses speak OpenAI's wire format: a provider for another API translates both ways.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import aiohttp
+
+from gateway.settings import TimeoutSettings
+
+
+class Endpoint(enum.StrEnum):
+    """OpenAI endpoints a provider may serve, as paths relative to ``/v1/``."""
+
+    CHAT = "chat/completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """Everything a provider factory needs to know about the backend it serves.
+
+    Attributes:
+        name: the backend's unique name (metrics label, ``x-gateway-backend`` header).
+        group: the public model group name.
+        url: base URL without ``/v1``.
+        model: the model name the upstream expects.
+        api_key: credential for the upstream, if any.
+        weight: relative share for weighted routing.
+        timeouts: the effective timeouts.
+        options: provider-specific settings from the config, unvalidated.
+    """
+
+    name: str
+    group: str
+    url: str
+    model: str
+    api_key: str | None
+    weight: float
+    timeouts: TimeoutSettings
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ProviderContext:
+    """Shared resources handed to every provider; usable once the app has started.
+
+    The gateway owns one pooled :class:`aiohttp.ClientSession` for all upstream HTTP: keep-alive
+    connections are reused across requests and backends.
+    """
+
+    def __init__(self) -> None:
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The shared HTTP client session.
+
+        Raises:
+            RuntimeError: before the app's start-up or after its shutdown.
+        """
+        if self._http is None:
+            raise RuntimeError("the gateway has not started: no HTTP session yet")
+        return self._http
+
+    async def start(self) -> None:
+        """Open the shared HTTP session (called by the app's lifespan)."""
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
+                                         enable_cleanup_closed=True)
+        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                           skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        """Close the shared HTTP session and its connections."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One call to an upstream, in OpenAI's format.
+
+    Attributes:
+        endpoint: which OpenAI endpoint.
+        body: the JSON body to send, with the upstream's model name already in it.
+        payload: the validated request (a ``gateway.schemas.openai`` Struct), for providers that
+            translate instead of relaying bytes.
+        stream: whether the client asked for a stream.
+        request_id: the ``x-request-id`` to forward.
+    """
+
+    endpoint: Endpoint
+    body: bytes
+    payload: Any
+    stream: bool
+    request_id: str
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A complete, successful upstream answer (OpenAI-format JSON body)."""
+
+    status: int
+    body: bytes
+
+
+class UpstreamStream(Protocol):
+    """An open upstream stream of OpenAI-format SSE bytes.
+
+    Iterating yields raw bytes as they arrive (event boundaries need not align with chunks).
+    ``aclose`` releases the upstream connection; closing early cancels the upstream request.
+    Errors after the stream opened are raised from iteration as ``gateway.errors.UpstreamError``.
+    """
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One upstream deployment.
+
+    Both methods raise ``gateway.errors.UpstreamConnectionError`` (refused, reset),
+    ``UpstreamTimeoutError`` (connect, first byte, idle, total) or ``UpstreamStatusError``
+    (the upstream answered with an error status) and nothing else on failure.
+    """
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send a non-streaming request and return the whole response."""
+        ...
+
+    async def open_stream(self, request: UpstreamRequest) -> UpstreamStream:
+        """Send a streaming request; return once the upstream has answered with a success status."""
+        ...
+
+
+class ProviderFactory(Protocol):
+    """What ``register_providers`` registers: builds a provider for one backend.
+
+    Raises:
+        ValueError: the backend's settings or options are unusable; the message says why and the
+            gateway names the config field.
+    """
+
+    def __call__(self, spec: BackendSpec, context: ProviderContext) -> Provider: ...

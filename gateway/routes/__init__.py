@@ -1,0 +1,1 @@
+"""Thin Litestar handlers: decode, dispatch, encode."""

@@ -1,0 +1,1 @@
+"""Routing: the strategy contract, backend state and dispatch."""

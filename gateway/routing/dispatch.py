@@ -1,0 +1,125 @@
+"""Dispatch: pick a backend with the group's strategy, call its provider, keep the live state.
+
+A request whose connection could not even be made (:class:`UpstreamConnectError`) never reached
+the upstream, so it is tried on the group's next backend; any other failure is returned to the
+caller as it is. (Retries, breakers and fallbacks proper are the resilience layer's job.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError, UpstreamConnectError, UpstreamUnavailableError
+from gateway.providers.base import UpstreamRequest, UpstreamResponse, UpstreamStream
+from gateway.routing.backends import Backend, ModelGroup
+from gateway.routing.base import RouteRequest
+
+RequestFor = Callable[[Backend], UpstreamRequest]
+
+
+@dataclass(slots=True)
+class Dispatched:
+    """The outcome of a non-streaming dispatch."""
+
+    response: UpstreamResponse
+    backend: Backend
+    upstream_s: float
+
+
+class OpenStream:
+    """An upstream stream that holds its backend's in-flight slot until it is closed.
+
+    Iterate :attr:`chunks`; always call :meth:`aclose` (it is idempotent).
+    """
+
+    __slots__ = ("_closed", "_stream", "backend", "upstream_s")
+
+    def __init__(self, stream: UpstreamStream, backend: Backend, upstream_s: float) -> None:
+        self._stream = stream
+        self._closed = False
+        self.backend = backend
+        self.upstream_s = upstream_s
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The upstream's SSE bytes as they arrive."""
+        return aiter(self._stream)
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (cancelling it if unfinished) and the backend slot."""
+        if self._closed:
+            return
+        self._closed = True
+        self.backend.in_flight -= 1
+        await self._stream.aclose()
+
+
+def _exhausted(group: ModelGroup, last: Exception | None) -> UpstreamUnavailableError:
+    detail = f": {last}" if last else ""
+    return UpstreamUnavailableError(
+        f"No backend of model `{group.name}` could be reached{detail}")
+
+
+async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestFor) -> Dispatched:
+    """Send a non-streaming request to one of ``group``'s backends.
+
+    Raises:
+        UpstreamUnavailableError: no backend accepted a connection.
+        UpstreamError: the chosen backend failed in any other way.
+    """
+    candidates = group.candidates()
+    last: Exception | None = None
+    while candidates:
+        backend = candidates[group.strategy.choose(route, candidates)]
+        backend.in_flight += 1
+        started = time.perf_counter()
+        try:
+            response = await backend.provider.send(request_for(backend))
+        except UpstreamConnectError as exc:
+            backend.mark_down()
+            candidates.remove(backend)
+            last = exc
+            continue
+        except GatewayError as exc:
+            exc.backend = backend.name
+            raise
+        finally:
+            backend.in_flight -= 1
+        backend.mark_up()
+        return Dispatched(response, backend, time.perf_counter() - started)
+    raise _exhausted(group, last)
+
+
+async def dispatch_stream(group: ModelGroup, route: RouteRequest,
+                          request_for: RequestFor) -> OpenStream:
+    """Open a stream on one of ``group``'s backends; the caller must ``aclose`` it.
+
+    Raises:
+        UpstreamUnavailableError: no backend accepted a connection.
+        UpstreamError: the chosen backend failed before the stream opened.
+    """
+    candidates = group.candidates()
+    last: Exception | None = None
+    while candidates:
+        backend = candidates[group.strategy.choose(route, candidates)]
+        backend.in_flight += 1
+        started = time.perf_counter()
+        try:
+            stream = await backend.provider.open_stream(request_for(backend))
+        except UpstreamConnectError as exc:
+            backend.in_flight -= 1
+            backend.mark_down()
+            candidates.remove(backend)
+            last = exc
+            continue
+        except GatewayError as exc:
+            backend.in_flight -= 1
+            exc.backend = backend.name
+            raise
+        except BaseException:
+            backend.in_flight -= 1
+            raise
+        backend.mark_up()
+        return OpenStream(stream, backend, time.perf_counter() - started)
+    raise _exhausted(group, last)

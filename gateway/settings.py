@@ -1,0 +1,157 @@
+"""The gateway's configuration: msgspec Structs mirroring the YAML config file.
+
+Unknown keys are rejected (``forbid_unknown_fields``) so that a misspelt option fails at load with
+its path instead of being silently ignored. Loading, ``${ENV}`` interpolation and error messages
+live in :mod:`gateway.config_loader`; the embedded default lives in :mod:`gateway.defaults`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+
+class _Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base for config sections: strict keys, immutable once loaded."""
+
+
+class TimeoutSettings(_Config):
+    """Upstream timeouts in seconds.
+
+    Attributes:
+        connect: establishing the TCP (and TLS) connection.
+        first_byte: from sending the request to receiving the response headers.
+        idle: the longest silence allowed between two chunks of a body or stream.
+        total: the whole exchange, stream included.
+    """
+
+    connect: PositiveFloat = 5.0
+    first_byte: PositiveFloat = 120.0
+    idle: PositiveFloat = 60.0
+    total: PositiveFloat = 600.0
+
+
+class BackendSettings(_Config):
+    """One upstream deployment serving a model group.
+
+    Attributes:
+        provider: the registered provider type (``vllm`` for any OpenAI-compatible server).
+        url: base URL of the upstream, without ``/v1``.
+        model: the model name the upstream knows; defaults to the group's public name.
+        name: a stable identifier for metrics and logs; defaults to ``<group>-<index>``.
+        api_key: sent as ``Authorization: Bearer``; use ``${ENV_VAR}`` to keep it out of the file.
+        weight: relative share for weighted strategies.
+        timeouts: per-backend override of the group's timeouts.
+        options: provider-specific settings, passed to the provider factory as they are.
+    """
+
+    provider: str = "vllm"
+    url: str = ""
+    model: str | None = None
+    name: str | None = None
+    api_key: str | None = None
+    weight: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    timeouts: TimeoutSettings | None = None
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class RoutingSettings(_Config):
+    """How a model group spreads requests over its backends.
+
+    Attributes:
+        strategy: a registered routing strategy name.
+        params: keyword arguments for the strategy's factory.
+    """
+
+    strategy: str = "round_robin"
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ModelGroupSettings(_Config):
+    """A public model name served by one or more backends.
+
+    Attributes:
+        name: the name clients send as ``model``.
+        aliases: other names that resolve to this group.
+        backends: where requests go; at least one.
+        routing: the routing strategy and its parameters.
+        timeouts: default upstream timeouts for the group's backends.
+        owned_by: reported by ``/v1/models``.
+    """
+
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    backends: Annotated[list[BackendSettings], msgspec.Meta(min_length=1)]
+    aliases: list[str] = msgspec.field(default_factory=list)
+    routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
+    timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
+    owned_by: str = "gateway"
+
+
+class ServerSettings(_Config):
+    """The HTTP server.
+
+    Attributes:
+        host: address to bind; a non-loopback address requires API keys (or an explicit opt-out).
+        port: TCP port.
+        workers: worker processes.
+        max_body_bytes: request bodies over this size get 413.
+        shutdown_grace_s: on SIGTERM, how long in-flight requests and streams may finish.
+        allow_unauthenticated: serve a non-loopback address without API keys.
+    """
+
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 1
+    max_body_bytes: Annotated[int, msgspec.Meta(gt=0)] = 10 * 1024 * 1024
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    allow_unauthenticated: bool = False
+
+
+class AuthSettings(_Config):
+    """Client authentication.
+
+    Attributes:
+        api_keys: keys accepted as ``Authorization: Bearer <key>`` on ``/v1`` routes.
+        master_key: an operator key, accepted everywhere a key is (admin routes use it later).
+    """
+
+    api_keys: list[str] = msgspec.field(default_factory=list)
+    master_key: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key is configured, and so whether ``/v1`` requires one."""
+        return bool(self.api_keys) or bool(self.master_key)
+
+
+class PluginSettings(_Config):
+    """Plugin loading.
+
+    Attributes:
+        disabled: plugin names (entry-point names) not to load.
+    """
+
+    disabled: list[str] = msgspec.field(default_factory=list)
+
+
+class Settings(_Config):
+    """The whole configuration file.
+
+    Attributes:
+        models: the model groups served.
+        server: HTTP server settings.
+        auth: client authentication.
+        plugins: plugin loading.
+        source: where the settings came from (a path, or a description of the default); set by
+            the loader, not by the file.
+    """
+
+    models: list[ModelGroupSettings] = msgspec.field(default_factory=list)
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
+    source: str = "<memory>"

@@ -219,10 +219,10 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
                         headers={"x-request-id": request_id})
 
     @get("/v1/models/{model:path}")
-    async def retrieve_model(request: Request[Any, Any, Any], model: str) -> Response[Any]:
+    async def retrieve_model(request: Request[Any, Any, Any]) -> Response[Any]:
         request_id = request_id_of(request)
         auth.check(request.headers.get("authorization"))
-        name = model.lstrip("/")
+        name = str(request.path_params["model"]).lstrip("/")
         group = catalog.resolve(name)
         card = ModelCard(name, group.created, group.settings.owned_by)
         return Response(_json.encode(card), media_type=JSON, headers={"x-request-id": request_id})

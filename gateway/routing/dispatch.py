@@ -55,21 +55,22 @@ class OpenStream:
         await self._stream.aclose()
 
 
-def _exhausted(group: ModelGroup, last: Exception | None) -> UpstreamUnavailableError:
-    detail = f": {last}" if last else ""
-    return UpstreamUnavailableError(
-        f"No backend of model `{group.name}` could be reached{detail}")
+def _exhausted(group: ModelGroup, last: UpstreamConnectError | None) -> GatewayError:
+    """The error once every candidate refused: the last refusal (502), else 503."""
+    if last is not None:
+        return last
+    return UpstreamUnavailableError(f"No backend of model `{group.name}` is available.")
 
 
 async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestFor) -> Dispatched:
     """Send a non-streaming request to one of ``group``'s backends.
 
     Raises:
-        UpstreamUnavailableError: no backend accepted a connection.
+        UpstreamConnectError: every backend refused the connection (502).
         UpstreamError: the chosen backend failed in any other way.
     """
     candidates = group.candidates()
-    last: Exception | None = None
+    last: UpstreamConnectError | None = None
     while candidates:
         backend = candidates[group.strategy.choose(route, candidates)]
         backend.in_flight += 1
@@ -96,11 +97,11 @@ async def dispatch_stream(group: ModelGroup, route: RouteRequest,
     """Open a stream on one of ``group``'s backends; the caller must ``aclose`` it.
 
     Raises:
-        UpstreamUnavailableError: no backend accepted a connection.
+        UpstreamConnectError: every backend refused the connection (502).
         UpstreamError: the chosen backend failed before the stream opened.
     """
     candidates = group.candidates()
-    last: Exception | None = None
+    last: UpstreamConnectError | None = None
     while candidates:
         backend = candidates[group.strategy.choose(route, candidates)]
         backend.in_flight += 1

@@ -185,7 +185,7 @@ class ChatChoice(Struct):
     logprobs: None = None
 
 
-class ChatCompletion(Struct):
+class ChatCompletion(Struct, tag_field="object", tag="chat.completion"):
     """OpenAI's ``CreateChatCompletionResponse``."""
 
     id: str
@@ -193,7 +193,6 @@ class ChatCompletion(Struct):
     model: str
     choices: list[ChatChoice]
     usage: Usage | None = None
-    object: Literal["chat.completion"] = "chat.completion"
 
 
 class ToolCallDelta(Struct, omit_defaults=True):
@@ -221,7 +220,7 @@ class ChunkChoice(Struct):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(Struct, omit_defaults=True):
+class ChatCompletionChunk(Struct, omit_defaults=True, tag_field="object", tag="chat.completion.chunk"):
     """OpenAI's ``CreateChatCompletionStreamResponse``."""
 
     id: str
@@ -229,7 +228,6 @@ class ChatCompletionChunk(Struct, omit_defaults=True):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
 
 
 class CompletionChoice(Struct):
@@ -241,7 +239,7 @@ class CompletionChoice(Struct):
     logprobs: None = None
 
 
-class Completion(Struct, omit_defaults=True):
+class Completion(Struct, omit_defaults=True, tag_field="object", tag="text_completion"):
     """OpenAI's ``CreateCompletionResponse`` (chunks have the same shape)."""
 
     id: str
@@ -249,15 +247,13 @@ class Completion(Struct, omit_defaults=True):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
-    object: Literal["text_completion"] = "text_completion"
 
 
-class Embedding(Struct):
+class Embedding(Struct, tag_field="object", tag="embedding"):
     """One embedding vector (floats, or base64 of little-endian float32)."""
 
     index: int
     embedding: list[float] | str
-    object: Literal["embedding"] = "embedding"
 
 
 class EmbeddingUsage(Struct):
@@ -267,29 +263,26 @@ class EmbeddingUsage(Struct):
     total_tokens: int
 
 
-class EmbeddingResponse(Struct):
+class EmbeddingResponse(Struct, tag_field="object", tag="list"):
     """OpenAI's ``CreateEmbeddingResponse``."""
 
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
-    object: Literal["list"] = "list"
 
 
-class ModelCard(Struct):
+class ModelCard(Struct, tag_field="object", tag="model"):
     """OpenAI's ``Model``."""
 
     id: str
     created: int
     owned_by: str
-    object: Literal["model"] = "model"
 
 
-class ModelList(Struct):
+class ModelList(Struct, tag_field="object", tag="list"):
     """OpenAI's ``ListModelsResponse``."""
 
     data: list[ModelCard] = field(default_factory=list)
-    object: Literal["list"] = "list"
 
 
 class TokenCounts(Struct):
@@ -306,3 +299,6 @@ class UsageOnly(Struct):
 
 
 usage_decoder = msgspec.json.Decoder(UsageOnly)
+
+# Response Structs carry OpenAI's constant ``object`` field as a msgspec tag: always encoded, even
+# with ``omit_defaults``.

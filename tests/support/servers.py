@@ -1,0 +1,82 @@
+"""Simulator and gateway servers for tests, on real loopback sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from gateway.app import create_app
+from gateway.config_loader import settings_from_mapping
+from gateway.server import BackgroundServer
+from gateway_sim.app import SimConfig, create_sim_app
+
+
+def http_json(method: str, url: str, body: Any = None,
+              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One HTTP request with the standard library; returns status, headers and decoded JSON."""
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+            return resp.status, dict(resp.headers), json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        return err.code, dict(err.headers), json.loads(raw) if raw else None
+
+
+class Sim:
+    """A running simulator and its admin API."""
+
+    def __init__(self, server: BackgroundServer, config: SimConfig) -> None:
+        self.server = server
+        self.config = config
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def stats(self) -> dict[str, Any]:
+        return http_json("GET", f"{self.url}/sim/stats")[2]
+
+    def set_faults(self, **faults: Any) -> None:
+        status, _, body = http_json("POST", f"{self.url}/sim/faults", faults)
+        assert status == 200, body
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10) -> dict[str, Any]:
+        """Poll the stats until ``predicate`` holds (bounded); returns the last stats."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = self.stats()
+            if predicate(stats) or time.monotonic() > deadline:
+                return stats
+            time.sleep(0.02)
+
+
+@contextmanager
+def running_sim(**config: Any) -> Iterator[Sim]:
+    """A simulator (no artificial latency unless asked) for the duration of the block."""
+    config.setdefault("ttft_ms", 0.0)
+    config.setdefault("itl_ms", 0.0)
+    sim_config = SimConfig(**config)
+    with BackgroundServer(create_sim_app(sim_config)) as server:
+        yield Sim(server, sim_config)
+
+
+def group(name: str, *urls: str, model: str = "sim-model", **extra: Any) -> dict[str, Any]:
+    """A model-group config mapping over simulator URLs."""
+    backends = [{"url": u, "model": model, "name": f"{name}-{i}"} for i, u in enumerate(urls)]
+    return {"name": name, "backends": backends, **extra}
+
+
+@contextmanager
+def running_gateway(config: dict[str, Any], **kwargs: Any) -> Iterator[BackgroundServer]:
+    """The gateway app for ``config`` (a mapping as in the YAML file), served for real."""
+    settings = settings_from_mapping(config, "test-config")
+    with BackgroundServer(create_app(settings, **kwargs)) as server:
+        yield server

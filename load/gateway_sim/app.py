@@ -71,6 +71,7 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
         delay_ms: extra latency before answering.
         health_status: what ``/health`` answers (200, or 503 to look dead).
         retry_after_s: ``Retry-After`` sent with injected 429s.
+        drop_stream_after: abort streams' connections after this many chunks (0: never).
     """
 
     error_rate: float = 0.0
@@ -78,6 +79,11 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
     delay_ms: float = 0.0
     health_status: int = 200
     retry_after_s: int = 1
+    drop_stream_after: int = 0
+
+
+class StreamDropped(Exception):
+    """Raised inside a stream to abort its connection (the ``drop_stream_after`` fault)."""
 
 
 @dataclass
@@ -208,8 +214,8 @@ def create_sim_app(config: SimConfig) -> Litestar:
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return Stream(stream_chat(rid, req.model, outputs, prompt_tokens, include_usage),
-                          media_type="text/event-stream")
+            return Stream(faulty(stream_chat(rid, req.model, outputs, prompt_tokens,
+                                             include_usage)), media_type="text/event-stream")
         stats.running += 1
         try:
             await pace(completion_tokens)
@@ -236,6 +242,17 @@ def create_sim_app(config: SimConfig) -> Litestar:
 
     def sse(obj: Any) -> bytes:
         return b"data: " + _json.encode(obj) + b"\n\n"
+
+    async def faulty(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Apply ``drop_stream_after``: raising after headers went out aborts the connection."""
+        limit = config.faults.drop_stream_after
+        sent = 0
+        async for chunk in chunks:
+            if limit and sent >= limit:
+                stats.injected_errors += 1
+                raise StreamDropped(f"dropped after {sent} chunks")
+            sent += 1
+            yield chunk
 
     async def stream_chat(rid: str, model: str, outputs: list[Any], prompt_tokens: int,
                           include_usage: bool) -> AsyncIterator[bytes]:
@@ -299,8 +316,9 @@ def create_sim_app(config: SimConfig) -> Litestar:
         now = int(time.time())
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return Stream(stream_completion(rid, now, req.model, outputs, prompt_tokens,
-                                            include_usage), media_type="text/event-stream")
+            return Stream(faulty(stream_completion(rid, now, req.model, outputs, prompt_tokens,
+                                                   include_usage)),
+                          media_type="text/event-stream")
         stats.running += 1
         try:
             await pace(completion_tokens)

@@ -53,7 +53,8 @@ def register_cache_backends(register: Register) -> None:
     """Register response-cache backends.
 
     Call ``register(name, factory)``; ``factory(**options) -> CacheBackend``
-    (``gateway.cache.base``) is called with the backend's config options.
+    (``gateway.cache.base``) is called with the backend's config options. Keys arrive already
+    namespaced per tenant; values are opaque bytes with a time to live.
     """
 
 
@@ -79,7 +80,9 @@ def register_tools(register: Register) -> None:
 def register_agents(register: Register) -> None:
     """Register agents, served as model names.
 
-    Call ``register(name, factory)``; ``factory(**options) -> Agent`` (``gateway.agents.base``).
+    Call ``register(name, factory)``; ``factory(**options) -> Agent`` (``gateway.agents.base``) is
+    called with the agent's config options. ``Agent.run(request, client)`` answers a chat request,
+    calling models through ``client`` (the gateway's own dispatch) and tools as it sees fit.
     """
 
 

@@ -1,0 +1,74 @@
+"""Plugin loading: attribution of registrations, and errors that name the guilty plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway import hookimpl
+from gateway.plugins import PluginError, collect_registries, make_plugin_manager
+
+
+class _Strategy:
+    def choose(self, request: Any, backends: Any) -> int:
+        return 0
+
+
+class Good:
+    @hookimpl
+    def register_routing_strategies(self, register: Any) -> None:
+        register("mine", _Strategy)
+
+
+class Duplicate:
+    @hookimpl
+    def register_routing_strategies(self, register: Any) -> None:
+        register("round_robin", _Strategy)
+
+
+class WrongKind:
+    @hookimpl
+    def register_commands(self, register: Any) -> None:
+        register("oops", "not a command")
+
+
+class Misspelt:
+    @hookimpl
+    def register_provider(self, register: Any) -> None:  # the real hook is register_providers
+        pass
+
+
+def test_builtins_load_through_entry_points() -> None:
+    registries = collect_registries(make_plugin_manager())
+    assert "vllm" in registries.providers
+    assert registries.routing_strategies.owner("round_robin") == "round_robin"
+    assert registries.commands.owner("sim") == "sim"
+
+
+def test_registrations_are_attributed_to_their_plugin() -> None:
+    registries = collect_registries(make_plugin_manager(extra=[("good", Good())]))
+    assert registries.routing_strategies.owner("mine") == "good"
+
+
+def test_duplicate_names_name_both_plugins() -> None:
+    pm = make_plugin_manager(extra=[("dup", Duplicate())])
+    with pytest.raises(PluginError, match="plugin `dup` registered routing strategy "
+                                          "`round_robin`, which plugin `round_robin`"):
+        collect_registries(pm)
+
+
+def test_wrong_kind_is_rejected() -> None:
+    with pytest.raises(PluginError, match="plugin `bad` registered command `oops` as str"):
+        collect_registries(make_plugin_manager(extra=[("bad", WrongKind())]))
+
+
+def test_misspelt_hook_fails_at_load() -> None:
+    with pytest.raises(PluginError, match="plugin `typo` implements an unknown hook"):
+        make_plugin_manager(extra=[("typo", Misspelt())])
+
+
+def test_disabled_plugins_do_not_load() -> None:
+    registries = collect_registries(make_plugin_manager(["round_robin"]))
+    assert "round_robin" not in registries.routing_strategies
+    assert "vllm" in registries.providers

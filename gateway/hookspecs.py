@@ -100,7 +100,9 @@ def register_routes(register: Register) -> None:
 def register_commands(register: Register) -> None:
     """Add ``gateway <name>`` CLI subcommands.
 
-    Call ``register(name, command)`` with a ``gateway.commands.Command``.
+    Call ``register(name, command)`` with a ``gateway.commands.Command``: its ``help`` line, an
+    ``add_arguments(parser)`` that declares its options, and ``run(args)`` returning the exit
+    status. Built-in command names (serve, check, plugins) cannot be replaced.
     """
 
 

@@ -130,7 +130,7 @@ def make_plugin_manager(
         try:
             pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin `{exc.plugin_name}` is invalid: {exc}") from None
+            raise PluginError(f"plugin `{pm.get_name(exc.plugin)}` is invalid: {exc}") from None
         except Exception as exc:
             raise PluginError(f"a plugin in the `gateway` entry-point group failed to load: "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -140,7 +140,8 @@ def make_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin `{exc.plugin_name}` implements an unknown hook: {exc}") from None
+        raise PluginError(f"plugin `{pm.get_name(exc.plugin)}` implements an unknown hook: "
+                          f"{exc}") from None
     return pm
 
 

@@ -26,8 +26,12 @@ from gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger("gateway")
 
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
-                429: "rate_limit_error"}
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
 def _request_id_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -36,8 +40,12 @@ def _request_id_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
-    return Response(exc.to_json(), status_code=status_of(exc), media_type="application/json",
-                    headers={**exc.headers, **_request_id_headers(request)})
+    return Response(
+        exc.to_json(),
+        status_code=status_of(exc),
+        media_type="application/json",
+        headers={**exc.headers, **_request_id_headers(request)},
+    )
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -51,14 +59,16 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         message = "The request body is larger than the gateway's limit."
     error_type = _ERROR_TYPES.get(status, "invalid_request_error")
     body = ErrorEnvelope(ErrorBody(message, error_type, None, None))
-    return Response(body, status_code=status, headers={**(exc.headers or {}),
-                                                        **_request_id_headers(request)})
+    return Response(
+        body, status_code=status, headers={**(exc.headers or {}), **_request_id_headers(request)}
+    )
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    body = ErrorEnvelope(ErrorBody("The gateway failed to process the request.", "api_error",
-                                   None, "internal_error"))
+    body = ErrorEnvelope(
+        ErrorBody("The gateway failed to process the request.", "api_error", None, "internal_error")
+    )
     return Response(body, status_code=500, headers=_request_id_headers(request))
 
 
@@ -70,8 +80,9 @@ def _plugin_route_guard(auth: Authenticator) -> Any:
     return guard
 
 
-def build_state(settings: Settings, plugin_manager: pluggy.PluginManager | None = None
-                ) -> GatewayState:
+def build_state(
+    settings: Settings, plugin_manager: pluggy.PluginManager | None = None
+) -> GatewayState:
     """Load plugins and build everything the app needs, without starting anything.
 
     Raises:
@@ -82,15 +93,24 @@ def build_state(settings: Settings, plugin_manager: pluggy.PluginManager | None 
     registries = collect_registries(pm)
     providers = ProviderContext()
     catalog = build_catalog(settings, registries, providers)
-    keys = [*settings.auth.api_keys, *([settings.auth.master_key] if settings.auth.master_key
-                                        else [])]
-    return GatewayState(settings=settings, plugin_manager=pm, registries=registries,
-                        catalog=catalog, providers=providers, metrics=GatewayMetrics(),
-                        auth=Authenticator(keys))
+    keys = [
+        *settings.auth.api_keys,
+        *([settings.auth.master_key] if settings.auth.master_key else []),
+    ]
+    return GatewayState(
+        settings=settings,
+        plugin_manager=pm,
+        registries=registries,
+        catalog=catalog,
+        providers=providers,
+        metrics=GatewayMetrics(),
+        auth=Authenticator(keys),
+    )
 
 
-def create_app(settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None
-               ) -> Litestar:
+def create_app(
+    settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None
+) -> Litestar:
     """The gateway as a Litestar app; its lifespan owns the HTTP session and plugin lifecycle.
 
     Raises:
@@ -105,8 +125,9 @@ def create_app(settings: Settings, *, plugin_manager: pluggy.PluginManager | Non
             await call_lifecycle(state.plugin_manager, "startup", state, swallow=False)
             yield
         finally:
-            for plugin, exc in await call_lifecycle(state.plugin_manager, "shutdown", state,
-                                                    swallow=True):
+            for plugin, exc in await call_lifecycle(
+                state.plugin_manager, "shutdown", state, swallow=True
+            ):
                 log.error("plugin %s failed in shutdown: %s", plugin, exc)
             await state.providers.close()
             state.metrics.mark_process_dead()
@@ -114,13 +135,17 @@ def create_app(settings: Settings, *, plugin_manager: pluggy.PluginManager | Non
     plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]
     handlers: list[Any] = [*build_openai_routes(state), *build_health_routes(state)]
     if plugin_routes:
-        handlers.append(Router(path="/", route_handlers=plugin_routes,
-                               guards=[_plugin_route_guard(state.auth)]))
+        handlers.append(
+            Router(path="/", route_handlers=plugin_routes, guards=[_plugin_route_guard(state.auth)])
+        )
     app = Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error,
-                            Exception: _internal_error},
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=None,
         debug=False,

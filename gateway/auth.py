@@ -49,8 +49,9 @@ class Authenticator:
         if presented is None and api_key:
             presented = api_key.strip()
         if presented is None:
-            raise AuthenticationError("Missing API key: send `Authorization: Bearer <key>`.",
-                                      code="missing_api_key")
+            raise AuthenticationError(
+                "Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key"
+            )
         digest = _digest(presented)
         matched = False
         for known in self._digests:

@@ -35,16 +35,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback
-                       for info in socket.getaddrinfo(host, None))
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback
+                for info in socket.getaddrinfo(host, None)
+            )
         except (OSError, ValueError):
             return False
 
 
 def _start_default_simulators() -> list[str]:
     """Two in-process simulator replicas on free loopback ports; returns their URLs."""
-    from gateway.server import BackgroundServer
     from gateway_sim.app import SimConfig, create_sim_app
+
+    from gateway.server import BackgroundServer
 
     servers = [BackgroundServer(create_sim_app(SimConfig())).start() for _ in range(2)]
     return [s.url for s in servers]
@@ -65,8 +68,11 @@ def resolve_settings(config: str | None) -> tuple[Settings, list[str]]:
     if settings is not None:
         return settings, [f"no config file: serving backends from the environment; {DOCS_HINT}"]
     urls = _start_default_simulators()
-    notes = [f"no config file and no backends in the environment: started 2 simulator replicas "
-             f"({', '.join(urls)}) as model `sim-chat`", DOCS_HINT]
+    notes = [
+        f"no config file and no backends in the environment: started 2 simulator replicas "
+        f"({', '.join(urls)}) as model `sim-chat`",
+        DOCS_HINT,
+    ]
     return simulator_settings(urls, os.environ), notes
 
 
@@ -76,25 +82,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         settings, notes = resolve_settings(args.config)
-        overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
-                                       ("workers", args.workers)) if v is not None}
+        overrides = {
+            k: v
+            for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+            if v is not None
+        }
         if args.allow_unauthenticated:
             overrides["allow_unauthenticated"] = True
         server = msgspec.structs.replace(settings.server, **overrides)
         settings = msgspec.structs.replace(settings, server=server)
-        if not (is_loopback(server.host) or settings.auth.enabled
-                or server.allow_unauthenticated):
-            return _fail(f"refusing to serve {server.host} with no API keys: set auth.api_keys "
-                         "or GATEWAY_MASTER_KEY, or pass --allow-unauthenticated")
+        if not (is_loopback(server.host) or settings.auth.enabled or server.allow_unauthenticated):
+            return _fail(
+                f"refusing to serve {server.host} with no API keys: set auth.api_keys "
+                "or GATEWAY_MASTER_KEY, or pass --allow-unauthenticated"
+            )
         state = build_state(settings)
     except (ConfigError, PluginError) as exc:
         return _fail(str(exc))
-    lines = [f"gateway {__version__} on http://{server.host}:{server.port} "
-             f"({server.workers} worker{'s' if server.workers > 1 else ''}; config: "
-             f"{settings.source}; auth: {'on' if settings.auth.enabled else 'off'})"]
+    lines = [
+        f"gateway {__version__} on http://{server.host}:{server.port} "
+        f"({server.workers} worker{'s' if server.workers > 1 else ''}; config: "
+        f"{settings.source}; auth: {'on' if settings.auth.enabled else 'off'})"
+    ]
     for group in state.catalog.groups:
-        lines.append(f"  model {group.name}: {len(group.backends)} backend(s), "
-                     f"{group.settings.routing.strategy}")
+        lines.append(
+            f"  model {group.name}: {len(group.backends)} backend(s), "
+            f"{group.settings.routing.strategy}"
+        )
     lines += [f"  note: {n}" for n in notes]
     print("\n".join(lines), file=sys.stderr, flush=True)
     serve_forever(settings)
@@ -120,8 +134,12 @@ def cmd_plugins(_: argparse.Namespace) -> int:
     for name, _plugin in sorted(pm.list_name_plugin(), key=lambda item: str(item[0])):
         if name is None:
             continue
-        owned = [f"{kind}: {item}" for kind, registry in registries.kinds().items()
-                 for item in registry if registry.owner(item) == name]
+        owned = [
+            f"{kind}: {item}"
+            for kind, registry in registries.kinds().items()
+            for item in registry
+            if registry.owner(item) == name
+        ]
         print(f"{name}")
         for line in owned or ["(registers nothing)"]:
             print(f"  {line}")
@@ -129,19 +147,26 @@ def cmd_plugins(_: argparse.Namespace) -> int:
 
 
 def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help=f"YAML config file (default: ${CONFIG_ENV}, else the "
-                                         "embedded default)")
+    parser.add_argument(
+        "--config", help=f"YAML config file (default: ${CONFIG_ENV}, else the embedded default)"
+    )
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default 1)")
-    parser.add_argument("--allow-unauthenticated", action="store_true",
-                        help="serve a non-loopback address with no API keys")
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback address with no API keys",
+    )
+
+
+def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="YAML config file")
 
 
 BUILTIN_COMMANDS = {
     "serve": Command("serve the gateway", _add_serve_arguments, cmd_serve),
-    "check": Command("validate a config file without serving",
-                     lambda p: p.add_argument("file", help="YAML config file"), cmd_check),
+    "check": Command("validate a config file without serving", _add_check_arguments, cmd_check),
     "plugins": Command("list plugins and what they register", lambda p: None, cmd_plugins),
 }
 

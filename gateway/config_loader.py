@@ -2,7 +2,8 @@
 
 Contract:
 - ``${VAR}`` in any string value is replaced by the environment variable ``VAR``;
-  ``${VAR:-fallback}`` uses ``fallback`` when ``VAR`` is unset or empty; ``$${`` is a literal ``${``.
+  ``${VAR:-fallback}`` uses ``fallback`` when ``VAR`` is unset or empty; ``$${`` is a literal
+  ``${``.
   A missing variable with no fallback is an error naming the field that used it.
 - Every error is a :class:`ConfigError` whose message names the file, the field path
   (``models[0].backends[1].url``) and what was expected.
@@ -38,6 +39,7 @@ class ConfigError(Exception):
 
 def _interpolate(value: Any, path: str, source: str, env: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             escaped, name, fallback = match.group(1), match.group(2), match.group(3)
             if escaped:
@@ -47,9 +49,11 @@ def _interpolate(value: Any, path: str, source: str, env: Mapping[str, str]) -> 
                 return found
             if fallback is not None:
                 return fallback
-            raise ConfigError(source, path or None,
-                              f"environment variable {name} is not set (use ${{{name}:-default}} "
-                              "for a fallback)")
+            raise ConfigError(
+                source,
+                path or None,
+                f"environment variable {name} is not set (use ${{{name}:-default}} for a fallback)",
+            )
 
         return _VAR.sub(substitute, value)
     if isinstance(value, dict):
@@ -60,8 +64,11 @@ def _interpolate(value: Any, path: str, source: str, env: Mapping[str, str]) -> 
 
 
 def settings_from_mapping(
-    data: Any, source: str = "<memory>", env: Mapping[str, str] | None = None,
-    *, interpolate: bool = True,
+    data: Any,
+    source: str = "<memory>",
+    env: Mapping[str, str] | None = None,
+    *,
+    interpolate: bool = True,
 ) -> Settings:
     """Validate parsed config data into :class:`Settings`, interpolating ``${VAR}`` first.
 
@@ -123,16 +130,23 @@ def check_consistency(settings: Settings) -> None:
         for ni, name in enumerate([group.name, *group.aliases]):
             field = f"models[{gi}].name" if ni == 0 else f"models[{gi}].aliases[{ni - 1}]"
             if name in seen:
-                raise ConfigError(source, field, f"model name `{name}` is already used by "
-                                                 f"{seen[name]}")
+                raise ConfigError(
+                    source, field, f"model name `{name}` is already used by {seen[name]}"
+                )
             seen[name] = field
         for bi, backend in enumerate(group.backends):
             field = f"models[{gi}].backends[{bi}]"
             if backend.url and not backend.url.startswith(("http://", "https://")):
-                raise ConfigError(source, f"{field}.url",
-                                  f"expected an http:// or https:// URL, got `{backend.url}`")
+                raise ConfigError(
+                    source,
+                    f"{field}.url",
+                    f"expected an http:// or https:// URL, got `{backend.url}`",
+                )
             name = backend.name or f"{group.name}-{bi}"
             if name in backend_names:
-                raise ConfigError(source, f"{field}.name", f"backend name `{name}` is already "
-                                                           f"used by {backend_names[name]}")
+                raise ConfigError(
+                    source,
+                    f"{field}.name",
+                    f"backend name `{name}` is already used by {backend_names[name]}",
+                )
             backend_names[name] = field

@@ -57,8 +57,12 @@ def settings_from_environment(env: Mapping[str, str]) -> Settings | None:
 
 def simulator_settings(urls: Sequence[str], env: Mapping[str, str]) -> Settings:
     """Settings serving the in-process simulator replicas at ``urls`` as ``sim-chat``."""
-    backends = [{"provider": "vllm", "url": url, "model": SIM_MODEL, "name": f"sim-{i}"}
-                for i, url in enumerate(urls)]
-    data = {"models": [{"name": SIM_GROUP, "backends": backends, "owned_by": "simulator"}],
-            "auth": _auth(env)}
+    backends = [
+        {"provider": "vllm", "url": url, "model": SIM_MODEL, "name": f"sim-{i}"}
+        for i, url in enumerate(urls)
+    ]
+    data = {
+        "models": [{"name": SIM_GROUP, "backends": backends, "owned_by": "simulator"}],
+        "auth": _auth(env),
+    }
     return settings_from_mapping(data, "embedded default (in-process simulator)", interpolate=False)

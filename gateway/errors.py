@@ -195,8 +195,9 @@ class UpstreamStatusError(GatewayError):
         return 502
 
     def envelope(self) -> ErrorEnvelope:
-        error_type = self._type or ("api_error" if self.upstream_status >= 500 else
-                                    "invalid_request_error")
+        error_type = self._type or (
+            "api_error" if self.upstream_status >= 500 else "invalid_request_error"
+        )
         return ErrorEnvelope(ErrorBody(self.message, error_type, self.param, self.code))
 
 

@@ -41,14 +41,19 @@ class Registry(Generic[T]):
             PluginError: bad name, duplicate name, or an object of the wrong kind.
         """
         if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin `{plugin}` registered a {self.kind} with an invalid name "
-                              f"{name!r}")
+            raise PluginError(
+                f"plugin `{plugin}` registered a {self.kind} with an invalid name {name!r}"
+            )
         if name in self._items:
-            raise PluginError(f"plugin `{plugin}` registered {self.kind} `{name}`, which plugin "
-                              f"`{self._owners[name]}` already registered")
+            raise PluginError(
+                f"plugin `{plugin}` registered {self.kind} `{name}`, which plugin "
+                f"`{self._owners[name]}` already registered"
+            )
         if not self._check(obj):
-            raise PluginError(f"plugin `{plugin}` registered {self.kind} `{name}` as "
-                              f"{type(obj).__name__}; expected {self._expected}")
+            raise PluginError(
+                f"plugin `{plugin}` registered {self.kind} `{name}` as "
+                f"{type(obj).__name__}; expected {self._expected}"
+            )
         self._items[name] = obj
         self._owners[name] = plugin
 
@@ -83,22 +88,31 @@ class Registries:
     """Everything the plugins registered, by kind (field names match the hook names)."""
 
     providers: Registry[Any] = field(
-        default_factory=lambda: Registry("provider", callable, "a provider factory"))
+        default_factory=lambda: Registry("provider", callable, "a provider factory")
+    )
     routing_strategies: Registry[Any] = field(
-        default_factory=lambda: Registry("routing strategy", callable, "a strategy factory"))
+        default_factory=lambda: Registry("routing strategy", callable, "a strategy factory")
+    )
     cache_backends: Registry[Any] = field(
-        default_factory=lambda: Registry("cache backend", callable, "a cache backend factory"))
+        default_factory=lambda: Registry("cache backend", callable, "a cache backend factory")
+    )
     cost_policies: Registry[Any] = field(
-        default_factory=lambda: Registry("cost policy", callable, "a cost policy factory"))
+        default_factory=lambda: Registry("cost policy", callable, "a cost policy factory")
+    )
     tools: Registry[Tool] = field(
-        default_factory=lambda: Registry("tool", lambda o: isinstance(o, Tool), "a Tool"))
+        default_factory=lambda: Registry("tool", lambda o: isinstance(o, Tool), "a Tool")
+    )
     agents: Registry[Any] = field(
-        default_factory=lambda: Registry("agent", callable, "an agent factory"))
+        default_factory=lambda: Registry("agent", callable, "an agent factory")
+    )
     routes: Registry[Any] = field(
-        default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router"))
+        default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router")
+    )
     commands: Registry[Command] = field(
-        default_factory=lambda: Registry("command", lambda o: isinstance(o, Command),
-                                         "a gateway.commands.Command"))
+        default_factory=lambda: Registry(
+            "command", lambda o: isinstance(o, Command), "a gateway.commands.Command"
+        )
+    )
 
     def kinds(self) -> dict[str, Registry[Any]]:
         """Each registry by its hook suffix (``providers``, ``routing_strategies``...)."""
@@ -132,16 +146,19 @@ def make_plugin_manager(
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin `{pm.get_name(exc.plugin)}` is invalid: {exc}") from None
         except Exception as exc:
-            raise PluginError(f"a plugin in the `gateway` entry-point group failed to load: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(
+                f"a plugin in the `gateway` entry-point group failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
     for name, plugin in extra:
         if not pm.is_blocked(name):
             pm.register(plugin, name=name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin `{pm.get_name(exc.plugin)}` implements an unknown hook: "
-                          f"{exc}") from None
+        raise PluginError(
+            f"plugin `{pm.get_name(exc.plugin)}` implements an unknown hook: {exc}"
+        ) from None
     return pm
 
 
@@ -157,8 +174,9 @@ def collect_registries(pm: pluggy.PluginManager) -> Registries:
         for impl in hook.get_hookimpls():
             plugin = impl.plugin_name
 
-            def register(name: str, obj: Any, _plugin: str = plugin,
-                         _registry: Registry[Any] = registry) -> None:
+            def register(
+                name: str, obj: Any, _plugin: str = plugin, _registry: Registry[Any] = registry
+            ) -> None:
                 _registry.add(_plugin, name, obj)
 
             try:
@@ -166,13 +184,15 @@ def collect_registries(pm: pluggy.PluginManager) -> Registries:
             except PluginError:
                 raise
             except Exception as exc:
-                raise PluginError(f"plugin `{plugin}` failed in register_{kind}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plugin `{plugin}` failed in register_{kind}: {type(exc).__name__}: {exc}"
+                ) from exc
     return registries
 
 
-async def call_lifecycle(pm: pluggy.PluginManager, hook_name: str, state: Any,
-                         *, swallow: bool) -> list[tuple[str, BaseException]]:
+async def call_lifecycle(
+    pm: pluggy.PluginManager, hook_name: str, state: Any, *, swallow: bool
+) -> list[tuple[str, BaseException]]:
     """Call ``startup`` or ``shutdown`` on every plugin, awaiting what they return.
 
     Args:
@@ -189,7 +209,9 @@ async def call_lifecycle(pm: pluggy.PluginManager, hook_name: str, state: Any,
                 await result
         except Exception as exc:
             if not swallow:
-                raise PluginError(f"plugin `{impl.plugin_name}` failed in {hook_name}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plugin `{impl.plugin_name}` failed in {hook_name}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             failures.append((impl.plugin_name, exc))
     return failures

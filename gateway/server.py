@@ -23,7 +23,7 @@ SETTINGS_ENV = "GATEWAY_SETTINGS_JSON"
 
 
 def app_from_env() -> Any:
-    """uvicorn factory for worker processes: the app for the settings in ``GATEWAY_SETTINGS_JSON``."""
+    """uvicorn factory for worker processes: the app for the settings in the environment."""
     from gateway.app import create_app
 
     settings = msgspec.json.decode(os.environ[SETTINGS_ENV], type=Settings)
@@ -42,11 +42,20 @@ def serve_forever(settings: Settings) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        uvicorn.run("gateway.server:app_from_env", factory=True, host=server.host,
-                    port=server.port, workers=server.workers,
-                    timeout_graceful_shutdown=int(round(server.shutdown_grace_s)) or None,
-                    loop="uvloop", http="httptools", lifespan="on", access_log=False,
-                    log_level="warning", server_header=False)
+        uvicorn.run(
+            "gateway.server:app_from_env",
+            factory=True,
+            host=server.host,
+            port=server.port,
+            workers=server.workers,
+            timeout_graceful_shutdown=round(server.shutdown_grace_s) or None,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            server_header=False,
+        )
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -59,12 +68,21 @@ class BackgroundServer:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on", access_log=False,
-                                log_level="warning", loop="asyncio", http="httptools",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            loop="asyncio",
+            http="httptools",
+            timeout_graceful_shutdown=5,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True,
-                                        name=f"server-{host}:{port}")
+        self._thread = threading.Thread(
+            target=self._server.run, daemon=True, name=f"server-{host}:{port}"
+        )
         self.host = host
         self.port = port
 

@@ -15,8 +15,8 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 
 
-class _Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base for config sections: strict keys, immutable once loaded."""
+class _Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for config sections: unknown keys are errors; change with ``structs.replace``."""
 
 
 class TimeoutSettings(_Config):

@@ -76,10 +76,12 @@ class ProviderContext:
 
     async def start(self) -> None:
         """Open the shared HTTP session (called by the app's lifespan)."""
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300,
-                                         enable_cleanup_closed=True)
-        self._http = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                           skip_auto_headers=("User-Agent",))
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ttl_dns_cache=300, enable_cleanup_closed=True
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
 
     async def close(self) -> None:
         """Close the shared HTTP session and its connections."""

@@ -24,12 +24,15 @@ def build_health_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     @get("/readyz", media_type="application/json")
     async def readyz() -> Response[Any]:
         """Readiness: config loaded and every model group has a backend not known to be down."""
-        down = [g.name for g in state.catalog.groups
-                if not any(b.available for b in g.backends)]
-        body = {"status": "unavailable" if down else "ready",
-                "models": len(state.catalog.groups), "unavailable_models": down}
-        return Response(_json.encode(body), status_code=503 if down else 200,
-                        media_type="application/json")
+        down = [g.name for g in state.catalog.groups if not any(b.available for b in g.backends)]
+        body = {
+            "status": "unavailable" if down else "ready",
+            "models": len(state.catalog.groups),
+            "unavailable_models": down,
+        }
+        return Response(
+            _json.encode(body), status_code=503 if down else 200, media_type="application/json"
+        )
 
     @get("/metrics")
     async def metrics() -> Response[Any]:

@@ -65,8 +65,9 @@ def decode_payload(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
         message = f"Invalid `{field}`: {problem}" if field else f"Invalid request body: {problem}"
         raise InvalidRequestError(message, param=field, code="invalid_value") from None
     except msgspec.DecodeError:
-        raise InvalidRequestError("The request body is not valid JSON.",
-                                  code="invalid_json") from None
+        raise InvalidRequestError(
+            "The request body is not valid JSON.", code="invalid_json"
+        ) from None
 
 
 def with_model(body: bytes, model: str) -> bytes:
@@ -131,44 +132,66 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
                 opened = await dispatch_stream(group, route, request_for)
             except GatewayError as exc:
                 in_flight.dec()
-                metrics.record_request(group.name, exc.backend or "none", spec.endpoint,
-                                       status_of(exc), time.perf_counter() - started)
+                metrics.record_request(
+                    group.name,
+                    exc.backend or "none",
+                    spec.endpoint,
+                    status_of(exc),
+                    time.perf_counter() - started,
+                )
                 raise
             overhead = time.perf_counter() - started - opened.upstream_s
-            metrics.record_upstream(group.name, opened.backend.name, spec.endpoint,
-                                    opened.upstream_s, overhead)
-            headers = {"x-request-id": request_id, "x-gateway-backend": opened.backend.name,
-                       "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
-                       "cache-control": "no-cache"}
-            return Stream(relay(opened, group.name, spec.endpoint, started, in_flight),
-                          media_type="text/event-stream", headers=headers)
+            metrics.record_upstream(
+                group.name, opened.backend.name, spec.endpoint, opened.upstream_s, overhead
+            )
+            headers = {
+                "x-request-id": request_id,
+                "x-gateway-backend": opened.backend.name,
+                "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
+                "cache-control": "no-cache",
+            }
+            return Stream(
+                relay(opened, group.name, spec.endpoint, started, in_flight),
+                media_type="text/event-stream",
+                headers=headers,
+            )
         try:
             out = await dispatch(group, route, request_for)
         except GatewayError as exc:
-            metrics.record_request(group.name, exc.backend or "none", spec.endpoint,
-                                   status_of(exc), time.perf_counter() - started)
+            metrics.record_request(
+                group.name,
+                exc.backend or "none",
+                spec.endpoint,
+                status_of(exc),
+                time.perf_counter() - started,
+            )
             raise
         finally:
             in_flight.dec()
         total = time.perf_counter() - started
         backend = out.backend.name
-        metrics.record_upstream(group.name, backend, spec.endpoint, out.upstream_s,
-                                total - out.upstream_s)
+        metrics.record_upstream(
+            group.name, backend, spec.endpoint, out.upstream_s, total - out.upstream_s
+        )
         metrics.record_request(group.name, backend, spec.endpoint, out.response.status, total)
         try:
             usage = usage_decoder.decode(out.response.body).usage
         except msgspec.MsgspecError:
             usage = None
         if usage is not None:
-            metrics.record_tokens(group.name, backend, usage.prompt_tokens,
-                                  usage.completion_tokens)
-        headers = {"x-request-id": request_id, "x-gateway-backend": backend,
-                   "x-gateway-overhead-ms": f"{(total - out.upstream_s) * 1000:.3f}"}
-        return Response(out.response.body, status_code=out.response.status, media_type=JSON,
-                        headers=headers)
+            metrics.record_tokens(group.name, backend, usage.prompt_tokens, usage.completion_tokens)
+        headers = {
+            "x-request-id": request_id,
+            "x-gateway-backend": backend,
+            "x-gateway-overhead-ms": f"{(total - out.upstream_s) * 1000:.3f}",
+        }
+        return Response(
+            out.response.body, status_code=out.response.status, media_type=JSON, headers=headers
+        )
 
-    async def relay(opened: OpenStream, model: str, endpoint: str, started: float,
-                    in_flight: Any) -> AsyncIterator[bytes]:
+    async def relay(
+        opened: OpenStream, model: str, endpoint: str, started: float, in_flight: Any
+    ) -> AsyncIterator[bytes]:
         """Forward upstream chunks as they come; close the upstream however the stream ends."""
         backend = opened.backend.name
         status = 499  # stays so if the client goes away first
@@ -179,7 +202,8 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
                 if first:
                     first = False
                     metrics.child(metrics.ttft_seconds, model, backend).observe(
-                        time.perf_counter() - started)
+                        time.perf_counter() - started
+                    )
                 previous, last = last, chunk
                 yield chunk
             status = 200
@@ -192,8 +216,7 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
             in_flight.dec()
-            metrics.record_request(model, backend, endpoint, status,
-                                   time.perf_counter() - started)
+            metrics.record_request(model, backend, endpoint, status, time.perf_counter() - started)
             prompt, completion = usage_in_stream_tail(previous + last)
             metrics.record_tokens(model, backend, prompt, completion)
 
@@ -213,10 +236,13 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
         request_id = request_id_of(request)
         auth.check(request.headers.get("authorization"))
-        cards = [ModelCard(name, group.created, group.settings.owned_by)
-                 for name, group in catalog.public_names()]
-        return Response(_json.encode(ModelList(cards)), media_type=JSON,
-                        headers={"x-request-id": request_id})
+        cards = [
+            ModelCard(name, group.created, group.settings.owned_by)
+            for name, group in catalog.public_names()
+        ]
+        return Response(
+            _json.encode(ModelList(cards)), media_type=JSON, headers={"x-request-id": request_id}
+        )
 
     @get("/v1/models/{model:path}")
     async def retrieve_model(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -22,8 +22,7 @@ class Backend:
     Satisfies :class:`gateway.routing.base.BackendView`.
     """
 
-    __slots__ = ("_down_until", "group", "in_flight", "model", "name", "provider", "spec",
-                 "weight")
+    __slots__ = ("_down_until", "group", "in_flight", "model", "name", "provider", "spec", "weight")
 
     def __init__(self, spec: BackendSpec, provider: Provider) -> None:
         self.spec = spec
@@ -91,8 +90,9 @@ class ModelCatalog:
         return list(self._by_name.items())
 
 
-def build_catalog(settings: Settings, registries: Registries,
-                  context: ProviderContext) -> ModelCatalog:
+def build_catalog(
+    settings: Settings, registries: Registries, context: ProviderContext
+) -> ModelCatalog:
     """Build providers and strategies for every model group.
 
     Raises:
@@ -106,13 +106,22 @@ def build_catalog(settings: Settings, registries: Registries,
             where = f"models[{gi}].backends[{bi}]"
             factory = registries.providers.get(bs.provider)
             if factory is None:
-                raise ConfigError(settings.source, f"{where}.provider",
-                                  f"unknown provider `{bs.provider}`; registered: "
-                                  f"{', '.join(registries.providers.names()) or 'none'}")
+                raise ConfigError(
+                    settings.source,
+                    f"{where}.provider",
+                    f"unknown provider `{bs.provider}`; registered: "
+                    f"{', '.join(registries.providers.names()) or 'none'}",
+                )
             spec = BackendSpec(
-                name=bs.name or f"{gs.name}-{bi}", group=gs.name, url=bs.url.rstrip("/"),
-                model=bs.model or gs.name, api_key=bs.api_key, weight=bs.weight,
-                timeouts=bs.timeouts or gs.timeouts, options=bs.options)
+                name=bs.name or f"{gs.name}-{bi}",
+                group=gs.name,
+                url=bs.url.rstrip("/"),
+                model=bs.model or gs.name,
+                api_key=bs.api_key,
+                weight=bs.weight,
+                timeouts=bs.timeouts or gs.timeouts,
+                options=bs.options,
+            )
             try:
                 provider = factory(spec, context)
             except (TypeError, ValueError) as exc:
@@ -120,9 +129,12 @@ def build_catalog(settings: Settings, registries: Registries,
             backends.append(Backend(spec, provider))
         strategy_factory = registries.routing_strategies.get(gs.routing.strategy)
         if strategy_factory is None:
-            raise ConfigError(settings.source, f"models[{gi}].routing.strategy",
-                              f"unknown routing strategy `{gs.routing.strategy}`; registered: "
-                              f"{', '.join(registries.routing_strategies.names()) or 'none'}")
+            raise ConfigError(
+                settings.source,
+                f"models[{gi}].routing.strategy",
+                f"unknown routing strategy `{gs.routing.strategy}`; registered: "
+                f"{', '.join(registries.routing_strategies.names()) or 'none'}",
+            )
         try:
             strategy = strategy_factory(**gs.routing.params)
         except (TypeError, ValueError) as exc:

@@ -92,8 +92,9 @@ async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestF
     raise _exhausted(group, last)
 
 
-async def dispatch_stream(group: ModelGroup, route: RouteRequest,
-                          request_for: RequestFor) -> OpenStream:
+async def dispatch_stream(
+    group: ModelGroup, route: RouteRequest, request_for: RequestFor
+) -> OpenStream:
     """Open a stream on one of ``group``'s backends; the caller must ``aclose`` it.
 
     Raises:

@@ -115,8 +115,10 @@ def check_prompt_shape(value: Prompt, name: str) -> None:
         raise ValueError(f"`{name}` must not be empty")
     kinds = {type(v) for v in value}
     if len(kinds) > 1:
-        raise ValueError(f"`{name}` must be a string, a list of strings, a list of tokens or a "
-                         "list of token lists, not a mix")
+        raise ValueError(
+            f"`{name}` must be a string, a list of strings, a list of tokens or a "
+            "list of token lists, not a mix"
+        )
 
 
 class CompletionRequest(Struct, omit_defaults=True):
@@ -220,7 +222,9 @@ class ChunkChoice(Struct):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(Struct, omit_defaults=True, tag_field="object", tag="chat.completion.chunk"):
+class ChatCompletionChunk(
+    Struct, omit_defaults=True, tag_field="object", tag="chat.completion.chunk"
+):
     """OpenAI's ``CreateChatCompletionStreamResponse``."""
 
     id: str

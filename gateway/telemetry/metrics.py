@@ -25,10 +25,42 @@ from prometheus_client import (
 M = TypeVar("M", Counter, Gauge, Histogram)
 
 # From 50 microseconds: the gateway's own overhead is sub-millisecond.
-OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                    0.05, 0.1, 0.25, 1.0)
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0, 30.0, 60.0, 120.0, 300.0)
+OVERHEAD_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 
 
 def multiprocess_dir() -> str | None:
@@ -56,43 +88,76 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("gateway_requests", "Requests by model, backend, endpoint, status.",
-                                ["model", "backend", "endpoint", "status"], registry=r)
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests by model, backend, endpoint, status.",
+            ["model", "backend", "endpoint", "status"],
+            registry=r,
+        )
         self.request_seconds = Histogram(
-            "gateway_request_duration_seconds", "End-to-end request latency seen by the gateway.",
-            ["model", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+            "gateway_request_duration_seconds",
+            "End-to-end request latency seen by the gateway.",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.upstream_seconds = Histogram(
             "gateway_upstream_duration_seconds",
             "Time waiting on the upstream (to the full body, or to the stream's headers).",
-            ["model", "backend"], buckets=LATENCY_BUCKETS, registry=r)
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.overhead_seconds = Histogram(
-            "gateway_overhead_duration_seconds", "Gateway time: total minus upstream wait.",
-            ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r)
+            "gateway_overhead_duration_seconds",
+            "Gateway time: total minus upstream wait.",
+            ["endpoint"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
         self.ttft_seconds = Histogram(
-            "gateway_time_to_first_token_seconds", "Time to the first streamed chunk.",
-            ["model", "backend"], buckets=LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("gateway_requests_in_flight", "Requests being served now.",
-                               ["model"], multiprocess_mode="livesum", registry=r)
-        self.prompt_tokens = Counter("gateway_prompt_tokens", "Prompt tokens reported upstream.",
-                                     ["model", "backend"], registry=r)
-        self.completion_tokens = Counter("gateway_completion_tokens",
-                                         "Completion tokens reported upstream.",
-                                         ["model", "backend"], registry=r)
+            "gateway_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight",
+            "Requests being served now.",
+            ["model"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "gateway_prompt_tokens",
+            "Prompt tokens reported upstream.",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.completion_tokens = Counter(
+            "gateway_completion_tokens",
+            "Completion tokens reported upstream.",
+            ["model", "backend"],
+            registry=r,
+        )
         self._children = _Children()
 
     def child(self, metric: M, *values: str) -> M:
         """The cached labelled child of ``metric``."""
         return self._children.get(metric, *values)
 
-    def record_request(self, model: str, backend: str, endpoint: str, status: int,
-                       total_s: float) -> None:
+    def record_request(
+        self, model: str, backend: str, endpoint: str, status: int, total_s: float
+    ) -> None:
         """Count a finished request and its end-to-end latency."""
         c = self._children
         c.get(self.requests, model, backend, endpoint, str(status)).inc()
         c.get(self.request_seconds, model, endpoint).observe(total_s)
 
-    def record_upstream(self, model: str, backend: str, endpoint: str, upstream_s: float,
-                        overhead_s: float) -> None:
+    def record_upstream(
+        self, model: str, backend: str, endpoint: str, upstream_s: float, overhead_s: float
+    ) -> None:
         """Record time spent waiting on the upstream and the gateway's own share."""
         c = self._children
         c.get(self.upstream_seconds, model, backend).observe(upstream_s)
@@ -110,7 +175,7 @@ class GatewayMetrics:
         """The exposition text and its content type; totals across workers when multi-process."""
         if multiprocess_dir():
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -118,4 +183,4 @@ class GatewayMetrics:
     def mark_process_dead() -> None:
         """Drop this worker's live gauges from the shared files (called at shutdown)."""
         if multiprocess_dir():
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

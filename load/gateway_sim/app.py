@@ -1,8 +1,8 @@
-"""The simulator's HTTP surface: vLLM's OpenAI server, plus ``/sim/*`` admin routes for tests.
+"""The simulator's HTTP surface: vLLM's OpenAI server, plus ``/sim/*`` admin routes.
 
 Admin routes: ``GET /sim/stats`` (counters and the most recent requests as received, headers
-included), ``GET/POST /sim/faults`` (read or change fault injection at run time), ``POST /sim/reset``
-(clear the stats).
+included), ``GET/POST /sim/faults`` (read or change fault injection at run time) and
+``POST /sim/reset`` (clear the stats).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Faults(msgspec.Struct, forbid_unknown_fields=True):
     drop_stream_after: int = 0
 
 
-class StreamDropped(Exception):
+class StreamDroppedError(Exception):
     """Raised inside a stream to abort its connection (the ``drop_stream_after`` fault)."""
 
 
@@ -121,21 +121,34 @@ class SimStats:
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=64))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"requests": dict(self.requests), "completed": self.completed,
-                "cancelled": self.cancelled, "running": self.running,
-                "prompt_tokens": self.prompt_tokens, "generation_tokens": self.generation_tokens,
-                "injected_errors": self.injected_errors, "recent": list(self.recent)}
+        return {
+            "requests": dict(self.requests),
+            "completed": self.completed,
+            "cancelled": self.cancelled,
+            "running": self.running,
+            "prompt_tokens": self.prompt_tokens,
+            "generation_tokens": self.generation_tokens,
+            "injected_errors": self.injected_errors,
+            "recent": list(self.recent),
+        }
 
 
-def _error(status: int, message: str, *, param: str | None = None, err_type: str | None = None,
-           headers: dict[str, str] | None = None) -> Response[Any]:
+def _error(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    err_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
     kind = err_type or ("invalid_request_error" if status < 500 else "server_error")
     body = {"error": {"message": message, "type": kind, "param": param, "code": str(status)}}
-    return Response(_json.encode(body), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        _json.encode(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
-class BadRequest(Exception):
+class BadRequestError(Exception):
     """A request the simulated server rejects with 400."""
 
     def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
@@ -149,9 +162,9 @@ def _decode(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
         param, problem = split_validation_message(str(exc))
-        raise BadRequest(problem, param) from None
+        raise BadRequestError(problem, param) from None
     except msgspec.DecodeError:
-        raise BadRequest("invalid JSON body") from None
+        raise BadRequestError("invalid JSON body") from None
 
 
 def create_sim_app(config: SimConfig) -> Litestar:
@@ -162,9 +175,11 @@ def create_sim_app(config: SimConfig) -> Litestar:
 
     def check_model(model: str) -> None:
         if model not in config.models:
-            raise BadRequest(f"The model `{model}` does not exist.", "model", 404)
+            raise BadRequestError(f"The model `{model}` does not exist.", "model", 404)
 
-    async def admit(request: Request[Any, Any, Any], kind: str) -> tuple[bytes, Response[Any] | None]:
+    async def admit(
+        request: Request[Any, Any, Any], kind: str
+    ) -> tuple[bytes, Response[Any] | None]:
         """Record the request and apply faults; a Response means 'answer this instead'."""
         body = await request.body()
         stats.requests[kind] = stats.requests.get(kind, 0) + 1
@@ -172,8 +187,9 @@ def create_sim_app(config: SimConfig) -> Litestar:
             parsed = _any.decode(body)
         except msgspec.DecodeError:
             parsed = None
-        stats.recent.append({"path": request.url.path, "headers": dict(request.headers),
-                             "body": parsed})
+        stats.recent.append(
+            {"path": request.url.path, "headers": dict(request.headers), "body": parsed}
+        )
         faults = config.faults
         if faults.delay_ms:
             await anyio.sleep(faults.delay_ms / 1000)
@@ -209,13 +225,17 @@ def create_sim_app(config: SimConfig) -> Litestar:
         check_model(req.model)
         _, outputs = chat_outputs(req)
         prompt_tokens = count_chat_tokens(req.messages)
-        completion_tokens = sum(len(o.tokens) if isinstance(o, Generation) else
-                                count_text_tokens(o.arguments) for o in outputs)
+        completion_tokens = sum(
+            len(o.tokens) if isinstance(o, Generation) else count_text_tokens(o.arguments)
+            for o in outputs
+        )
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return Stream(faulty(stream_chat(rid, req.model, outputs, prompt_tokens,
-                                             include_usage)), media_type="text/event-stream")
+            return Stream(
+                faulty(stream_chat(rid, req.model, outputs, prompt_tokens, include_usage)),
+                media_type="text/event-stream",
+            )
         stats.running += 1
         try:
             await pace(completion_tokens)
@@ -228,11 +248,13 @@ def create_sim_app(config: SimConfig) -> Litestar:
                 choices.append(ChatChoice(i, msg, out.finish_reason))
             else:
                 call = ToolCall(out.id, FunctionCall(out.name, out.arguments))
-                choices.append(ChatChoice(i, ResponseMessage("assistant", None, None, [call]),
-                                          "tool_calls"))
+                choices.append(
+                    ChatChoice(i, ResponseMessage("assistant", None, None, [call]), "tool_calls")
+                )
         finish(prompt_tokens, completion_tokens)
-        result = ChatCompletion(rid, int(time.time()), req.model, choices,
-                                usage(prompt_tokens, completion_tokens))
+        result = ChatCompletion(
+            rid, int(time.time()), req.model, choices, usage(prompt_tokens, completion_tokens)
+        )
         return Response(_json.encode(result), media_type="application/json")
 
     def finish(prompt_tokens: int, completion_tokens: int) -> None:
@@ -250,45 +272,68 @@ def create_sim_app(config: SimConfig) -> Litestar:
         async for chunk in chunks:
             if limit and sent >= limit:
                 stats.injected_errors += 1
-                raise StreamDropped(f"dropped after {sent} chunks")
+                raise StreamDroppedError(f"dropped after {sent} chunks")
             sent += 1
             yield chunk
 
-    async def stream_chat(rid: str, model: str, outputs: list[Any], prompt_tokens: int,
-                          include_usage: bool) -> AsyncIterator[bytes]:
+    async def stream_chat(
+        rid: str, model: str, outputs: list[Any], prompt_tokens: int, include_usage: bool
+    ) -> AsyncIterator[bytes]:
         now = int(time.time())
         stats.running += 1
         sent = 0
         try:
             await anyio.sleep(config.ttft_ms / 1000)
             for i, _ in enumerate(outputs):
-                yield sse(ChatCompletionChunk(rid, now, model, [
-                    ChunkChoice(i, ChoiceDelta(role="assistant", content=""))]))
+                yield sse(
+                    ChatCompletionChunk(
+                        rid, now, model, [ChunkChoice(i, ChoiceDelta(role="assistant", content=""))]
+                    )
+                )
             for i, out in enumerate(outputs):
                 if isinstance(out, Generation):
                     for token in out.tokens:
                         if sent:
                             await anyio.sleep(config.itl_ms / 1000)
                         sent += 1
-                        yield sse(ChatCompletionChunk(rid, now, model, [
-                            ChunkChoice(i, ChoiceDelta(content=token))]))
+                        yield sse(
+                            ChatCompletionChunk(
+                                rid, now, model, [ChunkChoice(i, ChoiceDelta(content=token))]
+                            )
+                        )
                     reason = out.finish_reason
                 else:
-                    head = ToolCallDelta(0, out.id, "function", {"name": out.name,
-                                                                  "arguments": ""})
-                    yield sse(ChatCompletionChunk(rid, now, model, [
-                        ChunkChoice(i, ChoiceDelta(tool_calls=[head]))]))
+                    head = ToolCallDelta(0, out.id, "function", {"name": out.name, "arguments": ""})
+                    yield sse(
+                        ChatCompletionChunk(
+                            rid, now, model, [ChunkChoice(i, ChoiceDelta(tool_calls=[head]))]
+                        )
+                    )
                     args = out.arguments
                     for start in range(0, len(args), 8):
                         await anyio.sleep(config.itl_ms / 1000)
-                        part = ToolCallDelta(0, function={"arguments": args[start:start + 8]})
-                        yield sse(ChatCompletionChunk(rid, now, model, [
-                            ChunkChoice(i, ChoiceDelta(tool_calls=[part]))]))
+                        part = ToolCallDelta(0, function={"arguments": args[start : start + 8]})
+                        yield sse(
+                            ChatCompletionChunk(
+                                rid, now, model, [ChunkChoice(i, ChoiceDelta(tool_calls=[part]))]
+                            )
+                        )
                     sent += count_text_tokens(args)
                     reason = "tool_calls"
-                yield sse(ChatCompletionChunk(rid, now, model, [
-                    ChunkChoice(i, ChoiceDelta(content="" if reason != "tool_calls" else None),
-                                reason)]))
+                yield sse(
+                    ChatCompletionChunk(
+                        rid,
+                        now,
+                        model,
+                        [
+                            ChunkChoice(
+                                i,
+                                ChoiceDelta(content="" if reason != "tool_calls" else None),
+                                reason,
+                            )
+                        ],
+                    )
+                )
             if include_usage:
                 yield sse(ChatCompletionChunk(rid, now, model, [], usage(prompt_tokens, sent)))
             yield b"data: [DONE]\n\n"
@@ -309,16 +354,22 @@ def create_sim_app(config: SimConfig) -> Litestar:
         prompts = [text for text, _ in embedding_inputs(req.prompt)]
         prompt_tokens = sum(tokens for _, tokens in embedding_inputs(req.prompt))
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
-        outputs = [generate(p, req.max_tokens if req.max_tokens is not None else 16, i, stop=stop)
-                   for p in prompts for i in range(req.n or 1)]
+        outputs = [
+            generate(p, req.max_tokens if req.max_tokens is not None else 16, i, stop=stop)
+            for p in prompts
+            for i in range(req.n or 1)
+        ]
         completion_tokens = sum(len(o.tokens) for o in outputs)
         rid = f"cmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return Stream(faulty(stream_completion(rid, now, req.model, outputs, prompt_tokens,
-                                                   include_usage)),
-                          media_type="text/event-stream")
+            return Stream(
+                faulty(
+                    stream_completion(rid, now, req.model, outputs, prompt_tokens, include_usage)
+                ),
+                media_type="text/event-stream",
+            )
         stats.running += 1
         try:
             await pace(completion_tokens)
@@ -329,8 +380,14 @@ def create_sim_app(config: SimConfig) -> Litestar:
         result = Completion(rid, now, req.model, choices, usage(prompt_tokens, completion_tokens))
         return Response(_json.encode(result), media_type="application/json")
 
-    async def stream_completion(rid: str, now: int, model: str, outputs: list[Generation],
-                                prompt_tokens: int, include_usage: bool) -> AsyncIterator[bytes]:
+    async def stream_completion(
+        rid: str,
+        now: int,
+        model: str,
+        outputs: list[Generation],
+        prompt_tokens: int,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
         stats.running += 1
         sent = 0
         try:
@@ -341,8 +398,14 @@ def create_sim_app(config: SimConfig) -> Litestar:
                         await anyio.sleep(config.itl_ms / 1000)
                     sent += 1
                     last = j == len(out.tokens) - 1
-                    yield sse(Completion(rid, now, model, [
-                        CompletionChoice(i, token, out.finish_reason if last else None)]))
+                    yield sse(
+                        Completion(
+                            rid,
+                            now,
+                            model,
+                            [CompletionChoice(i, token, out.finish_reason if last else None)],
+                        )
+                    )
             if include_usage:
                 yield sse(Completion(rid, now, model, [], usage(prompt_tokens, sent)))
             yield b"data: [DONE]\n\n"
@@ -362,13 +425,14 @@ def create_sim_app(config: SimConfig) -> Litestar:
         check_model(req.model)
         inputs = embedding_inputs(req.input)
         if not inputs:
-            raise BadRequest("`input` must not be empty", "input")
+            raise BadRequestError("`input` must not be empty", "input")
         dim = req.dimensions or config.embedding_dim
         data = []
         for i, (text, _) in enumerate(inputs):
             vector = embed(text, dim)
-            value: list[float] | str = (embedding_base64(vector)
-                                        if req.encoding_format == "base64" else vector)
+            value: list[float] | str = (
+                embedding_base64(vector) if req.encoding_format == "base64" else vector
+            )
             data.append(Embedding(i, value))
         tokens = sum(t for _, t in inputs)
         await anyio.sleep(config.ttft_ms / 1000)
@@ -402,17 +466,33 @@ def create_sim_app(config: SimConfig) -> Litestar:
     @post("/sim/reset", status_code=200)
     async def reset() -> Response[Any]:
         fresh = SimStats()
-        for name in ("requests", "completed", "cancelled", "prompt_tokens", "generation_tokens",
-                     "injected_errors", "recent"):
+        for name in (
+            "requests",
+            "completed",
+            "cancelled",
+            "prompt_tokens",
+            "generation_tokens",
+            "injected_errors",
+            "recent",
+        ):
             setattr(stats, name, getattr(fresh, name))
         return Response(b"{}", media_type="application/json")
 
-    def bad_request(_: Request[Any, Any, Any], exc: BadRequest) -> Response[Any]:
+    def bad_request(_: Request[Any, Any, Any], exc: BadRequestError) -> Response[Any]:
         return _error(exc.status, str(exc), param=exc.param)
 
     return Litestar(
-        route_handlers=[chat, completions, embeddings, models, health, sim_stats, get_faults,
-                        set_faults, reset],
-        exception_handlers={BadRequest: bad_request},
+        route_handlers=[
+            chat,
+            completions,
+            embeddings,
+            models,
+            health,
+            sim_stats,
+            get_faults,
+            set_faults,
+            reset,
+        ],
+        exception_handlers={BadRequestError: bad_request},
         openapi_config=None,
     )

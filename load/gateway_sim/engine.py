@@ -1,4 +1,6 @@
-"""Deterministic text, tool calls and embeddings derived from the request (same request, same answer).
+"""Deterministic text, tool calls and embeddings derived from the request.
+
+Same request, same answer.
 
 Token counting uses a documented estimate: one token per 4 characters of text (at least one per
 non-empty text), plus 4 tokens of chat-template overhead per message, as a chat template would add.
@@ -21,12 +23,12 @@ from typing import Any
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4
 
-_WORDS = (
-    "the gateway routes every request to a replica with warm cache and low queue so tokens flow "
-    "fast while batches fill each step of the engine keeps prefill short and decode steady under "
-    "load model serving needs fair scheduling honest metrics and quick recovery when one backend "
-    "fails or slows down"
-).split()
+_WORDS = """
+the gateway routes every request to a replica with warm cache and low queue so
+tokens flow fast while batches fill each step of the engine keeps prefill short and
+decode steady under load model serving needs fair scheduling honest metrics and
+quick recovery when one backend fails or slows down
+""".split()  # noqa: SIM905 - prose reads better than a 50-item list
 
 
 def count_text_tokens(text: str) -> int:
@@ -83,8 +85,14 @@ class Generation:
         return "".join(self.tokens)
 
 
-def generate(prompt: str, max_tokens: int | None, choice: int = 0, *,
-             stop: Sequence[str] = (), default_max_tokens: int = 64) -> Generation:
+def generate(
+    prompt: str,
+    max_tokens: int | None,
+    choice: int = 0,
+    *,
+    stop: Sequence[str] = (),
+    default_max_tokens: int = 64,
+) -> Generation:
     """Deterministic output for ``prompt``: its natural length is 8 to 64 words.
 
     Stops early (``finish_reason="length"``) at ``max_tokens``; a stop sequence truncates the text
@@ -137,8 +145,9 @@ class ToolCallPlan:
     arguments: str
 
 
-def plan_tool_call(prompt: str, tools: Sequence[Any], tool_choice: Any,
-                   last_role: str) -> ToolCallPlan | None:
+def plan_tool_call(
+    prompt: str, tools: Sequence[Any], tool_choice: Any, last_role: str
+) -> ToolCallPlan | None:
     """Whether (and which) tool the model calls.
 
     ``required`` or a named function always calls; ``auto`` calls when the last message is the

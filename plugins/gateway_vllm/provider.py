@@ -33,6 +33,10 @@ _decode = msgspec.json.Decoder()
 _PASSED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 
 
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def status_error(status: int, body: bytes, headers: Any) -> UpstreamStatusError:
     """An :class:`UpstreamStatusError` carrying the upstream's own message, type, param and code.
 
@@ -44,17 +48,19 @@ def status_error(status: int, body: bytes, headers: Any) -> UpstreamStatusError:
     except msgspec.DecodeError:
         data = None
     if isinstance(data, dict):
-        inner = data.get("error") if isinstance(data.get("error"), dict) else data
+        nested = data.get("error")
+        inner: dict[str, Any] = nested if isinstance(nested, dict) else data
         message = str(inner.get("message") or "")
-        error_type = inner.get("type") if isinstance(inner.get("type"), str) else None
-        param = inner.get("param") if isinstance(inner.get("param"), str) else None
-        code = str(inner["code"]) if inner.get("code") is not None else None
+        error_type = _str_or_none(inner.get("type"))
+        param = _str_or_none(inner.get("param"))
+        code = None if inner.get("code") is None else str(inner["code"])
     if not message:
         text = body[:500].decode("utf-8", "replace").strip()
         message = text or f"The upstream answered with status {status}."
     passed = {k: headers[k] for k in _PASSED_HEADERS if k in headers}
-    return UpstreamStatusError(status, message, error_type=error_type, param=param, code=code,
-                               headers=passed)
+    return UpstreamStatusError(
+        status, message, error_type=error_type, param=param, code=code, headers=passed
+    )
 
 
 def _map_client_error(exc: BaseException, url: str) -> UpstreamError:
@@ -99,22 +105,26 @@ class OpenAICompatibleProvider:
             raise ValueError(f"unknown option(s) {sorted(unknown)}; known: ['headers']")
         self._context = context
         self._urls = {e: f"{spec.url}/v1/{e.value}" for e in Endpoint}
-        self._headers: dict[str, str] = {"content-type": "application/json",
-                                         **spec.options.get("headers", {})}
+        self._headers: dict[str, str] = {
+            "content-type": "application/json",
+            **spec.options.get("headers", {}),
+        }
         if spec.api_key:
             self._headers["authorization"] = f"Bearer {spec.api_key}"
         t = spec.timeouts
         self._first_byte = t.first_byte
-        self._timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect,
-                                              sock_read=t.idle)
+        self._timeout = aiohttp.ClientTimeout(
+            total=t.total, sock_connect=t.connect, sock_read=t.idle
+        )
 
     async def _post(self, request: UpstreamRequest) -> tuple[aiohttp.ClientResponse, str]:
         url = self._urls[request.endpoint]
         headers = {**self._headers, "x-request-id": request.request_id}
         try:
             async with asyncio.timeout(self._first_byte):
-                response = await self._context.http.post(url, data=request.body, headers=headers,
-                                                         timeout=self._timeout)
+                response = await self._context.http.post(
+                    url, data=request.body, headers=headers, timeout=self._timeout
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _map_client_error(exc, url) from None
         return response, url

@@ -12,9 +12,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 
 def declared_hooks() -> dict[str, list[str]]:
-    return {name: list(inspect.signature(fn).parameters)
-            for name, fn in vars(hookspecs).items()
-            if inspect.isfunction(fn) and hasattr(fn, "gateway_spec")}
+    return {
+        name: list(inspect.signature(fn).parameters)
+        for name, fn in vars(hookspecs).items()
+        if inspect.isfunction(fn) and hasattr(fn, "gateway_spec")
+    }
 
 
 def documented_hooks() -> dict[str, list[str]]:

@@ -42,12 +42,18 @@ models:
 
 
 @contextmanager
-def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serving(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`gateway serve ARGS` in a subprocess; yields it and its URL once /healthz answers."""
     port = free_port()
-    proc = subprocess.Popen([*GATEWAY, "serve", "--port", str(port), *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [*GATEWAY, "serve", "--port", str(port), *args],
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -83,11 +89,14 @@ def test_check_accepts_a_valid_file(tmp_path: Path, sim: Sim) -> None:
     assert "OK (1 model groups, 1 backends)" in result.stdout
 
 
-@pytest.mark.parametrize(("extra", "field"), [
-    ("server:\n  port: high\n", "server.port"),
-    ("server:\n  prot: 1\n", "server.prot"),
-    ("    routing:\n      strategy: fastest\n", "models[0].routing.strategy"),
-])
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ("server:\n  port: high\n", "server.port"),
+        ("server:\n  prot: 1\n", "server.prot"),
+        ("    routing:\n      strategy: fastest\n", "models[0].routing.strategy"),
+    ],
+)
 def test_check_names_the_file_and_field(tmp_path: Path, sim: Sim, extra: str, field: str) -> None:
     path = write_config(tmp_path, sim, extra)
     result = run("check", str(path))
@@ -96,8 +105,15 @@ def test_check_names_the_file_and_field(tmp_path: Path, sim: Sim, extra: str, fi
 
 
 def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, sim: Sim) -> None:
-    result = run("serve", "--config", str(write_config(tmp_path, sim)), "--host", "0.0.0.0",
-                 "--port", str(free_port()))
+    result = run(
+        "serve",
+        "--config",
+        str(write_config(tmp_path, sim)),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+    )
     assert result.returncode == 2
     assert "--allow-unauthenticated" in result.stderr
 
@@ -110,7 +126,8 @@ def test_default_config_serves_simulators(tmp_path: Path) -> None:
         assert [m["id"] for m in models["data"]] == ["sim-chat"]
         with openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
             reply = client.chat.completions.create(
-                model="sim-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+                model="sim-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+            )
         assert reply.choices[0].message.content
         proc.terminate()
         banner = proc.communicate(timeout=20)[0]
@@ -124,12 +141,18 @@ def test_environment_backends_are_discovered(sim: Sim) -> None:
 
 
 def test_sigterm_lets_an_inflight_stream_finish(tmp_path: Path) -> None:
-    with running_sim(itl_ms=40) as sim, \
-            serving("--config", str(write_config(tmp_path, sim))) as (proc, url), \
-            openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+    with (
+        running_sim(itl_ms=40) as sim,
+        serving("--config", str(write_config(tmp_path, sim))) as (proc, url),
+        openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
+    ):
         stream = client.chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": "a long story"}], max_tokens=30,
-            stream=True, stream_options={"include_usage": True})
+            model="chat",
+            messages=[{"role": "user", "content": "a long story"}],
+            max_tokens=30,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         chunks = [next(iter(stream))]
         proc.send_signal(signal.SIGTERM)
         chunks.extend(stream)
@@ -145,19 +168,29 @@ def test_workers_report_totals_across_processes(tmp_path: Path, sim: Sim) -> Non
     config = write_config(tmp_path, sim)
     with serving("--config", str(config), "--workers", "2") as (_, url):
         for _ in range(20):
-            with urllib.request.urlopen(urllib.request.Request(
-                    f"{url}/v1/chat/completions", method="POST",
+            with urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{url}/v1/chat/completions",
+                    method="POST",
                     data=b'{"model":"chat","messages":[{"role":"user","content":"x"}]}',
-                    headers={"content-type": "application/json", "connection": "close"}),
-                    timeout=30) as resp:
+                    headers={"content-type": "application/json", "connection": "close"},
+                ),
+                timeout=30,
+            ) as resp:
                 assert resp.status == 200
         # Six fresh connections: scrapes land on both workers, and each must report all 20.
         for _ in range(6):
-            with urllib.request.urlopen(urllib.request.Request(
-                    f"{url}/metrics", headers={"connection": "close"}), timeout=30) as resp:
+            with urllib.request.urlopen(
+                urllib.request.Request(f"{url}/metrics", headers={"connection": "close"}),
+                timeout=30,
+            ) as resp:
                 text = resp.read().decode()
-            total = sum(s.value for f in text_string_to_metric_families(text)
-                        if f.name == "gateway_requests" for s in f.samples
-                        if s.name == "gateway_requests_total")
+            total = sum(
+                s.value
+                for f in text_string_to_metric_families(text)
+                if f.name == "gateway_requests"
+                for s in f.samples
+                if s.name == "gateway_requests_total"
+            )
             assert total == 20
     assert sim.stats()["requests"]["chat"] == 20

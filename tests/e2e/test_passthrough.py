@@ -11,7 +11,7 @@ USER = [{"role": "user", "content": "hi"}]
 
 def test_extra_fields_reach_the_upstream_untouched(client: openai.OpenAI, sim: Sim) -> None:
     extra = {"top_k": 5, "cache_salt": "tenant-a", "priority": -1, "vendor_x": {"a": [1, 2]}}
-    client.chat.completions.create(model="chat", messages=USER, extra_body=extra)  # type: ignore[arg-type]
+    client.chat.completions.create(model="chat", messages=USER, extra_body=extra)
     received = sim.stats()["recent"][-1]["body"]
     for key, value in extra.items():
         assert received[key] == value
@@ -29,9 +29,12 @@ def test_extras_survive_model_renaming(sim: Sim) -> None:
 
 
 def test_request_id_is_kept_returned_and_forwarded(gateway_url: str, sim: Sim) -> None:
-    status, headers, _ = http_json("POST", f"{gateway_url}/v1/chat/completions",
-                                   {"model": "chat", "messages": USER},
-                                   {"x-request-id": "client-id-123"})
+    status, headers, _ = http_json(
+        "POST",
+        f"{gateway_url}/v1/chat/completions",
+        {"model": "chat", "messages": USER},
+        {"x-request-id": "client-id-123"},
+    )
     assert status == 200
     assert headers["x-request-id"] == "client-id-123"
     assert sim.stats()["recent"][-1]["headers"]["x-request-id"] == "client-id-123"
@@ -39,8 +42,12 @@ def test_request_id_is_kept_returned_and_forwarded(gateway_url: str, sim: Sim) -
 
 
 def test_request_id_is_generated_when_absent_or_malformed(gateway_url: str, sim: Sim) -> None:
-    _, headers, _ = http_json("POST", f"{gateway_url}/v1/chat/completions",
-                              {"model": "chat", "messages": USER}, {"x-request-id": "bad id!\t"})
+    _, headers, _ = http_json(
+        "POST",
+        f"{gateway_url}/v1/chat/completions",
+        {"model": "chat", "messages": USER},
+        {"x-request-id": "bad id!\t"},
+    )
     generated = headers["x-request-id"]
     assert generated != "bad id!\t"
     assert sim.stats()["recent"][-1]["headers"]["x-request-id"] == generated

@@ -14,8 +14,11 @@ async def test_client_disconnect_cancels_upstream() -> None:
     with running_sim(itl_ms=50) as sim, running_gateway({"models": [group("chat", sim.url)]}) as gw:
         async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": "tell me a long story"}],
-                max_tokens=60, stream=True)
+                model="chat",
+                messages=[{"role": "user", "content": "tell me a long story"}],
+                max_tokens=60,
+                stream=True,
+            )
             received = 0
             async for _ in stream:
                 received += 1
@@ -32,8 +35,11 @@ async def test_chunks_arrive_before_the_stream_ends() -> None:
     with running_sim(itl_ms=30) as sim, running_gateway({"models": [group("chat", sim.url)]}) as gw:
         async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": "story"}], max_tokens=40,
-                stream=True)
+                model="chat",
+                messages=[{"role": "user", "content": "story"}],
+                max_tokens=40,
+                stream=True,
+            )
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     # The upstream is still generating: the gateway did not buffer the stream.
@@ -46,14 +52,20 @@ async def test_upstream_dropping_mid_stream_surfaces_as_an_error() -> None:
     with running_sim(itl_ms=5) as sim:
         sim.set_faults(drop_stream_after=4)
         with running_gateway({"models": [group("chat", sim.url)]}) as gw:
-            async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x",
-                                          max_retries=0) as c:
+            async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
                 stream = await c.chat.completions.create(
-                    model="chat", messages=[{"role": "user", "content": "story"}],
-                    max_tokens=60, stream=True)
-                chunks = 0
+                    model="chat",
+                    messages=[{"role": "user", "content": "story"}],
+                    max_tokens=60,
+                    stream=True,
+                )
+                chunks: list[object] = []
+
+                async def drain() -> None:
+                    async for chunk in stream:
+                        chunks.append(chunk)
+
                 with pytest.raises(openai.APIError) as raised:
-                    async for _ in stream:
-                        chunks += 1
-                assert chunks == 4
+                    await drain()
+                assert len(chunks) == 4
                 assert "failed" in raised.value.message

@@ -1,4 +1,4 @@
-"""A third-party plugin distribution, built and installed with pip, found through its entry point."""
+"""A third-party plugin distribution, installed with pip, found through its entry point."""
 
 from __future__ import annotations
 
@@ -20,20 +20,39 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gateway-pinned"
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The fixture distribution installed (wheel built by pip) into its own directory."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(FIXTURE)],
-                   check=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(FIXTURE),
+        ],
+        check=True,
+        timeout=120,
+    )
     return str(target)
 
 
 def with_path(plugin_path: str) -> dict[str, str]:
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [plugin_path,
-                                                         os.environ.get("PYTHONPATH")]))}
+    return {
+        "PYTHONPATH": os.pathsep.join(filter(None, [plugin_path, os.environ.get("PYTHONPATH")]))
+    }
 
 
 def test_plugins_command_lists_it(plugin_path: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "plugins"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, **with_path(plugin_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **with_path(plugin_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert "pinned\n  routing_strategies: pinned\n  routes: pinned-hello" in result.stdout
 
@@ -51,8 +70,11 @@ models:
 """)
         with serving("--config", str(config), env=with_path(plugin_path)) as (_, url):
             for _ in range(3):
-                status, headers, _ = http_json("POST", f"{url}/v1/chat/completions", {
-                    "model": "chat", "messages": [{"role": "user", "content": "hi"}]})
+                status, headers, _ = http_json(
+                    "POST",
+                    f"{url}/v1/chat/completions",
+                    {"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+                )
                 assert status == 200
                 assert headers["x-gateway-backend"] == "second"
             assert http_json("GET", f"{url}/pinned/hello")[2] == {"hello": "from gateway-pinned"}
@@ -69,8 +91,12 @@ models:
     routing: {strategy: pinned, params: {backend: x}}
     backends: [{url: "http://127.0.0.1:9"}]
 """)
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "check", str(config)],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, **with_path(plugin_path)})
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **with_path(plugin_path)},
+    )
     assert result.returncode == 1
     assert "models[0].routing.strategy: unknown routing strategy `pinned`" in result.stderr

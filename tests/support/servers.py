@@ -9,18 +9,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gateway_sim.app import SimConfig, create_sim_app
+
 from gateway.app import create_app
 from gateway.config_loader import settings_from_mapping
 from gateway.server import BackgroundServer
-from gateway_sim.app import SimConfig, create_sim_app
 
 
-def http_json(method: str, url: str, body: Any = None,
-              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def http_json(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     """One HTTP request with the standard library; returns status, headers and decoded JSON."""
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json", **(headers or {})})
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             raw = resp.read()
@@ -48,7 +56,9 @@ class Sim:
         status, _, body = http_json("POST", f"{self.url}/sim/faults", faults)
         assert status == 200, body
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10) -> dict[str, Any]:
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10
+    ) -> dict[str, Any]:
         """Poll the stats until ``predicate`` holds (bounded); returns the last stats."""
         deadline = time.monotonic() + timeout_s
         while True:

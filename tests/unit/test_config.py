@@ -22,7 +22,7 @@ models:
 """
 
 
-def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):
     path = tmp_path / "gateway.yaml"
     path.write_text(text)
     return load_settings(path, env=env or {}), str(path)
@@ -46,19 +46,26 @@ def test_escaped_dollar_is_literal(tmp_path: Path) -> None:
     assert settings.auth.api_keys == ["${KEY}"]
 
 
-@pytest.mark.parametrize(("edit", "field", "problem"), [
-    (("port: 9000", "port: nine"), "server.port", "Expected `int`"),
-    (("port: 9000", "port: 70000"), "server.port", "<= 65535"),
-    (("max_body_bytes", "max_body_byte"), "server.max_body_byte", "unknown field"),
-    (("weight: 2", "weight: -1"), "models[0].backends[1].weight", ">= 0"),
-    (('url: "http://10.0.0.2:8000"', 'url: "10.0.0.2:8000"'), "models[0].backends[1].url",
-     "expected an http:// or https:// URL"),
-    (("name: llama\n", "nom: llama\n"), "models[0].nom", "unknown field"),
-    (("aliases: [llama-8b]", "aliases: [llama]"), "models[0].aliases[0]", "already used"),
-    (('["${KEY}"]', '["${MISSING}"]'), "auth.api_keys[0]", "MISSING is not set"),
-])
-def test_errors_name_file_field_and_expectation(tmp_path: Path, edit: tuple[str, str],
-                                                field: str, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "field", "problem"),
+    [
+        (("port: 9000", "port: nine"), "server.port", "Expected `int`"),
+        (("port: 9000", "port: 70000"), "server.port", "<= 65535"),
+        (("max_body_bytes", "max_body_byte"), "server.max_body_byte", "unknown field"),
+        (("weight: 2", "weight: -1"), "models[0].backends[1].weight", ">= 0"),
+        (
+            ('url: "http://10.0.0.2:8000"', 'url: "10.0.0.2:8000"'),
+            "models[0].backends[1].url",
+            "expected an http:// or https:// URL",
+        ),
+        (("name: llama\n", "nom: llama\n"), "models[0].nom", "unknown field"),
+        (("aliases: [llama-8b]", "aliases: [llama]"), "models[0].aliases[0]", "already used"),
+        (('["${KEY}"]', '["${MISSING}"]'), "auth.api_keys[0]", "MISSING is not set"),
+    ],
+)
+def test_errors_name_file_field_and_expectation(
+    tmp_path: Path, edit: tuple[str, str], field: str, problem: str
+) -> None:
     with pytest.raises(ConfigError) as raised:
         load(tmp_path, VALID.replace(*edit), {"KEY": "k"})
     message = str(raised.value)

@@ -3,32 +3,42 @@
 from __future__ import annotations
 
 import pytest
+from gateway_round_robin import RoundRobinStrategy
+from gateway_sim.engine import count_text_tokens, embed, generate
 
 from gateway.auth import Authenticator
 from gateway.errors import AuthenticationError
 from gateway.routes.openai import usage_in_stream_tail, with_model
 from gateway.routing.base import RouteRequest
 from gateway.schemas.validation import split_validation_message
-from gateway_round_robin import RoundRobinStrategy
-from gateway_sim.engine import count_text_tokens, embed, generate
 
 
-@pytest.mark.parametrize(("message", "expected"), [
-    ("Expected `int`, got `str` - at `$.server.port`", ("server.port", "Expected `int`, got `str`")),
-    ("Object missing required field `model`", ("model", "required field is missing")),
-    ("Object missing required field `role` - at `$.messages[0]`",
-     ("messages[0].role", "required field is missing")),
-    ("Object contains unknown field `x` - at `$.a`", ("a.x", "unknown field")),
-    ("`input` must not be empty", ("input", "`input` must not be empty")),
-    ("Expected `object`, got `array`", (None, "Expected `object`, got `array`")),
-])
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "Expected `int`, got `str` - at `$.server.port`",
+            ("server.port", "Expected `int`, got `str`"),
+        ),
+        ("Object missing required field `model`", ("model", "required field is missing")),
+        (
+            "Object missing required field `role` - at `$.messages[0]`",
+            ("messages[0].role", "required field is missing"),
+        ),
+        ("Object contains unknown field `x` - at `$.a`", ("a.x", "unknown field")),
+        ("`input` must not be empty", ("input", "`input` must not be empty")),
+        ("Expected `object`, got `array`", (None, "Expected `object`, got `array`")),
+    ],
+)
 def test_split_validation_message(message: str, expected: tuple[str | None, str]) -> None:
     assert split_validation_message(message) == expected
 
 
 def test_usage_in_stream_tail_finds_the_last_usage() -> None:
-    tail = (b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,'
-            b'"total_tokens":7}}\n\ndata: [DONE]\n\n')
+    tail = (
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,'
+        b'"total_tokens":7}}\n\ndata: [DONE]\n\n'
+    )
     assert usage_in_stream_tail(tail) == (3, 4)
     assert usage_in_stream_tail(b'data: {"choices":[{"delta":{}}]}\n\n') == (0, 0)
     assert usage_in_stream_tail(b'ata: {"usage": {"prompt_tok') == (0, 0)
@@ -42,7 +52,7 @@ def test_with_model_keeps_every_other_field() -> None:
 def test_round_robin_cycles() -> None:
     strategy = RoundRobinStrategy()
     request = RouteRequest("m", "chat/completions", None, {})
-    picks = [strategy.choose(request, [object(), object(), object()]) for _ in range(6)]  # type: ignore[list-item]
+    picks = [strategy.choose(request, [object(), object(), object()]) for _ in range(6)]
     assert picks == [0, 1, 2, 0, 1, 2]
 
 

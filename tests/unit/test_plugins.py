@@ -53,8 +53,10 @@ def test_registrations_are_attributed_to_their_plugin() -> None:
 
 def test_duplicate_names_name_both_plugins() -> None:
     pm = make_plugin_manager(extra=[("dup", Duplicate())])
-    with pytest.raises(PluginError, match="plugin `dup` registered routing strategy "
-                                          "`round_robin`, which plugin `round_robin`"):
+    with pytest.raises(
+        PluginError,
+        match="plugin `dup` registered routing strategy `round_robin`, which plugin `round_robin`",
+    ):
         collect_registries(pm)
 
 

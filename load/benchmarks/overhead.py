@@ -213,6 +213,7 @@ def main() -> int:
         )
     )
     procs = []
+    gateway_log = (work / "gateway.log").open("w")
     try:
         procs.append(
             subprocess.Popen(
@@ -230,7 +231,7 @@ def main() -> int:
                     "--config",
                     str(work / "gateway.yaml"),
                 ],
-                stderr=open(work / "gateway.log", "w"),
+                stderr=gateway_log,
             )
         )
         direct = f"http://127.0.0.1:{upstream}/v1/chat/completions"
@@ -280,6 +281,7 @@ def main() -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        gateway_log.close()
         if os.environ.get("BENCH_KEEP"):
             print(f"kept {work}")
         else:

@@ -122,10 +122,17 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     async def proxy(request: Request[Any, Any, Any], spec: _EndpointSpec) -> ASGIApp:
         started = time.perf_counter()
         request_id = request_id_of(request)
-        auth.check(request.headers.get("authorization"))
-        body = await request.body()
-        payload = decode_payload(body, spec.decoder)
-        group = catalog.resolve(payload.model)
+        try:
+            auth.check(request.headers.get("authorization"))
+            body = await request.body()
+            payload = decode_payload(body, spec.decoder)
+            group = catalog.resolve(payload.model)
+        except GatewayError as exc:
+            # Rejected before routing: counted under model "-" so 4xx rates stay visible.
+            metrics.record_request(
+                "-", "none", spec.endpoint, status_of(exc), time.perf_counter() - started
+            )
+            raise
         stream = spec.streams and bool(payload.stream)
         client_model: str = payload.model
 

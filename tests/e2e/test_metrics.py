@@ -61,3 +61,7 @@ def test_metrics_count_requests_tokens_and_latency(client: openai.OpenAI, gatewa
         == 2
     )
     assert got[("gateway_requests_in_flight", frozenset({("model", "chat")}))] == 0
+    rejected = frozenset(
+        {("model", "-"), ("backend", "none"), ("endpoint", "chat/completions"), ("status", "404")}
+    )
+    assert got[("gateway_requests_total", rejected)] == 1

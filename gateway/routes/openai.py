@@ -143,19 +143,22 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         route = RouteRequest(client_model, spec.endpoint, payload, request.headers)
         in_flight = metrics.child(metrics.in_flight, group.name)
         in_flight.inc()
-        if stream:
-            try:
+        try:
+            if stream:
                 opened = await dispatch_stream(group, route, request_for)
-            except GatewayError as exc:
-                in_flight.dec()
-                metrics.record_request(
-                    group.name,
-                    exc.backend or "none",
-                    spec.endpoint,
-                    status_of(exc),
-                    time.perf_counter() - started,
-                )
-                raise
+            else:
+                out = await dispatch(group, route, request_for)
+        except GatewayError as exc:
+            in_flight.dec()
+            metrics.record_request(
+                group.name,
+                exc.backend or "none",
+                spec.endpoint,
+                status_of(exc),
+                time.perf_counter() - started,
+            )
+            raise
+        if stream:
             overhead = time.perf_counter() - started - opened.upstream_s
             metrics.record_upstream(
                 group.name, opened.backend.name, spec.endpoint, opened.upstream_s, overhead
@@ -173,19 +176,7 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             )
             response: ASGIApp = events.to_asgi_response(None, request)
             return response
-        try:
-            out = await dispatch(group, route, request_for)
-        except GatewayError as exc:
-            metrics.record_request(
-                group.name,
-                exc.backend or "none",
-                spec.endpoint,
-                status_of(exc),
-                time.perf_counter() - started,
-            )
-            raise
-        finally:
-            in_flight.dec()
+        in_flight.dec()
         total = time.perf_counter() - started
         backend = out.backend.name
         metrics.record_upstream(

@@ -8,8 +8,9 @@ caller as it is. (Retries, breakers and fallbacks proper are the resilience laye
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from gateway.errors import GatewayError, UpstreamConnectError, UpstreamUnavailableError
 from gateway.providers.base import UpstreamRequest, UpstreamResponse, UpstreamStream
@@ -17,6 +18,7 @@ from gateway.routing.backends import Backend, ModelGroup
 from gateway.routing.base import RouteRequest
 
 RequestFor = Callable[[Backend], UpstreamRequest]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -62,12 +64,13 @@ def _exhausted(group: ModelGroup, last: UpstreamConnectError | None) -> GatewayE
     return UpstreamUnavailableError(f"No backend of model `{group.name}` is available.")
 
 
-async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestFor) -> Dispatched:
-    """Send a non-streaming request to one of ``group``'s backends.
+async def _attempt(
+    group: ModelGroup, route: RouteRequest, call: Callable[[Backend], Awaitable[T]]
+) -> tuple[T, Backend, float]:
+    """Run ``call`` on the backend the strategy picks, moving on while connections are refused.
 
-    Raises:
-        UpstreamConnectError: every backend refused the connection (502).
-        UpstreamError: the chosen backend failed in any other way.
+    On success the backend's in-flight slot stays taken (the caller releases it) and the result
+    comes with the backend and the seconds ``call`` took. On failure the slot is released.
     """
     candidates = group.candidates()
     last: UpstreamConnectError | None = None
@@ -76,39 +79,7 @@ async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestF
         backend.in_flight += 1
         started = time.perf_counter()
         try:
-            response = await backend.provider.send(request_for(backend))
-        except UpstreamConnectError as exc:
-            backend.mark_down()
-            candidates.remove(backend)
-            last = exc
-            continue
-        except GatewayError as exc:
-            exc.backend = backend.name
-            raise
-        finally:
-            backend.in_flight -= 1
-        backend.mark_up()
-        return Dispatched(response, backend, time.perf_counter() - started)
-    raise _exhausted(group, last)
-
-
-async def dispatch_stream(
-    group: ModelGroup, route: RouteRequest, request_for: RequestFor
-) -> OpenStream:
-    """Open a stream on one of ``group``'s backends; the caller must ``aclose`` it.
-
-    Raises:
-        UpstreamConnectError: every backend refused the connection (502).
-        UpstreamError: the chosen backend failed before the stream opened.
-    """
-    candidates = group.candidates()
-    last: UpstreamConnectError | None = None
-    while candidates:
-        backend = candidates[group.strategy.choose(route, candidates)]
-        backend.in_flight += 1
-        started = time.perf_counter()
-        try:
-            stream = await backend.provider.open_stream(request_for(backend))
+            result = await call(backend)
         except UpstreamConnectError as exc:
             backend.in_flight -= 1
             backend.mark_down()
@@ -123,5 +94,34 @@ async def dispatch_stream(
             backend.in_flight -= 1
             raise
         backend.mark_up()
-        return OpenStream(stream, backend, time.perf_counter() - started)
+        return result, backend, time.perf_counter() - started
     raise _exhausted(group, last)
+
+
+async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestFor) -> Dispatched:
+    """Send a non-streaming request to one of ``group``'s backends.
+
+    Raises:
+        UpstreamConnectError: every backend refused the connection (502).
+        UpstreamError: the chosen backend failed in any other way.
+    """
+    response, backend, upstream_s = await _attempt(
+        group, route, lambda b: b.provider.send(request_for(b))
+    )
+    backend.in_flight -= 1
+    return Dispatched(response, backend, upstream_s)
+
+
+async def dispatch_stream(
+    group: ModelGroup, route: RouteRequest, request_for: RequestFor
+) -> OpenStream:
+    """Open a stream on one of ``group``'s backends; the caller must ``aclose`` it.
+
+    Raises:
+        UpstreamConnectError: every backend refused the connection (502).
+        UpstreamError: the chosen backend failed before the stream opened.
+    """
+    stream, backend, upstream_s = await _attempt(
+        group, route, lambda b: b.provider.open_stream(request_for(b))
+    )
+    return OpenStream(stream, backend, upstream_s)

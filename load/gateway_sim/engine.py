@@ -1,197 +1,214 @@
-"""Deterministic text, tool calls and embeddings derived from the request.
+"""A continuous-batching engine: the scheduling and timing of one simulated vLLM replica.
 
-Same request, same answer.
-
-Token counting uses a documented estimate: one token per 4 characters of text (at least one per
-non-empty text), plus 4 tokens of chat-template overhead per message, as a chat template would add.
-Every generated word is exactly one token, so ``usage.completion_tokens`` equals the number of
-words (and of streamed content chunks).
+Each step: admit waiting requests (first come, first served) while the running batch has room
+(``max_num_seqs``), the step's prefill budget (``max_num_batched_tokens``) lasts and the KV cache
+can hold their prompts (prefix-cache hits need no new blocks); then run the step, which costs the
+profile's base time plus prefill for the admitted requests' uncached tokens plus decode for every
+request already running. Admitted requests get their first token at the end of the step, running
+ones their next. When a growing sequence finds the cache full, the most recently admitted request
+is preempted back to the queue (recomputed later), as vLLM does.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import math
-import random
-import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
 
-CHARS_PER_TOKEN = 4
-MESSAGE_OVERHEAD_TOKENS = 4
-
-_WORDS = """
-the gateway routes every request to a replica with warm cache and low queue so
-tokens flow fast while batches fill each step of the engine keeps prefill short and
-decode steady under load model serving needs fair scheduling honest metrics and
-quick recovery when one backend fails or slows down
-""".split()  # noqa: SIM905 - prose reads better than a 50-item list
+from gateway_sim.kv_cache import Allocation, KVCache
+from gateway_sim.profiles import EngineProfile
+from gateway_sim.vllm_metrics import VllmMetrics
 
 
-def count_text_tokens(text: str) -> int:
-    """Estimated tokens in ``text``: ceil(chars / 4)."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+class PromptTooLongError(Exception):
+    """The prompt (plus requested output) cannot fit the model or the KV cache."""
 
 
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for part in content:
-        if isinstance(part, dict) and isinstance(part.get("text"), str):
-            parts.append(part["text"])
-    return "\n".join(parts)
+@dataclass(eq=False)
+class SimRequest:
+    """One sequence in the engine.
 
-
-def chat_prompt_text(messages: Sequence[Any]) -> str:
-    """The conversation flattened to text (role, content, tool calls), the generator's seed."""
-    lines = []
-    for m in messages:
-        lines.append(f"{m.role}: {_content_text(m.content)}")
-        for call in m.tool_calls or ():
-            lines.append(f"call {call.function.name}({call.function.arguments})")
-    return "\n".join(lines)
-
-
-def count_chat_tokens(messages: Sequence[Any]) -> int:
-    """Prompt tokens of a chat: the text estimate of each message plus per-message overhead."""
-    total = 0
-    for m in messages:
-        total += MESSAGE_OVERHEAD_TOKENS + count_text_tokens(_content_text(m.content))
-        for call in m.tool_calls or ():
-            total += count_text_tokens(call.function.name + call.function.arguments)
-    return total
-
-
-def _rng(*seed: object) -> random.Random:
-    digest = hashlib.sha256(repr(seed).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """Generated output: one token per word; ``finish_reason`` is ``stop`` or ``length``."""
-
-    tokens: list[str]
-    finish_reason: str
-
-    @property
-    def text(self) -> str:
-        return "".join(self.tokens)
-
-
-def generate(
-    prompt: str,
-    max_tokens: int | None,
-    choice: int = 0,
-    *,
-    stop: Sequence[str] = (),
-    default_max_tokens: int = 64,
-) -> Generation:
-    """Deterministic output for ``prompt``: its natural length is 8 to 64 words.
-
-    Stops early (``finish_reason="length"``) at ``max_tokens``; a stop sequence truncates the text
-    before it (``finish_reason="stop"``).
+    Attributes:
+        prompt_tokens: prompt length in tokens.
+        hashes: chained hashes of the prompt's full blocks.
+        output_tokens: tokens to generate.
+        finish_reason: reported when it finishes (``stop``, ``length``, ``tool_calls``).
+        generated: tokens produced so far; ``progress`` is signalled on every change.
     """
-    rng = _rng(prompt, choice)
-    natural = rng.randint(8, 64)
-    limit = max_tokens if max_tokens is not None else default_max_tokens
-    count = min(natural, limit)
-    tokens = [(" " if i else "") + rng.choice(_WORDS) for i in range(count)]
-    finish = "length" if natural > limit else "stop"
-    if stop:
-        text = ""
-        for i, token in enumerate(tokens):
-            text += token
-            if any(s and s in text for s in stop):
-                return Generation(tokens[:i], "stop")
-    return Generation(tokens, finish)
+
+    prompt_tokens: int
+    hashes: list[bytes]
+    output_tokens: int
+    finish_reason: str = "stop"
+    arrival: float = field(default_factory=time.perf_counter)
+    generated: int = 0
+    cached_tokens: int = 0
+    scheduled_at: float | None = None
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    done: bool = False
+    allocation: Allocation | None = None
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def emit(self) -> None:
+        """Wake whoever waits for more tokens."""
+        self.progress.set()
 
 
-def _value_for(schema: Any, rng: random.Random) -> Any:
-    kind = schema.get("type") if isinstance(schema, dict) else None
-    if isinstance(schema, dict) and schema.get("enum"):
-        return schema["enum"][0]
-    if kind == "integer":
-        return rng.randint(1, 100)
-    if kind == "number":
-        return round(rng.uniform(0, 100), 2)
-    if kind == "boolean":
-        return True
-    if kind == "array":
-        return [_value_for(schema.get("items", {}), rng)]
-    if kind == "object":
-        return arguments_for(schema, rng)
-    return rng.choice(_WORDS)
+class Engine:
+    """Schedules :class:`SimRequest` objects over simulated GPU steps."""
 
+    def __init__(self, profile: EngineProfile, metrics: VllmMetrics) -> None:
+        self.profile = profile
+        self.metrics = metrics
+        self.kv = KVCache(
+            profile.num_gpu_blocks, profile.block_size, prefix_caching=profile.prefix_caching
+        )
+        self.waiting: deque[SimRequest] = deque()
+        self.running: list[SimRequest] = []
+        self._wake = asyncio.Event()
+        self.steps = 0
 
-def arguments_for(schema: Any, rng: random.Random) -> dict[str, Any]:
-    """An arguments object that fits a function's JSON Schema (required properties first)."""
-    props = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    return {name: _value_for(sub, rng) for name, sub in props.items()}
+    def submit(self, request: SimRequest) -> None:
+        """Queue a request.
 
+        Raises:
+            PromptTooLongError: it could never be scheduled.
+        """
+        p = self.profile
+        if request.prompt_tokens + request.output_tokens > p.max_model_len:
+            raise PromptTooLongError(
+                f"This model's maximum context length is {p.max_model_len} tokens. However, you "
+                f"requested {request.prompt_tokens + request.output_tokens} tokens "
+                f"({request.prompt_tokens} in the messages, {request.output_tokens} in the "
+                "completion)."
+            )
+        if -(-request.prompt_tokens // p.block_size) > p.num_gpu_blocks:
+            raise PromptTooLongError(
+                f"The prompt needs more than the {p.num_gpu_blocks} "
+                "KV-cache blocks of this replica."
+            )
+        self.waiting.append(request)
+        self.metrics.waiting.set(len(self.waiting))
+        self._wake.set()
 
-@dataclass(frozen=True, slots=True)
-class ToolCallPlan:
-    """A tool call the simulated model makes."""
+    def abort(self, request: SimRequest) -> None:
+        """Drop a request (its client went away); frees its blocks."""
+        if request.done:
+            return
+        request.done = True
+        if request in self.running:
+            self.running.remove(request)
+        elif request in self.waiting:
+            self.waiting.remove(request)
+        if request.allocation is not None:
+            self.kv.release(request.allocation)
+            request.allocation = None
+        self._update_gauges()
 
-    id: str
-    name: str
-    arguments: str
+    def _update_gauges(self) -> None:
+        self.metrics.running.set(len(self.running))
+        self.metrics.waiting.set(len(self.waiting))
+        self.metrics.kv_cache_usage.set(self.kv.usage)
 
+    def _admit(self) -> tuple[list[SimRequest], int]:
+        """Move waiting requests into the batch; returns them and their uncached prompt tokens."""
+        p = self.profile
+        admitted: list[SimRequest] = []
+        budget = 0
+        while self.waiting and len(self.running) < p.max_num_seqs:
+            request = self.waiting[0]
+            uncached = request.prompt_tokens - self.kv.matched_tokens(request.hashes)
+            if admitted and budget + uncached > p.max_num_batched_tokens:
+                break
+            allocation = self.kv.admit(request.prompt_tokens, request.hashes)
+            if allocation is None:
+                break
+            self.waiting.popleft()
+            request.allocation = allocation
+            if request.scheduled_at is None:
+                request.scheduled_at = time.perf_counter()
+                request.cached_tokens = allocation.cached_tokens
+                self.metrics.prefix_queries.inc(request.prompt_tokens)
+                self.metrics.prefix_hits.inc(allocation.cached_tokens)
+                self.metrics.queue_time.observe(request.scheduled_at - request.arrival)
+            computed = request.prompt_tokens - allocation.cached_tokens
+            self.metrics.prompt_tokens.inc(computed)
+            budget += computed
+            self.running.append(request)
+            admitted.append(request)
+        return admitted, budget
 
-def plan_tool_call(
-    prompt: str, tools: Sequence[Any], tool_choice: Any, last_role: str
-) -> ToolCallPlan | None:
-    """Whether (and which) tool the model calls.
+    def _preempt_for(self, request: SimRequest) -> bool:
+        """Free blocks for ``request`` by preempting the newest other running request."""
+        for victim in reversed(self.running):
+            if victim is request:
+                continue
+            self.running.remove(victim)
+            if victim.allocation is not None:
+                self.kv.release(victim.allocation)
+                victim.allocation = None
+            self.waiting.appendleft(victim)
+            self.metrics.preemptions.inc()
+            return True
+        return False
 
-    ``required`` or a named function always calls; ``auto`` calls when the last message is the
-    user's (after a tool result it answers in text, so tool round trips terminate); ``none`` never.
-    """
-    if not tools or tool_choice == "none":
-        return None
-    chosen = None
-    if isinstance(tool_choice, dict):
-        wanted = (tool_choice.get("function") or {}).get("name")
-        chosen = next((t for t in tools if t.function.name == wanted), None)
-    elif tool_choice == "required" or (tool_choice in (None, "auto") and last_role == "user"):
-        chosen = tools[_rng(prompt, "tool").randrange(len(tools))]
-    if chosen is None:
-        return None
-    rng = _rng(prompt, chosen.function.name)
-    args = arguments_for(chosen.function.parameters or {}, rng)
-    call_id = "call_" + hashlib.sha256(f"{prompt}{chosen.function.name}".encode()).hexdigest()[:24]
-    return ToolCallPlan(call_id, chosen.function.name, json.dumps(args))
+    def _advance(self, request: SimRequest, now: float) -> None:
+        """Give ``request`` its next token, finishing it when it has them all."""
+        allocation = request.allocation
+        assert allocation is not None
+        length = request.prompt_tokens + request.generated
+        if length % self.profile.block_size == 0:
+            while not self.kv.grow(allocation):
+                if not self._preempt_for(request):
+                    break
+        if request.first_token_at is None:
+            request.first_token_at = now
+            self.metrics.ttft.observe(now - request.arrival)
+        elif request.last_token_at is not None:
+            self.metrics.itl.observe(now - request.last_token_at)
+        request.last_token_at = now
+        request.generated += 1
+        self.metrics.generation_tokens.inc()
+        if request.generated >= request.output_tokens:
+            self._finish(request, now)
+        request.emit()
 
+    def _finish(self, request: SimRequest, now: float) -> None:
+        request.done = True
+        self.running.remove(request)
+        if request.allocation is not None:
+            self.kv.release(request.allocation)
+            request.allocation = None
+        m = self.metrics
+        m.e2e.observe(now - request.arrival)
+        m.request_prompt_tokens.observe(request.prompt_tokens)
+        m.request_generation_tokens.observe(request.generated)
+        m.finished(request.finish_reason)
 
-def embed(text: str, dimensions: int) -> list[float]:
-    """A deterministic unit-length vector for ``text``."""
-    rng = _rng("embed", text)
-    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    return [v / norm for v in vector]
-
-
-def embedding_base64(vector: Sequence[float]) -> str:
-    """OpenAI's ``encoding_format=base64``: little-endian float32, base64-encoded."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def embedding_inputs(value: Any) -> list[tuple[str, int]]:
-    """Each input of an embeddings request as ``(text, tokens)``; token arrays count exactly."""
-    if isinstance(value, str):
-        return [(value, count_text_tokens(value))]
-    if value and all(isinstance(v, int) for v in value):
-        return [(" ".join(map(str, value)), len(value))]
-    out = []
-    for item in value:
-        if isinstance(item, str):
-            out.append((item, count_text_tokens(item)))
-        else:
-            out.append((" ".join(map(str, item)), len(item)))
-    return out
+    async def run(self) -> None:
+        """Step forever (until cancelled); sleeps while there is nothing to do."""
+        p = self.profile
+        while True:
+            if not self.waiting and not self.running:
+                self._update_gauges()
+                self._wake.clear()
+                await self._wake.wait()
+            started = time.perf_counter()
+            admitted, prefill_tokens = self._admit()
+            decoding = [r for r in self.running if r not in admitted]
+            self._update_gauges()
+            cost_ms = (
+                p.step_base_ms
+                + p.prefill_ms_per_token * prefill_tokens
+                + p.decode_ms_per_seq * len(decoding)
+            )
+            # Sleep to the step's deadline, so the time spent here counts as part of the step.
+            delay = started + cost_ms / 1000 - time.perf_counter()
+            await asyncio.sleep(max(delay, 0.0))
+            now = time.perf_counter()
+            self.steps += 1
+            for request in [*admitted, *decoding]:
+                if request in self.running:
+                    self._advance(request, now)

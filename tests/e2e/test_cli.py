@@ -142,7 +142,7 @@ def test_environment_backends_are_discovered(sim: Sim) -> None:
 
 def test_sigterm_lets_an_inflight_stream_finish(tmp_path: Path) -> None:
     with (
-        running_sim(itl_ms=40) as sim,
+        running_sim(step_base_ms=40) as sim,
         serving("--config", str(write_config(tmp_path, sim))) as (proc, url),
         openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
     ):

@@ -87,7 +87,7 @@ def test_body_over_limit_is_413(sim: Sim) -> None:
 def test_upstream_status_passes_through(
     client: openai.OpenAI, sim: Sim, fault: int, status: int, exception: type[openai.APIStatusError]
 ) -> None:
-    sim.set_faults(error_rate=1.0, error_status=fault)
+    sim.set_faults(error_rates={fault: 1.0})
     with pytest.raises(exception) as raised:
         client.chat.completions.create(model="chat", messages=USER)
     assert raised.value.status_code == status

@@ -11,7 +11,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_client_disconnect_cancels_upstream() -> None:
-    with running_sim(itl_ms=50) as sim, running_gateway({"models": [group("chat", sim.url)]}) as gw:
+    with (
+        running_sim(step_base_ms=50) as sim,
+        running_gateway({"models": [group("chat", sim.url)]}) as gw,
+    ):
         async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
                 model="chat",
@@ -32,7 +35,10 @@ async def test_client_disconnect_cancels_upstream() -> None:
 
 
 async def test_chunks_arrive_before_the_stream_ends() -> None:
-    with running_sim(itl_ms=30) as sim, running_gateway({"models": [group("chat", sim.url)]}) as gw:
+    with (
+        running_sim(step_base_ms=30) as sim,
+        running_gateway({"models": [group("chat", sim.url)]}) as gw,
+    ):
         async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
                 model="chat",
@@ -49,7 +55,7 @@ async def test_chunks_arrive_before_the_stream_ends() -> None:
 
 
 async def test_upstream_dropping_mid_stream_surfaces_as_an_error() -> None:
-    with running_sim(itl_ms=5) as sim:
+    with running_sim(step_base_ms=5) as sim:
         sim.set_faults(drop_stream_after=4)
         with running_gateway({"models": [group("chat", sim.url)]}) as gw:
             async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:

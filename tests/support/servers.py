@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from gateway_sim.app import SimConfig, create_sim_app
+from gateway_sim.profiles import PROFILES
 
 from gateway.app import create_app
 from gateway.config_loader import settings_from_mapping
@@ -69,11 +70,14 @@ class Sim:
 
 
 @contextmanager
-def running_sim(**config: Any) -> Iterator[Sim]:
-    """A simulator (no artificial latency unless asked) for the duration of the block."""
-    config.setdefault("ttft_ms", 0.0)
-    config.setdefault("itl_ms", 0.0)
-    sim_config = SimConfig(**config)
+def running_sim(
+    profile: str = "instant", models: list[str] | None = None, **overrides: Any
+) -> Iterator[Sim]:
+    """A simulator for the duration of the block: the `instant` profile (no modelled latency)
+    unless told otherwise; keyword arguments override profile fields (``step_base_ms=40``)."""
+    sim_config = SimConfig(
+        models=models or ["sim-model"], profile=PROFILES[profile].with_overrides(overrides)
+    )
     with BackgroundServer(create_sim_app(sim_config)) as server:
         yield Sim(server, sim_config)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from gateway_round_robin import RoundRobinStrategy
-from gateway_sim.engine import count_text_tokens, embed, generate
+from gateway_sim.generation import embed, generate
+from gateway_sim.tokens import count_tokens
 
 from gateway.auth import Authenticator
 from gateway.errors import AuthenticationError
@@ -73,8 +74,8 @@ def test_engine_is_deterministic_and_counts_honestly() -> None:
     assert first != generate("hello", None, choice=1)
     assert len(generate("hello", 3).tokens) == 3
     assert generate("hello", 3).finish_reason == "length"
-    assert count_text_tokens("abcdefgh") == 2
-    assert count_text_tokens("abcdefghi") == 3
+    assert count_tokens("abcdefgh") == 2
+    assert count_tokens("abcdefghi") == 3
     vector = embed("x", 16)
     assert len(vector) == 16
     assert abs(sum(v * v for v in vector) - 1) < 1e-9

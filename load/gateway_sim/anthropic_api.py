@@ -67,9 +67,10 @@ class CountTokensRequest(Struct):
 def anthropic_error(
     status: int, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
 ) -> Response[Any]:
-    """Anthropic's error shape."""
+    """Anthropic's error shape, which has no ``param``: the field leads the message instead."""
     kind = ERROR_TYPES.get(status, "api_error")
-    body = {"type": "error", "error": {"type": kind, "message": message}}
+    text = f"{param}: {message}" if param and not message.startswith(f"{param}:") else message
+    body = {"type": "error", "error": {"type": kind, "message": text}}
     return Response(
         _json.encode(body), status_code=status, media_type="application/json", headers=headers
     )

@@ -132,10 +132,10 @@ class Engine:
                 request.cached_tokens = allocation.cached_tokens
                 self.metrics.prefix_queries.inc(request.prompt_tokens)
                 self.metrics.prefix_hits.inc(allocation.cached_tokens)
+                self.metrics.prompt_tokens.inc(request.prompt_tokens)
                 self.metrics.queue_time.observe(request.scheduled_at - request.arrival)
-            computed = request.prompt_tokens - allocation.cached_tokens
-            self.metrics.prompt_tokens.inc(computed)
-            budget += computed
+            # Only uncached tokens cost prefill time (a preempted request recomputes its own).
+            budget += request.prompt_tokens - allocation.cached_tokens
             self.running.append(request)
             admitted.append(request)
         return admitted, budget

@@ -48,16 +48,18 @@ def generate(
     choice: int = 0,
     *,
     stop: Sequence[str] = (),
+    ignore_eos: bool = False,
     default_max_tokens: int = 64,
 ) -> Generation:
     """Deterministic output for ``prompt``: its natural length is 8 to 64 words.
 
-    Stops early (``finish_reason="length"``) at ``max_tokens``; a stop sequence truncates the text
-    before it (``finish_reason="stop"``).
+    Stops early (``finish_reason="length"``) at ``max_tokens``; with ``ignore_eos`` (vLLM's
+    extension for benchmarks) it always generates ``max_tokens``. A stop sequence truncates the
+    text before it (``finish_reason="stop"``).
     """
     rng = _rng(prompt, choice)
-    natural = rng.randint(8, 64)
     limit = max_tokens if max_tokens is not None else default_max_tokens
+    natural = limit if ignore_eos else rng.randint(8, 64)
     count = min(natural, limit)
     tokens = [(" " if i else "") + rng.choice(_WORDS) for i in range(count)]
     finish = "length" if natural > limit else "stop"

@@ -120,7 +120,11 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         outputs: list[Output] = []
         for i in range(req.n or 1):
             call = plan_tool_call(prompt, tools, choice, req.messages[-1].role == "user")
-            outputs.append(call if call else generate(prompt, limit, i, stop=stop))
+            outputs.append(
+                call
+                if call
+                else generate(prompt, limit, i, stop=stop, ignore_eos=bool(raw.get("ignore_eos")))
+            )
         return make_job(state, split_tokens(prompt), outputs, raw.get("cache_salt"))
 
     @post("/v1/chat/completions", status_code=200)
@@ -231,7 +235,10 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         )
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
         limit = req.max_tokens if req.max_tokens is not None else 16
-        outputs: list[Output] = [generate(text, limit, i, stop=stop) for i in range(req.n or 1)]
+        ignore_eos = bool(raw.get("ignore_eos"))
+        outputs: list[Output] = [
+            generate(text, limit, i, stop=stop, ignore_eos=ignore_eos) for i in range(req.n or 1)
+        ]
         job = make_job(state, prompt_tokens, outputs, raw.get("cache_salt"))
         rid = f"cmpl-{uuid.uuid4().hex}"
         now = int(time.time())

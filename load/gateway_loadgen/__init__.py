@@ -1,0 +1,13 @@
+"""Built-in plugin: the load-test harness and its ``gateway load`` command."""
+
+from __future__ import annotations
+
+from gateway import hookimpl
+from gateway.hookspecs import Register
+from gateway_loadgen.cli import LOAD_COMMAND
+
+
+@hookimpl
+def register_commands(register: Register) -> None:
+    """Register ``gateway load``."""
+    register("load", LOAD_COMMAND)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import re
@@ -59,7 +60,8 @@ def test_shared_prefix_hit_rate_high_random_low() -> None:
         shared = drive(sim, workloads.shared_prefix(4, 8, 400, 20, 4, seed=1), concurrency=4)
     with running_sim() as sim:
         scattered = drive(sim, workloads.synthetic(32, 420, 4, seed=1), concurrency=4)
-    assert shared.prefix_cache is not None and scattered.prefix_cache is not None
+    assert shared.prefix_cache is not None
+    assert scattered.prefix_cache is not None
     assert shared.prefix_cache["hit_rate"] > 0.75
     assert scattered.prefix_cache["hit_rate"] < 0.1
 
@@ -114,11 +116,11 @@ def test_embedding_bursts() -> None:
 
 def test_arrivals_follow_rate_and_burstiness() -> None:
     poisson = arrival_times(4001, 50.0, 1.0, seed=5)
-    gaps = [b - a for a, b in zip(poisson, poisson[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(poisson)]
     assert statistics.fmean(gaps) == pytest.approx(1 / 50, rel=0.1)
     assert statistics.pstdev(gaps) / statistics.fmean(gaps) == pytest.approx(1.0, rel=0.1)
     bursty = arrival_times(4001, 50.0, 0.25, seed=5)
-    bursty_gaps = [b - a for a, b in zip(bursty, bursty[1:], strict=False)]
+    bursty_gaps = [b - a for a, b in itertools.pairwise(bursty)]
     assert statistics.pstdev(bursty_gaps) / statistics.fmean(bursty_gaps) == pytest.approx(
         2.0, rel=0.15
     )

@@ -1,6 +1,6 @@
 """Gateway overhead benchmark: the same static upstream, direct and through one gateway worker.
 
-Upstream: nginx serving a fixed chat completion (and a fixed 32-chunk SSE stream), much faster than
+Upstream: nginx serving a fixed chat completion (and a fixed 64-chunk SSE stream), much faster than
 the gateway. Load: wrk with a Lua script that reports latency percentiles as JSON. The gateway runs
 one worker process with auth and metrics on. With two or more cores the gateway is pinned to core 0
 and nginx + wrk to core 1, so the gateway has exactly one core.
@@ -187,6 +187,21 @@ def run_wrk(
     return result
 
 
+def start_static_upstream(work: Path, core: int | None) -> tuple[subprocess.Popen[bytes], int, int]:
+    """nginx serving the fixed chat completion and the fixed SSE stream from ``work``.
+
+    Returns the process, the chat port and the stream port.
+    """
+    port, stream_port = free_port(), free_port()
+    work.chmod(0o755)  # nginx's worker runs as an unprivileged user
+    (work / "stream.sse").write_text(sse_body())
+    (work / "nginx.conf").write_text(
+        NGINX_CONF.format(work=work, port=port, stream_port=stream_port, chat=json.dumps(CHAT))
+    )
+    proc = subprocess.Popen([*pin(core), "nginx", "-c", str(work / "nginx.conf"), "-p", str(work)])
+    return proc, port, stream_port
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
@@ -199,27 +214,16 @@ def main() -> int:
     cores = os.cpu_count() or 1
     gw_core, load_core = (0, 1) if cores >= 2 else (None, None)
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    upstream, stream_upstream, gw_port = free_port(), free_port(), free_port()
-    work.chmod(0o755)  # nginx's worker runs as an unprivileged user
-    (work / "stream.sse").write_text(sse_body())
-    (work / "nginx.conf").write_text(
-        NGINX_CONF.format(
-            work=work, port=upstream, stream_port=stream_upstream, chat=json.dumps(CHAT)
-        )
-    )
+    gw_port = free_port()
+    nginx, upstream, stream_upstream = start_static_upstream(work, load_core)
     (work / "gateway.yaml").write_text(
         GATEWAY_CONFIG.format(
             port=gw_port, key=API_KEY, upstream=upstream, stream_upstream=stream_upstream
         )
     )
-    procs = []
+    procs = [nginx]
     gateway_log = (work / "gateway.log").open("w")
     try:
-        procs.append(
-            subprocess.Popen(
-                [*pin(load_core), "nginx", "-c", str(work / "nginx.conf"), "-p", str(work)]
-            )
-        )
         procs.append(
             subprocess.Popen(
                 [

@@ -174,6 +174,13 @@ def run(args: argparse.Namespace) -> int:
         outcome = asyncio.run(run_workload(workload, settings, label))
         summary = summarize(outcome.records, outcome.duration, outcome.offered_rate, slo)
         summary["prefix_cache"] = outcome.prefix_cache
+        summary["client_cpu"] = outcome.client_cpu
+        if outcome.client_cpu > 0.9:
+            print(
+                f"warning: the harness used {outcome.client_cpu:.0%} of a core; latencies "
+                "may include client delay",
+                file=sys.stderr,
+            )
         ttfts = sorted(r.ttft * 1000 for r in outcome.records if r.ok and r.ttft is not None)
         step = max(1, len(ttfts) // TTFT_SAMPLES)
         result["runs"].append(

@@ -139,12 +139,15 @@ class RunOutcome:
         offered_rate: sessions per second the arrival process offered (None: closed loop or
             all at once).
         prefix_cache: hit rates over the run from ``metrics_urls`` (None without any).
+        client_cpu: the harness's CPU seconds per wall second over the run; near 1.0 means the
+            client itself may have limited the run.
     """
 
     records: list[RequestRecord]
     duration: float
     offered_rate: float | None
     prefix_cache: dict[str, Any] | None
+    client_cpu: float
 
 
 async def run_workload(workload: Workload, settings: RunSettings, label: str = "run") -> RunOutcome:
@@ -158,6 +161,7 @@ async def run_workload(workload: Workload, settings: RunSettings, label: str = "
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         start = time.perf_counter()
+        cpu_start = time.process_time()
         limit = asyncio.Semaphore(settings.max_concurrency or 1_000_000)
 
         async def run_session(index: int, session: Session) -> None:
@@ -213,9 +217,10 @@ async def run_workload(workload: Workload, settings: RunSettings, label: str = "
                 tasks.append(asyncio.create_task(run_session(index, session)))
             await asyncio.gather(*tasks)
         duration = time.perf_counter() - start
+        cpu = (time.process_time() - cpu_start) / duration if duration else 0.0
     after = {u: scrape_prefix_cache(u) for u in settings.metrics_urls}
     records.sort(key=lambda r: r.start)
-    return RunOutcome(records, duration, offered, prefix_cache_delta(before, after))
+    return RunOutcome(records, duration, offered, prefix_cache_delta(before, after), cpu)
 
 
 def prefix_cache_delta(

@@ -290,10 +290,21 @@ class ModelList(Struct, tag_field="object", tag="list"):
 
 
 class TokenCounts(Struct):
-    """Usage as read back from any response (embeddings have no ``completion_tokens``)."""
+    """Usage as read back from any response: OpenAI's names or Anthropic's."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def prompt(self) -> int:
+        return self.prompt_tokens or self.input_tokens + self.cache_read_input_tokens
+
+    @property
+    def completion(self) -> int:
+        return self.completion_tokens or self.output_tokens
 
 
 class UsageOnly(Struct):

@@ -1,0 +1,227 @@
+"""The relay at the heart of every inference route: dispatch, metrics, bodies and streams.
+
+Handlers decode and validate, then hand an :class:`Exchange` to :meth:`Relay.run`. When the
+chosen backend answers in another API's format, ``convert_for`` returns a :class:`Converter` for
+it; otherwise the upstream's bytes go to the client untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import msgspec
+from litestar import Request
+from litestar.response import Stream
+from litestar.types import ASGIApp
+
+from gateway.errors import GatewayError, status_of
+from gateway.routes.responses import RawResponse
+from gateway.routing.backends import Backend, ModelGroup
+from gateway.routing.base import RouteRequest
+from gateway.routing.dispatch import OpenStream, RequestFor, dispatch, dispatch_stream
+from gateway.schemas.openai import TokenCounts, usage_decoder
+from gateway.state import GatewayState
+
+
+def usage_of(body: bytes) -> TokenCounts | None:
+    """Token usage in an OpenAI or Anthropic response body or event, if it has any."""
+    try:
+        return usage_decoder.decode(body).usage
+    except msgspec.MsgspecError:
+        return None
+
+
+def usage_in_stream_tail(tail: bytes) -> tuple[int, int]:
+    """Prompt and completion tokens from the last usage-bearing SSE event in ``tail``."""
+    for event in reversed(tail.split(b"\n\n")):
+        start = event.find(b"data: {")
+        if start < 0 or b'"usage"' not in event:
+            continue
+        usage = usage_of(event[start + 6 :])
+        if usage is not None:
+            return usage.prompt, usage.completion
+    return 0, 0
+
+
+class StreamConverter(Protocol):
+    """Rewrites a stream from the upstream's format to the client's, chunk by chunk."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes to send for an upstream chunk (possibly empty)."""
+        ...
+
+    def finish(self) -> bytes:
+        """Bytes to send once the upstream stream ended."""
+        ...
+
+
+class Converter(Protocol):
+    """Converts one backend's answers to the client's API format."""
+
+    def body(self, data: bytes) -> bytes:
+        """A whole (successful) response body."""
+        ...
+
+    def stream(self) -> StreamConverter:
+        """A fresh converter for one stream."""
+        ...
+
+
+ConvertFor = Callable[[Backend], Converter | None]
+
+
+def openai_error_event(error: GatewayError) -> bytes:
+    """A mid-stream failure as OpenAI SDKs expect it: a data event holding the error envelope."""
+    return b"data: " + error.to_json() + b"\n\n"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One validated client request on its way to a model group.
+
+    Attributes:
+        request: the client's request.
+        endpoint: the route's metrics label (``chat/completions``, ``messages``...).
+        group: the model group that serves it.
+        route: what the routing strategy sees.
+        request_for: builds the upstream request for the backend chosen.
+        stream: whether to stream the answer.
+        started: ``time.perf_counter()`` when the handler started.
+        request_id: the ``x-request-id``.
+    """
+
+    request: Request[Any, Any, Any]
+    endpoint: str
+    group: ModelGroup
+    route: RouteRequest
+    request_for: RequestFor
+    stream: bool
+    started: float
+    request_id: str
+
+
+class Relay:
+    """Runs exchanges against the app's model groups and records their metrics."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.metrics = state.metrics
+
+    def rejected(self, endpoint: str, error: GatewayError, started: float) -> None:
+        """Count a request rejected before routing (under model ``-``, so 4xx rates show)."""
+        self.metrics.record_request(
+            "-", "none", endpoint, status_of(error), time.perf_counter() - started
+        )
+
+    async def run(
+        self,
+        ex: Exchange,
+        convert_for: ConvertFor | None = None,
+        error_event: Callable[[GatewayError], bytes] = openai_error_event,
+    ) -> ASGIApp:
+        """Dispatch ``ex`` and build the response (body or stream).
+
+        Raises:
+            GatewayError: the upstream failed before anything was sent to the client.
+        """
+        metrics = self.metrics
+        in_flight = metrics.child(metrics.in_flight, ex.group.name)
+        in_flight.inc()
+        try:
+            if ex.stream:
+                opened = await dispatch_stream(ex.group, ex.route, ex.request_for)
+            else:
+                out = await dispatch(ex.group, ex.route, ex.request_for)
+        except GatewayError as exc:
+            in_flight.dec()
+            metrics.record_request(
+                ex.group.name,
+                exc.backend or "none",
+                ex.endpoint,
+                status_of(exc),
+                time.perf_counter() - ex.started,
+            )
+            raise
+        if ex.stream:
+            converter = convert_for(opened.backend) if convert_for else None
+            overhead = time.perf_counter() - ex.started - opened.upstream_s
+            metrics.record_upstream(
+                ex.group.name, opened.backend.name, ex.endpoint, opened.upstream_s, overhead
+            )
+            headers = {
+                "x-request-id": ex.request_id,
+                "x-gateway-backend": opened.backend.name,
+                "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
+                "cache-control": "no-cache",
+            }
+            chunks = self._relay(
+                opened, ex, in_flight, converter.stream() if converter else None, error_event
+            )
+            events = Stream(chunks, media_type="text/event-stream", headers=headers)
+            response: ASGIApp = events.to_asgi_response(None, ex.request)
+            return response
+        in_flight.dec()
+        total = time.perf_counter() - ex.started
+        backend = out.backend.name
+        metrics.record_upstream(
+            ex.group.name, backend, ex.endpoint, out.upstream_s, total - out.upstream_s
+        )
+        metrics.record_request(ex.group.name, backend, ex.endpoint, out.response.status, total)
+        usage = usage_of(out.response.body)
+        if usage is not None:
+            metrics.record_tokens(ex.group.name, backend, usage.prompt, usage.completion)
+        body = out.response.body
+        if convert_for is not None and (converter := convert_for(out.backend)) is not None:
+            body = converter.body(body)
+        headers = {
+            "x-request-id": ex.request_id,
+            "x-gateway-backend": backend,
+            "x-gateway-overhead-ms": f"{(total - out.upstream_s) * 1000:.3f}",
+        }
+        return RawResponse(body, out.response.status, headers)
+
+    async def _relay(
+        self,
+        opened: OpenStream,
+        ex: Exchange,
+        in_flight: Any,
+        converter: StreamConverter | None,
+        error_event: Callable[[GatewayError], bytes],
+    ) -> AsyncIterator[bytes]:
+        """Forward upstream chunks as they come; close the upstream however the stream ends."""
+        metrics = self.metrics
+        model, backend = ex.group.name, opened.backend.name
+        status = 499  # stays so if the client goes away first
+        previous = last = b""
+        first = True
+        try:
+            async for chunk in opened.chunks():
+                if first:
+                    first = False
+                    metrics.child(metrics.ttft_seconds, model, backend).observe(
+                        time.perf_counter() - ex.started
+                    )
+                previous, last = last, chunk
+                out = converter.feed(chunk) if converter else chunk
+                if out:
+                    yield out
+            if converter and (tail := converter.finish()):
+                yield tail
+            status = 200
+        except GatewayError as exc:
+            # Bytes already reached the client: the failure becomes an error event that the
+            # SDKs raise, instead of a silent truncation.
+            status = status_of(exc)
+            yield error_event(exc)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+            in_flight.dec()
+            metrics.record_request(
+                model, backend, ex.endpoint, status, time.perf_counter() - ex.started
+            )
+            prompt, completion = usage_in_stream_tail(previous + last)
+            metrics.record_tokens(model, backend, prompt, completion)

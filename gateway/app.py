@@ -15,9 +15,18 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 
 from gateway.auth import Authenticator
-from gateway.errors import ErrorBody, ErrorEnvelope, GatewayError, status_of
+from gateway.errors import (
+    ANTHROPIC_ERROR_TYPES,
+    ErrorBody,
+    ErrorEnvelope,
+    GatewayError,
+    anthropic_error_json,
+    anthropic_status_of,
+    status_of,
+)
 from gateway.plugins import call_lifecycle, collect_registries, make_plugin_manager
 from gateway.providers.base import ProviderContext
+from gateway.routes.anthropic import build_anthropic_routes
 from gateway.routes.health import build_health_routes
 from gateway.routes.openai import build_openai_routes
 from gateway.routing.backends import build_catalog
@@ -40,7 +49,18 @@ def _request_id_headers(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"x-request-id": rid} if rid else {}
 
 
+def _is_anthropic_route(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith("/v1/messages")
+
+
 def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[Any]:
+    if _is_anthropic_route(request):
+        return Response(
+            anthropic_error_json(exc),
+            status_code=anthropic_status_of(exc),
+            media_type="application/json",
+            headers={**exc.headers, **_request_id_headers(request)},
+        )
     return Response(
         exc.to_json(),
         status_code=status_of(exc),
@@ -58,11 +78,14 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         message = f"Unknown route {request.method} {request.url.path}"
     elif status == 413:
         message = "The request body is larger than the gateway's limit."
+    headers = {**(exc.headers or {}), **_request_id_headers(request)}
+    if _is_anthropic_route(request):
+        kind = ANTHROPIC_ERROR_TYPES.get(status, "invalid_request_error")
+        anthropic = {"type": "error", "error": {"type": kind, "message": message}}
+        return Response(anthropic, status_code=status, headers=headers)
     error_type = _ERROR_TYPES.get(status, "invalid_request_error")
     body = ErrorEnvelope(ErrorBody(message, error_type, None, None))
-    return Response(
-        body, status_code=status, headers={**(exc.headers or {}), **_request_id_headers(request)}
-    )
+    return Response(body, status_code=status, headers=headers)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -138,7 +161,11 @@ def create_app(
             state.metrics.mark_process_dead()
 
     plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]
-    handlers: list[Any] = [*build_openai_routes(state), *build_health_routes(state)]
+    handlers: list[Any] = [
+        *build_openai_routes(state),
+        *build_anthropic_routes(state),
+        *build_health_routes(state),
+    ]
     if plugin_routes:
         handlers.append(
             Router(path="/", route_handlers=plugin_routes, guards=[_plugin_route_guard(state.auth)])

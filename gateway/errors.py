@@ -189,10 +189,10 @@ class UpstreamStatusError(GatewayError):
 
     @property
     def http_status(self) -> int:
-        """The status sent to the client."""
+        """The status sent to an OpenAI-format client (529, Anthropic's overloaded, is a 503)."""
         if self.upstream_status < 500 or self.upstream_status in (503, 504):
             return self.upstream_status
-        return 502
+        return 503 if self.upstream_status == 529 else 502
 
     def envelope(self) -> ErrorEnvelope:
         error_type = self._type or (
@@ -202,7 +202,37 @@ class UpstreamStatusError(GatewayError):
 
 
 def status_of(error: GatewayError) -> int:
-    """The HTTP status to send for ``error``."""
+    """The HTTP status to send for ``error`` to an OpenAI-format client."""
     if isinstance(error, UpstreamStatusError):
         return error.http_status
     return error.status
+
+
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_status_of(error: GatewayError) -> int:
+    """The status for an Anthropic-format client: as for OpenAI's, but 529 (overloaded) stays."""
+    if isinstance(error, UpstreamStatusError) and error.upstream_status == 529:
+        return 529
+    return status_of(error)
+
+
+def anthropic_error_json(error: GatewayError) -> bytes:
+    """``error`` in Anthropic's shape, which has no ``param``: the field leads the message."""
+    status = anthropic_status_of(error)
+    message = error.message
+    if error.param and not message.startswith(f"{error.param}:"):
+        message = f"{error.param}: {message}"
+    kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+    return _encoder.encode({"type": "error", "error": {"type": kind, "message": message}})

@@ -26,6 +26,19 @@ class Endpoint(enum.StrEnum):
     CHAT = "chat/completions"
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
+    MESSAGES = "messages"  # Anthropic's Messages API
+
+
+OPENAI_ENDPOINTS = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
+
+
+def endpoints_of(provider: object) -> frozenset[Endpoint]:
+    """The endpoints ``provider`` serves natively (its ``endpoints`` attribute, else OpenAI's).
+
+    A request for another endpoint reaches it translated (``/v1/messages`` as chat) or not at all.
+    """
+    endpoints: frozenset[Endpoint] = getattr(provider, "endpoints", OPENAI_ENDPOINTS)
+    return endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +147,10 @@ class UpstreamStream(Protocol):
 @runtime_checkable
 class Provider(Protocol):
     """One upstream deployment.
+
+    A provider may declare ``endpoints: frozenset[Endpoint]``, the endpoints it serves natively;
+    without it, the OpenAI three are assumed. Bodies and responses are in the endpoint's own
+    format (OpenAI's for chat, completions and embeddings; Anthropic's for messages).
 
     Both methods raise ``gateway.errors.UpstreamConnectionError`` (refused, reset),
     ``UpstreamTimeoutError`` (connect, first byte, idle, total) or ``UpstreamStatusError``

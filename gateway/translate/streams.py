@@ -7,11 +7,11 @@ chunk goes out as soon as its source event arrives.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
-from gateway.sse import Event, encode_event
+from gateway.sse import Event, SSEParser, encode_event
 from gateway.translate.messages import (
     CHAT_TO_STOP_REASON,
     STOP_REASON_TO_CHAT,
@@ -251,3 +251,26 @@ class ChatStreamToMessages:
         )
         out.append(self._event("message_stop", {}))
         return out
+
+
+class EventTranslator(Protocol):
+    """Turns one parsed SSE event into the SSE bytes to send on."""
+
+    def feed(self, event: Event) -> list[bytes]: ...
+
+
+class TranslatingStream:
+    """Raw upstream bytes in, translated SSE bytes out (a :class:`StreamConverter`)."""
+
+    def __init__(self, translator: EventTranslator) -> None:
+        self._parser = SSEParser()
+        self._translator = translator
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(
+            out for event in self._parser.feed(chunk) for out in self._translator.feed(event)
+        )
+
+    def finish(self) -> bytes:
+        finish = getattr(self._translator, "finish", None)
+        return b"".join(finish()) if finish else b""

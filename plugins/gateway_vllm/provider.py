@@ -22,6 +22,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.providers.base import (
+    OPENAI_ENDPOINTS,
     BackendSpec,
     Endpoint,
     ProviderContext,
@@ -100,9 +101,13 @@ class OpenAICompatibleProvider:
     def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
         if not spec.url:
             raise ValueError("`url` is required for an OpenAI-compatible backend")
-        unknown = set(spec.options) - {"headers"}
+        unknown = set(spec.options) - {"headers", "messages"}
         if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: ['headers']")
+            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: ['headers', 'messages']")
+        # Newer vLLM versions also serve Anthropic's /v1/messages: relay it untranslated.
+        self.endpoints = OPENAI_ENDPOINTS | (
+            {Endpoint.MESSAGES} if spec.options.get("messages") else set()
+        )
         self._context = context
         self._urls = {e: f"{spec.url}/v1/{e.value}" for e in Endpoint}
         self._headers: dict[str, str] = {

@@ -1,0 +1,155 @@
+"""Anthropic models through the official ``anthropic`` SDK (async).
+
+Chat Completions requests are translated to Messages and the answers (plain or streamed) back,
+by :mod:`gateway.translate`; ``/v1/messages`` requests pass through untouched. The SDK's own
+retries are off (the gateway owns retries); its HTTP transport is aiohttp by default
+(``options.transport: httpx`` for the SDK's default).
+
+Options: ``default_max_tokens`` (4096; Anthropic requires ``max_tokens``), ``transport``,
+``headers`` (sent with every request).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import anthropic
+import msgspec
+
+from gateway.errors import InvalidRequestError
+from gateway.providers.base import (
+    BackendSpec,
+    Endpoint,
+    ProviderContext,
+    UpstreamRequest,
+    UpstreamResponse,
+)
+from gateway.providers.sdk import HeldStream, map_sdk_error, open_raw, read_raw
+from gateway.translate.messages import chat_request_to_messages, messages_response_to_chat
+from gateway.translate.streams import MessagesStreamToChat, TranslatingStream
+
+_json = msgspec.json.Encoder()
+_any = msgspec.json.Decoder()
+ERRORS: tuple[type[Exception], ...] = (anthropic.APIError,)
+KNOWN_OPTIONS = {"default_max_tokens", "transport", "headers"}
+DEFAULT_URL = "https://api.anthropic.com"
+COUNT_TOKENS_PARAMS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+def _create_params() -> frozenset[str]:
+    signature = inspect.signature(anthropic.AsyncAnthropic(api_key="x").messages.create)
+    return frozenset(signature.parameters) - {
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+        "timeout",
+    }
+
+
+def split_params(body: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """SDK keyword arguments: known parameters by name, the rest through ``extra_body``."""
+    params = {k: v for k, v in body.items() if k in known}
+    extra = {k: v for k, v in body.items() if k not in known}
+    if extra:
+        params["extra_body"] = extra
+    return params
+
+
+class AnthropicProvider:
+    """A :class:`gateway.providers.Provider` for Anthropic's API (or a compatible one)."""
+
+    endpoints = frozenset({Endpoint.CHAT, Endpoint.MESSAGES})
+
+    def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
+        unknown = set(spec.options) - KNOWN_OPTIONS
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
+        if not spec.api_key:
+            raise ValueError("`api_key` is required (use ${ANTHROPIC_API_KEY})")
+        transport = spec.options.get("transport", "aiohttp")
+        if transport not in ("aiohttp", "httpx"):
+            raise ValueError("`options.transport` must be `aiohttp` or `httpx`")
+        self._spec = spec
+        self._where = spec.url or DEFAULT_URL
+        self._transport = transport
+        self._default_max_tokens = int(spec.options.get("default_max_tokens", 4096))
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._known = _create_params()
+
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        """The SDK client, made on first use (inside the event loop)."""
+        if self._client is None:
+            t = self._spec.timeouts
+            http_client = anthropic.DefaultAioHttpClient() if self._transport == "aiohttp" else None
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._spec.api_key,
+                base_url=self._spec.url or DEFAULT_URL,
+                max_retries=0,
+                timeout=anthropic.Timeout(t.total, connect=t.connect, read=t.idle),
+                default_headers=dict(self._spec.options.get("headers", {})),
+                http_client=http_client,
+            )
+        return self._client
+
+    def _messages_body(self, request: UpstreamRequest) -> tuple[dict[str, Any], bool]:
+        """The Messages body for ``request`` and whether it was translated from chat."""
+        body = _any.decode(request.body)
+        if request.endpoint == Endpoint.MESSAGES:
+            return body, False
+        if request.endpoint != Endpoint.CHAT:
+            raise InvalidRequestError(
+                f"`{request.endpoint.value}` is not available for Anthropic models",
+                code="unsupported_endpoint",
+            )
+        return chat_request_to_messages(body, self._default_max_tokens), True
+
+    def _call(self, body: dict[str, Any], request_id: str) -> Any:
+        params = split_params(body, self._known)
+        return lambda: self.client.messages.with_streaming_response.create(
+            **params, extra_headers={"x-request-id": request_id}
+        )
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        body, translated = self._messages_body(request)
+        body.pop("stream", None)
+
+        def convert(data: bytes) -> bytes:
+            return _json.encode(messages_response_to_chat(_any.decode(data), int(time.time())))
+
+        data = await read_raw(
+            self._call(body, request.request_id),
+            self._spec.timeouts.first_byte,
+            self._where,
+            ERRORS,
+            convert if translated else None,
+        )
+        return UpstreamResponse(200, data)
+
+    async def open_stream(self, request: UpstreamRequest) -> HeldStream:
+        body, translated = self._messages_body(request)
+        body["stream"] = True
+        include_usage = (
+            bool((_any.decode(request.body).get("stream_options") or {}).get("include_usage"))
+            if translated
+            else False
+        )
+        context, response = await open_raw(
+            self._call(body, request.request_id),
+            self._spec.timeouts.first_byte,
+            self._where,
+            ERRORS,
+        )
+        rewriter = TranslatingStream(MessagesStreamToChat(include_usage)) if translated else None
+        return HeldStream(context, response, self._where, rewriter, ERRORS)
+
+    async def count_tokens(self, body: dict[str, Any]) -> int:
+        """Exact input tokens from Anthropic's count_tokens endpoint."""
+        params = {k: body[k] for k in COUNT_TOKENS_PARAMS if k in body}
+        try:
+            result = await self.client.messages.count_tokens(**params)
+        except ERRORS as exc:
+            raise map_sdk_error(exc, self._where) from None
+        return int(result.input_tokens)

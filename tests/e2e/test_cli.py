@@ -118,8 +118,16 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, sim: Sim) -
     assert "--allow-unauthenticated" in result.stderr
 
 
+NO_BACKENDS = {
+    "GATEWAY_VLLM_URLS": "",
+    "GATEWAY_CONFIG": "",
+    "OPENAI_API_KEY": "",
+    "ANTHROPIC_API_KEY": "",
+}
+
+
 def test_default_config_serves_simulators(tmp_path: Path) -> None:
-    env = {"GATEWAY_VLLM_URLS": "", "GATEWAY_CONFIG": ""}
+    env = NO_BACKENDS
     with serving(env=env) as (proc, url):
         status, _, models = http_json("GET", f"{url}/v1/models")
         assert status == 200
@@ -136,8 +144,32 @@ def test_default_config_serves_simulators(tmp_path: Path) -> None:
 
 
 def test_environment_backends_are_discovered(sim: Sim) -> None:
-    with serving(env={"GATEWAY_VLLM_URLS": sim.url, "GATEWAY_CONFIG": ""}) as (_, url):
+    with serving(env={**NO_BACKENDS, "GATEWAY_VLLM_URLS": sim.url}) as (_, url):
         assert [m["id"] for m in http_json("GET", f"{url}/v1/models")[2]["data"]] == ["sim-model"]
+
+
+def test_cloud_keys_in_the_environment_add_their_models() -> None:
+    with running_sim(models=["claude-sim"]) as claude, running_sim(models=["gpt-sim"]) as gpt:
+        env = {
+            **NO_BACKENDS,
+            "ANTHROPIC_API_KEY": "sk-ant",
+            "ANTHROPIC_BASE_URL": claude.url,
+            "OPENAI_API_KEY": "sk-oai",
+            "OPENAI_BASE_URL": f"{gpt.url}/v1",
+            "GATEWAY_OPENAI_MODELS": "gpt-sim",
+        }
+        with (
+            serving(env=env) as (_, url),
+            openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client,
+        ):
+            assert sorted(m.id for m in client.models.list()) == ["claude-sim", "gpt-sim"]
+            for model in ("claude-sim", "gpt-sim"):
+                reply = client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+                )
+                assert reply.choices[0].message.content
+        assert claude.stats()["recent"][-1]["path"] == "/v1/messages"
+        assert gpt.stats()["recent"][-1]["path"] == "/v1/chat/completions"
 
 
 def test_sigterm_lets_an_inflight_stream_finish(tmp_path: Path) -> None:

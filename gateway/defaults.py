@@ -61,10 +61,8 @@ CLOUDS = (
 
 
 def _discover_models(url: str, source: str, headers: Mapping[str, str] | None = None) -> list[str]:
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/v1/models",
-        headers=dict(headers or {}),
-    )
+    listing = f"{url.rstrip('/')}/v1/models"
+    request = urllib.request.Request(listing, headers=dict(headers or {}))  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
             data = json.load(answer)

@@ -45,6 +45,22 @@ CHAT = {
     ],
     "usage": {"prompt_tokens": 12, "completion_tokens": 16, "total_tokens": 28},
 }
+MESSAGE = {
+    "id": "msg_bench",
+    "type": "message",
+    "role": "assistant",
+    "model": "bench-model",
+    "content": [
+        {
+            "type": "text",
+            "text": "The quick brown fox jumps over the lazy dog while the "
+            "gateway relays every byte.",
+        }
+    ],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 12, "output_tokens": 16},
+}
 REQUEST = {
     "model": "bench",
     "messages": [{"role": "user", "content": "Say something short."}],
@@ -83,6 +99,36 @@ def sse_body(chunks: int = 64) -> str:
     return "".join(out)
 
 
+def messages_sse_body(chunks: int = 64) -> str:
+    """An Anthropic Messages stream of ``chunks`` text deltas."""
+
+    def event(name: str, data: dict[str, Any]) -> str:
+        return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+
+    out = [
+        event("message_start", {"message": {**MESSAGE, "content": [], "stop_reason": None}}),
+        event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
+    out += [
+        event(
+            "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": f" tok{i}"}}
+        )
+        for i in range(chunks)
+    ]
+    out += [
+        event("content_block_stop", {"index": 0}),
+        event(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks},
+            },
+        ),
+        event("message_stop", {}),
+    ]
+    return "".join(out)
+
+
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -100,6 +146,10 @@ http {{
       default_type application/json;
       return 200 '{chat}';
     }}
+    location = /v1/messages {{
+      default_type application/json;
+      return 200 '{message}';
+    }}
   }}
   server {{
     listen 127.0.0.1:{stream_port};
@@ -110,6 +160,15 @@ http {{
       return 405;
     }}
     location = /stream.sse {{
+      internal;
+      root {work};
+      default_type text/event-stream;
+    }}
+    location = /v1/messages {{
+      error_page 405 =200 /messages.sse;
+      return 405;
+    }}
+    location = /messages.sse {{
       internal;
       root {work};
       default_type text/event-stream;
@@ -195,8 +254,15 @@ def start_static_upstream(work: Path, core: int | None) -> tuple[subprocess.Pope
     port, stream_port = free_port(), free_port()
     work.chmod(0o755)  # nginx's worker runs as an unprivileged user
     (work / "stream.sse").write_text(sse_body())
+    (work / "messages.sse").write_text(messages_sse_body())
     (work / "nginx.conf").write_text(
-        NGINX_CONF.format(work=work, port=port, stream_port=stream_port, chat=json.dumps(CHAT))
+        NGINX_CONF.format(
+            work=work,
+            port=port,
+            stream_port=stream_port,
+            chat=json.dumps(CHAT),
+            message=json.dumps(MESSAGE),
+        )
     )
     proc = subprocess.Popen([*pin(core), "nginx", "-c", str(work / "nginx.conf"), "-p", str(work)])
     return proc, port, stream_port

@@ -2,6 +2,8 @@
 
 1. In-process: microseconds to translate one typical request and response, and one streamed
    event, in each direction.
+3. The SDK providers' transport: the same chat request through the ``vllm`` byte relay and
+   through the ``openai`` provider (official SDK) on its aiohttp and its httpx transport.
 2. Through the gateway (one worker on its own core, auth and metrics on), with wrk: the same
    Anthropic client request to /v1/messages served by a backend that speaks Messages natively
    (passthrough) and by one that speaks Chat Completions (translated both ways); plain and
@@ -75,6 +77,14 @@ models:
     backends: [{{url: "http://127.0.0.1:{stream}", model: b, options: {{messages: true}}}}]
   - name: translated-stream
     backends: [{{url: "http://127.0.0.1:{stream}", model: b}}]
+  - name: relay
+    backends: [{{url: "http://127.0.0.1:{up}", model: b}}]
+  - name: sdk-aiohttp
+    backends: [{{provider: openai, url: "http://127.0.0.1:{up}", model: b, api_key: k,
+                options: {{transport: aiohttp}}}}]
+  - name: sdk-httpx
+    backends: [{{provider: openai, url: "http://127.0.0.1:{up}", model: b, api_key: k,
+                options: {{transport: httpx}}}}]
 """
 
 
@@ -199,6 +209,26 @@ def end_to_end(duration: int) -> list[dict[str, Any]]:
                     if streamed:
                         row["added_cpu_us_per_chunk"] = added_us / 64
                 rows.append(row)
+        chat_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        for conns in (1, 32):
+            runs = {
+                name: run_wrk(
+                    chat_url, {**CHAT_REQUEST, "model": name}, conns, duration, work, load_core
+                )
+                for name in ("relay", "sdk-aiohttp", "sdk-httpx")
+            }
+            rows.append(
+                {
+                    "case": f"chat via openai SDK provider, c={conns}",
+                    "relay_rps": runs["relay"]["rps"],
+                    "sdk_aiohttp_rps": runs["sdk-aiohttp"]["rps"],
+                    "sdk_httpx_rps": runs["sdk-httpx"]["rps"],
+                    "relay_p50_ms": runs["relay"]["p50_us"] / 1000,
+                    "sdk_aiohttp_p50_ms": runs["sdk-aiohttp"]["p50_us"] / 1000,
+                    "sdk_httpx_p50_ms": runs["sdk-httpx"]["p50_us"] / 1000,
+                    "errors": sum(r["errors"] for r in runs.values()),
+                }
+            )
     finally:
         gateway.send_signal(signal.SIGTERM)
         nginx.send_signal(signal.SIGTERM)

@@ -150,3 +150,13 @@ def check_consistency(settings: Settings) -> None:
                     f"backend name `{name}` is already used by {backend_names[name]}",
                 )
             backend_names[name] = field
+    groups = {g.name for g in settings.models}
+    for gi, group in enumerate(settings.models):
+        for key in ("fallbacks", "context_window_fallbacks"):
+            for fi, target in enumerate(getattr(group, key)):
+                if target not in groups or target == group.name:
+                    raise ConfigError(
+                        source,
+                        f"models[{gi}].{key}[{fi}]",
+                        f"expected the name of another model group, got `{target}`",
+                    )

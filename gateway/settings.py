@@ -35,6 +35,13 @@ class TimeoutSettings(_Config):
     total: PositiveFloat = 600.0
 
 
+class PriceSettings(_Config):
+    """What a backend charges, in US dollars per million tokens (for the ``cost`` strategy)."""
+
+    input_per_mtok: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    output_per_mtok: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
 class BackendSettings(_Config):
     """One upstream deployment serving a model group.
 
@@ -47,6 +54,8 @@ class BackendSettings(_Config):
         weight: relative share for weighted strategies.
         timeouts: per-backend override of the group's timeouts.
         options: provider-specific settings, passed to the provider factory as they are.
+        price: what it charges (the ``cost`` strategy picks the cheapest).
+        context_window: the longest prompt plus output it accepts, in tokens (0: unknown).
     """
 
     provider: str = "vllm"
@@ -57,6 +66,55 @@ class BackendSettings(_Config):
     weight: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     timeouts: TimeoutSettings | None = None
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    price: PriceSettings = msgspec.field(default_factory=PriceSettings)
+    context_window: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class RetrySettings(_Config):
+    """Retries of failed upstream calls (never after bytes reached the client).
+
+    Attributes:
+        attempts: tries per model group, the first included.
+        backoff_ms: first back-off; doubled each retry, with full jitter.
+        max_backoff_ms: longest back-off.
+        budget_ratio: retries allowed per request over time (0.2: at most one retry for five
+            requests), so retries cannot multiply the load of an outage.
+        budget_min: retries always available in a quiet period.
+    """
+
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
+    backoff_ms: Annotated[float, msgspec.Meta(ge=0)] = 25.0
+    max_backoff_ms: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
+    budget_ratio: Annotated[float, msgspec.Meta(ge=0)] = 0.2
+    budget_min: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+
+
+class BreakerConfig(_Config):
+    """A circuit breaker per backend (see ``gateway.routing.health``)."""
+
+    consecutive_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    window: Annotated[int, msgspec.Meta(ge=1)] = 20
+    min_requests: Annotated[int, msgspec.Meta(ge=1)] = 10
+    cooldown_s: PositiveFloat = 10.0
+
+
+class HealthCheckSettings(_Config):
+    """Active health checks of a group's backends.
+
+    Attributes:
+        enabled: probe the backends at all.
+        interval_s: time between probes of one backend.
+        timeout_s: a probe slower than this failed.
+        unhealthy_after: consecutive failed probes before routing stops.
+        healthy_after: consecutive good probes before routing resumes.
+    """
+
+    enabled: bool = True
+    interval_s: PositiveFloat = 5.0
+    timeout_s: PositiveFloat = 2.0
+    unhealthy_after: Annotated[int, msgspec.Meta(ge=1)] = 2
+    healthy_after: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class RoutingSettings(_Config):
@@ -81,6 +139,12 @@ class ModelGroupSettings(_Config):
         routing: the routing strategy and its parameters.
         timeouts: default upstream timeouts for the group's backends.
         owned_by: reported by ``/v1/models``.
+        retry: retries within the group.
+        breaker: the circuit breaker of each backend.
+        health_check: active probes of each backend.
+        fallbacks: groups tried, in order, when this one cannot answer (every backend down,
+            retries exhausted).
+        context_window_fallbacks: groups tried when an upstream says the prompt is too long.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -89,6 +153,11 @@ class ModelGroupSettings(_Config):
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
     owned_by: str = "gateway"
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    health_check: HealthCheckSettings = msgspec.field(default_factory=HealthCheckSettings)
+    fallbacks: list[str] = msgspec.field(default_factory=list)
+    context_window_fallbacks: list[str] = msgspec.field(default_factory=list)
 
 
 class ServerSettings(_Config):

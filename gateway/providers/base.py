@@ -54,6 +54,8 @@ class BackendSpec:
         weight: relative share for weighted routing.
         timeouts: the effective timeouts.
         options: provider-specific settings from the config, unvalidated.
+        input_price / output_price: US dollars per million tokens.
+        context_window: longest prompt plus output in tokens (0: unknown).
     """
 
     name: str
@@ -64,6 +66,9 @@ class BackendSpec:
     weight: float
     timeouts: TimeoutSettings
     options: Mapping[str, Any] = field(default_factory=dict)
+    input_price: float = 0.0
+    output_price: float = 0.0
+    context_window: int = 0
 
 
 class ProviderContext:

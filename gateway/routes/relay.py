@@ -18,11 +18,18 @@ from litestar import Request
 from litestar.response import Stream
 from litestar.types import ASGIApp
 
-from gateway.errors import GatewayError, status_of
+from gateway.errors import GatewayError, RateLimitError, UpstreamUnavailableError, status_of
 from gateway.routes.responses import RawResponse
 from gateway.routing.backends import Backend, ModelGroup
 from gateway.routing.base import RouteRequest
-from gateway.routing.dispatch import OpenStream, RequestFor, dispatch, dispatch_stream
+from gateway.routing.dispatch import (
+    Dispatched,
+    OpenStream,
+    RequestFor,
+    dispatch,
+    dispatch_stream,
+)
+from gateway.routing.retry import is_context_length_error, is_retryable
 from gateway.schemas.openai import TokenCounts, usage_decoder
 from gateway.state import GatewayState
 
@@ -109,6 +116,65 @@ class Relay:
 
     def __init__(self, state: GatewayState) -> None:
         self.metrics = state.metrics
+        self.catalog = state.catalog
+
+    # DispatchObserver: routing decisions and retries, counted.
+    def routed(self, group: ModelGroup, backend: Backend, reason: str) -> None:
+        m = self.metrics
+        m.child(m.routing_decisions, group.name, group.settings.routing.strategy, reason).inc()
+
+    def retried(self, group: ModelGroup, backend: Backend) -> None:
+        m = self.metrics
+        m.child(m.retries, group.name, backend.name).inc()
+
+    def _outcome(self, group: ModelGroup, backend: Backend, error: GatewayError | None) -> None:
+        m = self.metrics
+        state = {"closed": 0, "half_open": 1, "open": 2}[backend.breaker]
+        m.child(m.breaker_state, group.name, backend.name).set(state)
+        if error is not None:
+            kind = type(error).__name__
+            m.child(m.backend_errors, group.name, backend.name, kind).inc()
+
+    async def _dispatch(self, ex: Exchange) -> Dispatched | OpenStream:
+        """Dispatch to the exchange's group, then to its fallback groups while they apply.
+
+        Fallbacks: ``fallbacks`` when the group could not answer (no backend available, or
+        retries exhausted on retryable failures); ``context_window_fallbacks`` when an upstream
+        said the prompt is too long.
+        """
+        group = ex.group
+        seen = {group.name}
+        while True:
+            try:
+                if ex.stream:
+                    return await dispatch_stream(group, ex.route, ex.request_for, self)
+                return await dispatch(group, ex.route, ex.request_for, self)
+            except GatewayError as exc:
+                backend = next((b for b in group.backends if b.name == exc.backend), None)
+                if backend is not None:
+                    self._outcome(group, backend, exc)
+                reason = (
+                    "context_window"
+                    if is_context_length_error(exc)
+                    else "unavailable"
+                    if is_retryable(exc) or isinstance(exc, UpstreamUnavailableError)
+                    else None
+                )
+                names = (
+                    group.settings.context_window_fallbacks
+                    if reason == "context_window"
+                    else group.settings.fallbacks
+                    if reason
+                    else []
+                )
+                target = next((n for n in names if n not in seen), None)
+                if target is None:
+                    raise
+                seen.add(target)
+                self.metrics.child(
+                    self.metrics.fallbacks, ex.group.name, target, reason or ""
+                ).inc()
+                group = self.catalog.resolve(target)
 
     def rejected(self, endpoint: str, error: GatewayError, started: float) -> None:
         """Count a request rejected before routing (under model ``-``, so 4xx rates show)."""
@@ -131,10 +197,7 @@ class Relay:
         in_flight = metrics.child(metrics.in_flight, ex.group.name)
         in_flight.inc()
         try:
-            if ex.stream:
-                opened = await dispatch_stream(ex.group, ex.route, ex.request_for)
-            else:
-                out = await dispatch(ex.group, ex.route, ex.request_for)
+            result = await self._dispatch(ex)
         except GatewayError as exc:
             in_flight.dec()
             metrics.record_request(
@@ -145,7 +208,8 @@ class Relay:
                 time.perf_counter() - ex.started,
             )
             raise
-        if ex.stream:
+        if isinstance(result, OpenStream):
+            opened = result
             converter = convert_for(opened.backend) if convert_for else None
             overhead = time.perf_counter() - ex.started - opened.upstream_s
             metrics.record_upstream(
@@ -163,6 +227,8 @@ class Relay:
             events = Stream(chunks, media_type="text/event-stream", headers=headers)
             response: ASGIApp = events.to_asgi_response(None, ex.request)
             return response
+        out = result
+        self._outcome(ex.group, out.backend, None)
         in_flight.dec()
         total = time.perf_counter() - ex.started
         backend = out.backend.name
@@ -201,9 +267,10 @@ class Relay:
             async for chunk in opened.chunks():
                 if first:
                     first = False
-                    metrics.child(metrics.ttft_seconds, model, backend).observe(
-                        time.perf_counter() - ex.started
-                    )
+                    ttft = time.perf_counter() - ex.started
+                    metrics.child(metrics.ttft_seconds, model, backend).observe(ttft)
+                    opened.backend.health.ttft.observe(ttft)
+                    opened.backend.health.latency.observe(ttft)
                 previous, last = last, chunk
                 out = converter.feed(chunk) if converter else chunk
                 if out:
@@ -211,10 +278,12 @@ class Relay:
             if converter and (tail := converter.finish()):
                 yield tail
             status = 200
+            opened.backend.health.on_success()
         except GatewayError as exc:
             # Bytes already reached the client: the failure becomes an error event that the
             # SDKs raise, instead of a silent truncation.
             status = status_of(exc)
+            opened.backend.health.on_failure()
             yield error_event(exc)
         finally:
             with anyio.CancelScope(shield=True):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from gateway.config_loader import ConfigError
 from gateway.errors import ModelNotFoundError
 from gateway.plugins import Registries
 from gateway.providers.base import BackendSpec, Provider, ProviderContext
-from gateway.routing.base import RoutingStrategy
+from gateway.routing.base import EngineMetrics, RoutingStrategy
+from gateway.routing.health import BackendHealth, BreakerSettings
+from gateway.routing.retry import RetryBudget
 from gateway.settings import ModelGroupSettings, Settings
-
-# How long a backend that refused a connection is skipped before it is tried again.
-DOWN_COOLDOWN_S = 5.0
 
 
 class Backend:
@@ -22,9 +22,22 @@ class Backend:
     Satisfies :class:`gateway.routing.base.BackendView`.
     """
 
-    __slots__ = ("_down_until", "group", "in_flight", "model", "name", "provider", "spec", "weight")
+    __slots__ = (
+        "draining",
+        "engine",
+        "group",
+        "health",
+        "in_flight",
+        "model",
+        "name",
+        "provider",
+        "spec",
+        "weight",
+    )
 
-    def __init__(self, spec: BackendSpec, provider: Provider) -> None:
+    def __init__(
+        self, spec: BackendSpec, provider: Provider, breaker: BreakerSettings | None = None
+    ) -> None:
         self.spec = spec
         self.provider = provider
         self.name = spec.name
@@ -32,20 +45,42 @@ class Backend:
         self.model = spec.model
         self.weight = spec.weight
         self.in_flight = 0
-        self._down_until = 0.0
+        self.health = BackendHealth(breaker)
+        self.engine: EngineMetrics | None = None
+        self.draining = False
 
     @property
     def available(self) -> bool:
-        """False while the backend is known to be down (it refused a connection recently)."""
-        return self._down_until == 0.0 or time.monotonic() >= self._down_until
+        """Routable now: healthy, breaker admitting, not draining."""
+        return not self.draining and self.health.healthy and self.health.admits()
 
-    def mark_down(self, cooldown_s: float = DOWN_COOLDOWN_S) -> None:
-        """Skip this backend for ``cooldown_s`` seconds."""
-        self._down_until = time.monotonic() + cooldown_s
+    @property
+    def latency_s(self) -> float | None:
+        return self.health.latency.value
 
-    def mark_up(self) -> None:
-        """The backend answered: route to it normally."""
-        self._down_until = 0.0
+    @property
+    def ttft_s(self) -> float | None:
+        return self.health.ttft.value
+
+    @property
+    def error_rate(self) -> float:
+        return self.health.error_rate
+
+    @property
+    def breaker(self) -> str:
+        return self.health.current_state().value
+
+    @property
+    def input_price(self) -> float:
+        return self.spec.input_price
+
+    @property
+    def output_price(self) -> float:
+        return self.spec.output_price
+
+    @property
+    def context_window(self) -> int:
+        return self.spec.context_window
 
 
 @dataclass(slots=True)
@@ -57,11 +92,16 @@ class ModelGroup:
     backends: list[Backend]
     strategy: RoutingStrategy
     created: int = field(default_factory=lambda: int(time.time()))
+    retry_budget: RetryBudget = field(default_factory=RetryBudget)
 
-    def candidates(self) -> list[Backend]:
-        """Backends not known to be down, or all of them when every one is."""
-        up = [b for b in self.backends if b.available]
-        return up if up else list(self.backends)
+    def candidates(self, exclude: Collection[Backend] = ()) -> list[Backend]:
+        """Available backends, less ``exclude`` (those already tried)."""
+        return [b for b in self.backends if b.available and b not in exclude]
+
+    @property
+    def ready(self) -> bool:
+        """Whether some backend could take a request now."""
+        return any(b.available for b in self.backends)
 
 
 class ModelCatalog:
@@ -121,12 +161,19 @@ def build_catalog(
                 weight=bs.weight,
                 timeouts=bs.timeouts or gs.timeouts,
                 options=bs.options,
+                input_price=bs.price.input_per_mtok,
+                output_price=bs.price.output_per_mtok,
+                context_window=bs.context_window,
             )
             try:
                 provider = factory(spec, context)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(settings.source, where, str(exc)) from None
-            backends.append(Backend(spec, provider))
+            b = gs.breaker
+            breaker = BreakerSettings(
+                b.consecutive_failures, b.failure_rate, b.window, b.min_requests, b.cooldown_s
+            )
+            backends.append(Backend(spec, provider, breaker))
         strategy_factory = registries.routing_strategies.get(gs.routing.strategy)
         if strategy_factory is None:
             raise ConfigError(
@@ -139,5 +186,6 @@ def build_catalog(
             strategy = strategy_factory(**gs.routing.params)
         except (TypeError, ValueError) as exc:
             raise ConfigError(settings.source, f"models[{gi}].routing.params", str(exc)) from None
-        groups.append(ModelGroup(gs.name, gs, backends, strategy))
+        budget = RetryBudget(gs.retry.budget_ratio, gs.retry.budget_min)
+        groups.append(ModelGroup(gs.name, gs, backends, strategy, retry_budget=budget))
     return ModelCatalog(groups)

@@ -13,14 +13,42 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 
+@dataclass(frozen=True, slots=True)
+class EngineMetrics:
+    """A backend's engine load, scraped from its vLLM ``/metrics``.
+
+    Attributes:
+        waiting: requests queued in the engine.
+        running: requests in the running batch.
+        kv_cache_usage: share of KV-cache blocks in use, 0 to 1.
+        scraped_at: ``time.monotonic()`` of the scrape.
+    """
+
+    waiting: float
+    running: float
+    kv_cache_usage: float
+    scraped_at: float
+
+    def fresh(self, now: float, max_age_s: float = 2.0) -> bool:
+        """Whether the reading is recent enough to route on."""
+        return now - self.scraped_at <= max_age_s
+
+
 class BackendView(Protocol):
-    """What a strategy may read about a backend.
+    """What a strategy may read about a backend (a live, read-only view).
 
     Attributes:
         name: unique backend name.
         weight: configured relative share.
         in_flight: requests this gateway process has outstanding on it now.
-        available: False while the backend is known to be down.
+        available: routable now (healthy, breaker not open, not draining).
+        latency_s: peak-EWMA latency of its recent answers (None before the first).
+        ttft_s: peak-EWMA time to first token of its recent streams (None before the first).
+        error_rate: share of failures among its recent outcomes.
+        breaker: ``closed``, ``open`` or ``half_open``.
+        engine: its scraped engine metrics, when a strategy asked for them.
+        input_price / output_price: US dollars per million tokens.
+        context_window: longest prompt plus output in tokens (0: unknown).
     """
 
     @property
@@ -34,6 +62,30 @@ class BackendView(Protocol):
 
     @property
     def available(self) -> bool: ...
+
+    @property
+    def latency_s(self) -> float | None: ...
+
+    @property
+    def ttft_s(self) -> float | None: ...
+
+    @property
+    def error_rate(self) -> float: ...
+
+    @property
+    def breaker(self) -> str: ...
+
+    @property
+    def engine(self) -> EngineMetrics | None: ...
+
+    @property
+    def input_price(self) -> float: ...
+
+    @property
+    def output_price(self) -> float: ...
+
+    @property
+    def context_window(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +105,26 @@ class RouteRequest:
     headers: Mapping[str, str]
 
 
+Choice = int | tuple[int, str]
+
+
+def split_choice(choice: Choice) -> tuple[int, str]:
+    """``(index, reason)`` from what ``choose`` returned (reason ``chosen`` when absent)."""
+    if isinstance(choice, tuple):
+        return choice
+    return choice, "chosen"
+
+
 @runtime_checkable
 class RoutingStrategy(Protocol):
     """Picks the backend for one request."""
 
-    def choose(self, request: RouteRequest, backends: Sequence[BackendView]) -> int:
-        """Return the index in ``backends`` of the backend to use.
+    def choose(self, request: RouteRequest, backends: Sequence[BackendView]) -> Choice:
+        """Return the index in ``backends`` of the backend to use, or ``(index, reason)``.
 
-        ``backends`` is never empty and holds only backends not known to be down (all of them
-        when every one is). The gateway may call ``choose`` again with the failed backend removed
-        when a connection could not be made.
+        ``backends`` is never empty and holds only available backends. When a call fails and
+        is retried, ``choose`` is called again without the backends already tried. The reason
+        (``affinity``, ``imbalance``, ``least_loaded``...) is counted in the gateway's metrics.
         """
         ...
 
@@ -71,6 +133,9 @@ class RoutingStrategyFactory(Protocol):
     """What ``register_routing_strategies`` registers.
 
     Called with the group's ``routing.params`` as keyword arguments.
+
+    A strategy may set ``needs_engine_metrics = True``: the gateway then scrapes its group's
+    vLLM ``/metrics`` (every 500 ms) into each backend's ``engine``.
 
     Raises:
         TypeError or ValueError: bad parameters; the gateway names the config field.

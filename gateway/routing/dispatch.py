@@ -1,23 +1,41 @@
 """Dispatch: pick a backend with the group's strategy, call its provider, keep the live state.
 
-A request whose connection could not even be made (:class:`UpstreamConnectError`) never reached
-the upstream, so it is tried on the group's next backend; any other failure is returned to the
-caller as it is. (Retries, breakers and fallbacks proper are the resilience layer's job.)
+Every attempt goes through the backend's breaker; failures are retried on other backends as
+:mod:`gateway.routing.retry` allows; fallbacks to other groups are the relay's job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from gateway.errors import GatewayError, UpstreamConnectError, UpstreamUnavailableError
+from gateway.errors import (
+    GatewayError,
+    RateLimitError,
+    UpstreamConnectError,
+    UpstreamStatusError,
+    UpstreamUnavailableError,
+)
 from gateway.providers.base import UpstreamRequest, UpstreamResponse, UpstreamStream
 from gateway.routing.backends import Backend, ModelGroup
-from gateway.routing.base import RouteRequest
+from gateway.routing.base import RouteRequest, split_choice
+from gateway.routing.retry import backoff_s, is_retryable, retry_after_s
 
 RequestFor = Callable[[Backend], UpstreamRequest]
+
+
+class DispatchObserver(Protocol):
+    """Told about routing decisions and retries (the relay counts them in metrics)."""
+
+    def routed(self, group: ModelGroup, backend: Backend, reason: str) -> None: ...
+
+    def retried(self, group: ModelGroup, backend: Backend) -> None: ...
+
+
 T = TypeVar("T")
 
 
@@ -57,71 +75,125 @@ class OpenStream:
         await self._stream.aclose()
 
 
-def _exhausted(group: ModelGroup, last: UpstreamConnectError | None) -> GatewayError:
-    """The error once every candidate refused: the last refusal (502), else 503."""
-    if last is not None:
-        return last
-    return UpstreamUnavailableError(f"No backend of model `{group.name}` is available.")
-
-
 async def _attempt(
-    group: ModelGroup, route: RouteRequest, call: Callable[[Backend], Awaitable[T]]
+    group: ModelGroup,
+    route: RouteRequest,
+    call: Callable[[Backend], Awaitable[T]],
+    observer: DispatchObserver | None = None,
 ) -> tuple[T, Backend, float]:
-    """Run ``call`` on the backend the strategy picks, moving on while connections are refused.
+    """Run ``call`` on backends the strategy picks until one succeeds or the group gives up.
 
-    On success the backend's in-flight slot stays taken (the caller releases it) and the result
-    comes with the backend and the seconds ``call`` took. On failure the slot is released.
+    A refused connection opens that backend's breaker and moves on at once (the request never
+    reached it). A retryable failure moves on after a jittered back-off, within the group's
+    attempts and retry budget. Anything else is the request's fault and is raised at once.
+    On success the backend's in-flight slot stays taken (the caller releases it).
+
+    Raises:
+        GatewayError: the last failure, or 503 when no backend was available at all.
     """
-    candidates = group.candidates()
-    last: UpstreamConnectError | None = None
-    while candidates:
-        backend = candidates[group.strategy.choose(route, candidates)]
+    retry = group.settings.retry
+    group.retry_budget.deposit()
+    tried: list[Backend] = []
+    last: GatewayError | None = None
+    retries = 0
+    while True:
+        # Untried backends first; once retrying, a still-available one may be tried again.
+        candidates = group.candidates(tried) or (group.candidates() if retries else [])
+        if not candidates:
+            break
+        index, reason = split_choice(group.strategy.choose(route, candidates))
+        backend = candidates[index]
+        if observer:
+            observer.routed(group, backend, reason)
         backend.in_flight += 1
+        backend.health.on_attempt()
         started = time.perf_counter()
         try:
             result = await call(backend)
-        except UpstreamConnectError as exc:
-            backend.in_flight -= 1
-            backend.mark_down()
-            candidates.remove(backend)
-            last = exc
-            continue
         except GatewayError as exc:
             backend.in_flight -= 1
             exc.backend = backend.name
-            raise
+            tried.append(backend)
+            last = exc
+            if isinstance(exc, UpstreamConnectError):
+                backend.health.trip(backend.health.settings.cooldown_s)
+                continue
+            if not is_retryable(exc):
+                raise
+            wait = retry_after_s(exc)
+            if (
+                wait is not None
+                and isinstance(exc, UpstreamStatusError)
+                and exc.upstream_status == 429
+            ):
+                backend.health.trip(wait, rate_limited=True)
+            else:
+                backend.health.on_failure()
+            retries += 1
+            if retries >= retry.attempts or not group.retry_budget.withdraw():
+                raise
+            if observer:
+                observer.retried(group, backend)
+            await asyncio.sleep(backoff_s(retries, retry.backoff_ms, retry.max_backoff_ms))
+            continue
         except BaseException:
             backend.in_flight -= 1
             raise
-        backend.mark_up()
         return result, backend, time.perf_counter() - started
-    raise _exhausted(group, last)
+    if last is not None:
+        raise last
+    raise _unavailable(group)
 
 
-async def dispatch(group: ModelGroup, route: RouteRequest, request_for: RequestFor) -> Dispatched:
-    """Send a non-streaming request to one of ``group``'s backends.
+def _unavailable(group: ModelGroup) -> GatewayError:
+    """No backend can take a request: 429 when they are all rate limited, else 503; both say
+    when to come back."""
+    benched = [b.health for b in group.backends if not b.draining]
+    wait = min((h.reopens_in() for h in benched), default=0.0)
+    headers = {"retry-after": str(max(1, math.ceil(wait)))} if wait else {}
+    if benched and all(h.rate_limited for h in benched):
+        return RateLimitError(
+            f"Every backend of model `{group.name}` is rate limited.",
+            code="upstream_rate_limited",
+            headers=headers,
+        )
+    return UpstreamUnavailableError(
+        f"No backend of model `{group.name}` is available.", headers=headers
+    )
+
+
+async def dispatch(
+    group: ModelGroup,
+    route: RouteRequest,
+    request_for: RequestFor,
+    observer: DispatchObserver | None = None,
+) -> Dispatched:
+    """Send a non-streaming request to one of ``group``'s backends (with retries).
 
     Raises:
-        UpstreamConnectError: every backend refused the connection (502).
-        UpstreamError: the chosen backend failed in any other way.
+        GatewayError: see :func:`_attempt`.
     """
     response, backend, upstream_s = await _attempt(
-        group, route, lambda b: b.provider.send(request_for(b))
+        group, route, lambda b: b.provider.send(request_for(b)), observer
     )
     backend.in_flight -= 1
+    backend.health.on_success(latency_s=upstream_s)
     return Dispatched(response, backend, upstream_s)
 
 
 async def dispatch_stream(
-    group: ModelGroup, route: RouteRequest, request_for: RequestFor
+    group: ModelGroup,
+    route: RouteRequest,
+    request_for: RequestFor,
+    observer: DispatchObserver | None = None,
 ) -> OpenStream:
-    """Open a stream on one of ``group``'s backends; the caller must ``aclose`` it.
+    """Open a stream on one of ``group``'s backends (with retries until it opens); the caller
+    must ``aclose`` it.
 
     Raises:
-        UpstreamConnectError: every backend refused the connection (502).
-        UpstreamError: the chosen backend failed before the stream opened.
+        GatewayError: see :func:`_attempt`.
     """
     stream, backend, upstream_s = await _attempt(
-        group, route, lambda b: b.provider.open_stream(request_for(b))
+        group, route, lambda b: b.provider.open_stream(request_for(b)), observer
     )
     return OpenStream(stream, backend, upstream_s)

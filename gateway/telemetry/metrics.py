@@ -141,6 +141,41 @@ class GatewayMetrics:
             ["model", "backend"],
             registry=r,
         )
+        self.routing_decisions = Counter(
+            "gateway_routing_decisions",
+            "Backends chosen, by strategy and reason.",
+            ["model", "strategy", "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "gateway_retries", "Retried upstream calls.", ["model", "backend"], registry=r
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks",
+            "Requests sent on to a fallback group.",
+            ["model", "fallback", "reason"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "gateway_backend_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["model", "backend"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.backend_in_flight = Gauge(
+            "gateway_backend_in_flight",
+            "Requests outstanding on a backend.",
+            ["model", "backend"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.backend_errors = Counter(
+            "gateway_backend_errors",
+            "Failed upstream attempts by backend and kind.",
+            ["model", "backend", "kind"],
+            registry=r,
+        )
         self._children = _Children()
 
     def child(self, metric: M, *values: str) -> M:

@@ -109,7 +109,8 @@ def test_errors_use_anthropic_shape(client: anthropic.Anthropic, sim: Sim) -> No
     with pytest.raises(anthropic.BadRequestError) as bad:
         client.messages.create(model="claude-local", max_tokens=0, messages=ASK)
     assert "max_tokens" in bad.value.message
-    for status, error in ((429, anthropic.RateLimitError), (529, anthropic.OverloadedError)):
+    # 529 first: after a 429 the gateway itself benches the backend for its Retry-After.
+    for status, error in ((529, anthropic.OverloadedError), (429, anthropic.RateLimitError)):
         sim.set_faults(error_rates={status: 1.0})
         with pytest.raises(error):
             client.messages.create(model="claude-local", max_tokens=5, messages=ASK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -30,6 +32,8 @@ from gateway.routes.anthropic import build_anthropic_routes
 from gateway.routes.health import build_health_routes
 from gateway.routes.openai import build_openai_routes
 from gateway.routing.backends import build_catalog
+from gateway.routing.probes import probe_forever
+from gateway.routing.scraper import scrape_forever
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.telemetry.metrics import GatewayMetrics
@@ -104,6 +108,25 @@ def _plugin_route_guard(auth: Authenticator) -> Any:
     return guard
 
 
+def start_background_tasks(state: GatewayState) -> list[asyncio.Task[None]]:
+    """The app's own background work: health probes, and engine-metric scrapes for groups
+    whose strategy routes on them."""
+    tasks = [asyncio.create_task(probe_forever(state.catalog.groups), name="health-probes")]
+    scraped = [
+        b
+        for g in state.catalog.groups
+        if getattr(g.strategy, "needs_engine_metrics", False)
+        for b in g.backends
+    ]
+    if scraped:
+        tasks.append(
+            asyncio.create_task(
+                scrape_forever(state.providers.http, scraped), name="engine-scraper"
+            )
+        )
+    return tasks
+
+
 def build_state(
     settings: Settings, plugin_manager: pluggy.PluginManager | None = None
 ) -> GatewayState:
@@ -145,6 +168,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await state.providers.start()
+        background = start_background_tasks(state)
         try:
             await call_lifecycle(state.plugin_manager, "startup", state, swallow=False)
             # Everything built so far lives as long as the app: move it out of the collector's
@@ -157,6 +181,11 @@ def create_app(
                 state.plugin_manager, "shutdown", state, swallow=True
             ):
                 log.error("plugin %s failed in shutdown: %s", plugin, exc)
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await state.providers.close()
             state.metrics.mark_process_dead()
 

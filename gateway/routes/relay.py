@@ -18,7 +18,7 @@ from litestar import Request
 from litestar.response import Stream
 from litestar.types import ASGIApp
 
-from gateway.errors import GatewayError, RateLimitError, UpstreamUnavailableError, status_of
+from gateway.errors import GatewayError, UpstreamUnavailableError, status_of
 from gateway.routes.responses import RawResponse
 from gateway.routing.backends import Backend, ModelGroup
 from gateway.routing.base import RouteRequest

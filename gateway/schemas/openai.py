@@ -96,6 +96,7 @@ class ChatCompletionRequest(Struct, omit_defaults=True):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
+    cache_salt: str | None = None  # vLLM: partitions prefix-cache reuse (and cache_aware routing)
 
 
 # A string, a list of strings, a token array, or a list of token arrays. msgspec allows one
@@ -140,6 +141,7 @@ class CompletionRequest(Struct, omit_defaults=True):
     seed: int | None = None
     suffix: str | None = None
     user: str | None = None
+    cache_salt: str | None = None
 
     def __post_init__(self) -> None:
         check_prompt_shape(self.prompt, "prompt")

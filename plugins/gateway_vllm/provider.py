@@ -110,6 +110,7 @@ class OpenAICompatibleProvider:
         )
         self._context = context
         self._urls = {e: f"{spec.url}/v1/{e.value}" for e in Endpoint}
+        self._health_url = f"{spec.url}/health"
         self._headers: dict[str, str] = {
             "content-type": "application/json",
             **spec.options.get("headers", {}),
@@ -133,6 +134,14 @@ class OpenAICompatibleProvider:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _map_client_error(exc, url) from None
         return response, url
+
+    async def health(self) -> bool:
+        """vLLM's ``GET /health``: 200 while the engine is alive (the caller bounds the time)."""
+        try:
+            async with self._context.http.get(self._health_url) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, OSError):
+            return False
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         response, url = await self._post(request)

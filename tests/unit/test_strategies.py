@@ -136,7 +136,7 @@ def test_cache_aware_partitions_by_salt_and_evicts() -> None:
     strategy = CacheAwareStrategy(max_chars=64 * 40)
     backends = [Snap("a"), Snap("b")]
     text = "shared instructions " * 40
-    i, _ = split_choice(strategy.choose(request(text, cache_salt="t1"), backends))
+    _i, _ = split_choice(strategy.choose(request(text, cache_salt="t1"), backends))
     _, reason = split_choice(strategy.choose(request(text, cache_salt="t2"), backends))
     assert reason == "miss"
     for n in range(30):  # fill past the cap with other prefixes
@@ -181,13 +181,14 @@ def test_breaker_trips_half_opens_and_closes() -> None:
         BreakerSettings(consecutive_failures=100, failure_rate=0.5, min_requests=10)
     )
     for i in range(10):
-        (rate.on_success if i % 2 else rate.on_failure)()
+        (rate.on_failure if i % 2 else rate.on_success)()  # the 10th is a failure
     assert rate.current_state() is BreakerState.OPEN
 
 
 def test_retry_budget_and_backoff() -> None:
     budget = RetryBudget(ratio=0.1, minimum=2)
-    assert budget.withdraw() and budget.withdraw()
+    assert budget.withdraw()
+    assert budget.withdraw()
     assert not budget.withdraw()
     for _ in range(30):
         budget.deposit()

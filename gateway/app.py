@@ -28,6 +28,7 @@ from gateway.errors import (
 )
 from gateway.plugins import call_lifecycle, collect_registries, make_plugin_manager
 from gateway.providers.base import ProviderContext
+from gateway.routes.admin import build_admin_routes
 from gateway.routes.anthropic import build_anthropic_routes
 from gateway.routes.health import build_health_routes
 from gateway.routes.openai import build_openai_routes
@@ -194,6 +195,7 @@ def create_app(
         *build_openai_routes(state),
         *build_anthropic_routes(state),
         *build_health_routes(state),
+        *build_admin_routes(state),
     ]
     if plugin_routes:
         handlers.append(

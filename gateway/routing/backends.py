@@ -13,7 +13,7 @@ from gateway.providers.base import BackendSpec, Provider, ProviderContext
 from gateway.routing.base import EngineMetrics, RoutingStrategy
 from gateway.routing.health import BackendHealth, BreakerSettings
 from gateway.routing.retry import RetryBudget
-from gateway.settings import ModelGroupSettings, Settings
+from gateway.settings import BackendSettings, ModelGroupSettings, Settings
 
 
 class Backend:
@@ -130,6 +130,53 @@ class ModelCatalog:
         return list(self._by_name.items())
 
 
+def build_backend(
+    bs: BackendSettings,
+    gs: ModelGroupSettings,
+    index: int,
+    registries: Registries,
+    context: ProviderContext,
+    source: str,
+    where: str = "",
+) -> Backend:
+    """One backend of group ``gs`` from its settings (``where`` prefixes error field paths).
+
+    Raises:
+        ConfigError: an unknown provider, or options its factory rejected.
+    """
+    prefix = f"{where}." if where else ""
+    factory = registries.providers.get(bs.provider)
+    if factory is None:
+        raise ConfigError(
+            source,
+            f"{prefix}provider",
+            f"unknown provider `{bs.provider}`; registered: "
+            f"{', '.join(registries.providers.names()) or 'none'}",
+        )
+    spec = BackendSpec(
+        name=bs.name or f"{gs.name}-{index}",
+        group=gs.name,
+        url=bs.url.rstrip("/"),
+        model=bs.model or gs.name,
+        api_key=bs.api_key,
+        weight=bs.weight,
+        timeouts=bs.timeouts or gs.timeouts,
+        options=bs.options,
+        input_price=bs.price.input_per_mtok,
+        output_price=bs.price.output_per_mtok,
+        context_window=bs.context_window,
+    )
+    try:
+        provider = factory(spec, context)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, where or None, str(exc)) from None
+    b = gs.breaker
+    breaker = BreakerSettings(
+        b.consecutive_failures, b.failure_rate, b.window, b.min_requests, b.cooldown_s
+    )
+    return Backend(spec, provider, breaker)
+
+
 def build_catalog(
     settings: Settings, registries: Registries, context: ProviderContext
 ) -> ModelCatalog:
@@ -141,39 +188,12 @@ def build_catalog(
     """
     groups = []
     for gi, gs in enumerate(settings.models):
-        backends = []
-        for bi, bs in enumerate(gs.backends):
-            where = f"models[{gi}].backends[{bi}]"
-            factory = registries.providers.get(bs.provider)
-            if factory is None:
-                raise ConfigError(
-                    settings.source,
-                    f"{where}.provider",
-                    f"unknown provider `{bs.provider}`; registered: "
-                    f"{', '.join(registries.providers.names()) or 'none'}",
-                )
-            spec = BackendSpec(
-                name=bs.name or f"{gs.name}-{bi}",
-                group=gs.name,
-                url=bs.url.rstrip("/"),
-                model=bs.model or gs.name,
-                api_key=bs.api_key,
-                weight=bs.weight,
-                timeouts=bs.timeouts or gs.timeouts,
-                options=bs.options,
-                input_price=bs.price.input_per_mtok,
-                output_price=bs.price.output_per_mtok,
-                context_window=bs.context_window,
+        backends = [
+            build_backend(
+                bs, gs, bi, registries, context, settings.source, f"models[{gi}].backends[{bi}]"
             )
-            try:
-                provider = factory(spec, context)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(settings.source, where, str(exc)) from None
-            b = gs.breaker
-            breaker = BreakerSettings(
-                b.consecutive_failures, b.failure_rate, b.window, b.min_requests, b.cooldown_s
-            )
-            backends.append(Backend(spec, provider, breaker))
+            for bi, bs in enumerate(gs.backends)
+        ]
         strategy_factory = registries.routing_strategies.get(gs.routing.strategy)
         if strategy_factory is None:
             raise ConfigError(

@@ -18,6 +18,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 
 from gateway_sim.anthropic_api import anthropic_error, build_anthropic_routes
+from gateway_sim.engine import PromptTooLongError
 from gateway_sim.openai_api import build_openai_routes
 from gateway_sim.serving import SimRequestError, openai_error
 from gateway_sim.state import Faults, SimConfig, SimState
@@ -77,6 +78,10 @@ def create_sim_app(config: SimConfig) -> Litestar:
         render = anthropic_error if request.url.path.startswith("/v1/messages") else openai_error
         return render(exc.status, str(exc), param=exc.param)
 
+    def too_long(request: Request[Any, Any, Any], exc: PromptTooLongError) -> Response[Any]:
+        # vLLM's own wording, which clients and gateways recognise.
+        return rejected(request, SimRequestError(str(exc), "messages"))
+
     app = Litestar(
         route_handlers=[
             *build_openai_routes(state),
@@ -88,7 +93,7 @@ def create_sim_app(config: SimConfig) -> Litestar:
             set_faults,
             reset,
         ],
-        exception_handlers={SimRequestError: rejected},
+        exception_handlers={SimRequestError: rejected, PromptTooLongError: too_long},
         lifespan=[lifespan],
         openapi_config=None,
     )

@@ -1,0 +1,138 @@
+"""Runtime administration of backends, guarded by the master key (``auth.master_key``).
+
+- ``GET /admin/backends``: every backend with its live state.
+- ``POST /admin/backends/{name}/drain``: stop routing new requests to it; in-flight ones finish.
+- ``POST /admin/backends/{name}/undrain``: route to it again.
+- ``DELETE /admin/backends/{name}``: drain and remove it; in-flight requests still finish.
+- ``POST /admin/models/{model}/backends``: add a backend (a backend entry of the config, as JSON).
+
+Without a master key configured the admin API answers 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post
+from litestar.handlers import HTTPRouteHandler
+
+from gateway.config_loader import ConfigError
+from gateway.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from gateway.routing.backends import Backend, ModelGroup, build_backend
+from gateway.settings import BackendSettings
+from gateway.state import GatewayState
+
+_json = msgspec.json.Encoder()
+
+
+def describe(group: ModelGroup, backend: Backend) -> dict[str, Any]:
+    """A backend's configuration and live state."""
+    return {
+        "model": group.name,
+        "name": backend.name,
+        "url": backend.spec.url,
+        "upstream_model": backend.model,
+        "provider": type(backend.provider).__name__,
+        "in_flight": backend.in_flight,
+        "available": backend.available,
+        "healthy": backend.health.healthy,
+        "breaker": backend.breaker,
+        "draining": backend.draining,
+        "latency_s": backend.latency_s,
+        "error_rate": backend.error_rate,
+    }
+
+
+def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
+    """The admin routes bound to ``state``."""
+    master = state.settings.auth.master_key
+
+    def authorize(request: Request[Any, Any, Any]) -> None:
+        if not master:
+            raise PermissionDeniedError("The admin API needs `auth.master_key` configured.")
+        header = request.headers.get("authorization") or ""
+        token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(token.encode(), master.encode()):
+            raise AuthenticationError("The admin API needs the master key.")
+
+    def find(name: str) -> tuple[ModelGroup, Backend]:
+        for group in state.catalog.groups:
+            for backend in group.backends:
+                if backend.name == name:
+                    return group, backend
+        raise NotFoundError(f"No backend named `{name}`.", param="name")
+
+    def answer(body: Any, status: int = 200) -> Response[Any]:
+        return Response(_json.encode(body), status_code=status, media_type="application/json")
+
+    @get("/admin/backends")
+    async def list_backends(request: Request[Any, Any, Any]) -> Response[Any]:
+        authorize(request)
+        return answer(
+            {"backends": [describe(g, b) for g in state.catalog.groups for b in g.backends]}
+        )
+
+    @post("/admin/backends/{name:str}/drain", status_code=200)
+    async def drain(request: Request[Any, Any, Any]) -> Response[Any]:
+        authorize(request)
+        name = str(request.path_params["name"])
+        group, backend = find(name)
+        backend.draining = True
+        return answer(describe(group, backend))
+
+    @post("/admin/backends/{name:str}/undrain", status_code=200)
+    async def undrain(request: Request[Any, Any, Any]) -> Response[Any]:
+        authorize(request)
+        name = str(request.path_params["name"])
+        group, backend = find(name)
+        backend.draining = False
+        return answer(describe(group, backend))
+
+    @delete("/admin/backends/{name:str}", status_code=200)
+    async def remove(request: Request[Any, Any, Any]) -> Response[Any]:
+        authorize(request)
+        name = str(request.path_params["name"])
+        group, backend = find(name)
+        if len(group.backends) == 1:
+            raise InvalidRequestError(
+                f"`{name}` is the last backend of `{group.name}`.", param="name"
+            )
+        backend.draining = True
+        # In-flight requests hold their own reference to the backend and finish normally.
+        group.backends = [b for b in group.backends if b is not backend]
+        return answer(describe(group, backend))
+
+    @post("/admin/models/{model:str}/backends", status_code=201)
+    async def add(request: Request[Any, Any, Any]) -> Response[Any]:
+        authorize(request)
+        model = str(request.path_params["model"])
+        group = state.catalog.resolve(model)
+        try:
+            settings = msgspec.json.decode(await request.body(), type=BackendSettings)
+            backend = build_backend(
+                settings,
+                group.settings,
+                len(group.backends),
+                state.registries,
+                state.providers,
+                "request body",
+            )
+        except msgspec.ValidationError as exc:
+            raise InvalidRequestError(f"Invalid backend: {exc}") from None
+        except msgspec.DecodeError:
+            raise InvalidRequestError("The request body is not valid JSON.") from None
+        except ConfigError as exc:
+            raise InvalidRequestError(exc.problem, param=exc.field) from None
+        if any(backend.name == b.name for g in state.catalog.groups for b in g.backends):
+            raise InvalidRequestError(f"A backend named `{backend.name}` exists.", param="name")
+        group.backends = [*group.backends, backend]
+        return answer(describe(group, backend), 201)
+
+    return [list_backends, drain, undrain, remove, add]

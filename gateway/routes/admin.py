@@ -5,20 +5,24 @@
 - ``POST /admin/backends/{name}/undrain``: route to it again.
 - ``DELETE /admin/backends/{name}``: drain and remove it; in-flight requests still finish.
 - ``POST /admin/models/{model}/backends``: add a backend (a backend entry of the config, as JSON).
+- ``POST /admin/reload``: re-read the config file and apply its backend changes
+  (:mod:`gateway.routing.reload`).
 
 Without a master key configured the admin API answers 403.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 from typing import Any
 
+import anyio
 import msgspec
 from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 
-from gateway.config_loader import ConfigError
+from gateway.config_loader import ConfigError, load_settings
 from gateway.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -26,6 +30,7 @@ from gateway.errors import (
     PermissionDeniedError,
 )
 from gateway.routing.backends import Backend, ModelGroup, build_backend
+from gateway.routing.reload import apply_settings
 from gateway.settings import BackendSettings
 from gateway.state import GatewayState
 
@@ -135,4 +140,17 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         group.backends = [*group.backends, backend]
         return answer(describe(group, backend), 201)
 
-    return [list_backends, drain, undrain, remove, add]
+    @post("/admin/reload", status_code=200)
+    async def reload(request: Request[Any, Any, Any]) -> Response[Any]:
+        authorize(request)
+        path = state.settings.source
+        if not await anyio.Path(path).is_file():
+            raise InvalidRequestError(f"The gateway was not started from a config file ({path}).")
+        try:
+            settings = load_settings(path)
+            report = apply_settings(state.catalog, settings, state.registries, state.providers)
+        except ConfigError as exc:
+            raise InvalidRequestError(str(exc), param=exc.field) from None
+        return answer(dataclasses.asdict(report))
+
+    return [list_backends, drain, undrain, remove, add, reload]

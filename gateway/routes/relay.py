@@ -131,6 +131,7 @@ class Relay:
         m = self.metrics
         state = {"closed": 0, "half_open": 1, "open": 2}[backend.breaker]
         m.child(m.breaker_state, group.name, backend.name).set(state)
+        m.child(m.backend_in_flight, group.name, backend.name).set(backend.in_flight)
         if error is not None:
             kind = type(error).__name__
             m.child(m.backend_errors, group.name, backend.name, kind).inc()

@@ -114,6 +114,12 @@ class ModelCatalog:
             for name in (group.name, *group.settings.aliases):
                 self._by_name[name] = group
 
+    def add(self, group: ModelGroup) -> None:
+        """Serve a new group under its name and aliases."""
+        self.groups = [*self.groups, group]
+        for name in (group.name, *group.settings.aliases):
+            self._by_name[name] = group
+
     def resolve(self, model: str) -> ModelGroup:
         """The group serving ``model``.
 
@@ -186,26 +192,37 @@ def build_catalog(
         ConfigError: an unknown provider or strategy, or options its factory rejected; the
             message names the config file and field.
     """
-    groups = []
-    for gi, gs in enumerate(settings.models):
-        backends = [
-            build_backend(
-                bs, gs, bi, registries, context, settings.source, f"models[{gi}].backends[{bi}]"
-            )
-            for bi, bs in enumerate(gs.backends)
+    return ModelCatalog(
+        [
+            build_group(gs, gi, registries, context, settings.source)
+            for gi, gs in enumerate(settings.models)
         ]
-        strategy_factory = registries.routing_strategies.get(gs.routing.strategy)
-        if strategy_factory is None:
-            raise ConfigError(
-                settings.source,
-                f"models[{gi}].routing.strategy",
-                f"unknown routing strategy `{gs.routing.strategy}`; registered: "
-                f"{', '.join(registries.routing_strategies.names()) or 'none'}",
-            )
-        try:
-            strategy = strategy_factory(**gs.routing.params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(settings.source, f"models[{gi}].routing.params", str(exc)) from None
-        budget = RetryBudget(gs.retry.budget_ratio, gs.retry.budget_min)
-        groups.append(ModelGroup(gs.name, gs, backends, strategy, retry_budget=budget))
-    return ModelCatalog(groups)
+    )
+
+
+def build_group(
+    gs: ModelGroupSettings, gi: int, registries: Registries, context: ProviderContext, source: str
+) -> ModelGroup:
+    """Model group ``gs`` (the ``gi``-th of its file) with its backends and strategy.
+
+    Raises:
+        ConfigError: see :func:`build_catalog`.
+    """
+    backends = [
+        build_backend(bs, gs, bi, registries, context, source, f"models[{gi}].backends[{bi}]")
+        for bi, bs in enumerate(gs.backends)
+    ]
+    strategy_factory = registries.routing_strategies.get(gs.routing.strategy)
+    if strategy_factory is None:
+        raise ConfigError(
+            source,
+            f"models[{gi}].routing.strategy",
+            f"unknown routing strategy `{gs.routing.strategy}`; registered: "
+            f"{', '.join(registries.routing_strategies.names()) or 'none'}",
+        )
+    try:
+        strategy = strategy_factory(**gs.routing.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, f"models[{gi}].routing.params", str(exc)) from None
+    budget = RetryBudget(gs.retry.budget_ratio, gs.retry.budget_min)
+    return ModelGroup(gs.name, gs, backends, strategy, retry_budget=budget)

@@ -225,3 +225,53 @@ def test_runtime_drain_add_and_remove_keep_requests_in_flight() -> None:
             )
             assert bad[0] == 400
             assert bad[2]["error"]["param"] == "provider"
+
+
+def test_config_reload_applies_backend_changes(tmp_path: Any) -> None:
+    from gateway.app import create_app
+    from gateway.config_loader import load_settings
+
+    def write(urls: dict[str, str], extra: str = "") -> None:
+        backends = "\n".join(
+            f'      - {{name: {n}, url: "{u}", model: sim-model}}' for n, u in urls.items()
+        )
+        path.write_text(
+            f"auth: {{master_key: sk-master}}\nmodels:\n  - name: chat\n"
+            f"    backends:\n{backends}\n{extra}"
+        )
+
+    path = tmp_path / "gateway.yaml"
+    with running_sim() as a, running_sim() as b, running_sim() as c:
+        write({"a": a.url, "b": b.url})
+        with BackgroundServer(create_app(load_settings(path))) as gw:
+            chat(gw.url)
+            chat(gw.url)
+            write(
+                {"a": a.url, "c": c.url},
+                '  - name: extra\n    backends: [{url: "' + c.url + '", model: sim-model}]\n',
+            )
+            status, _, report = http_json("POST", f"{gw.url}/admin/reload", headers=MASTER)
+            assert status == 200
+            assert report == {
+                "added": ["c"],
+                "removed": ["b"],
+                "replaced": [],
+                "added_models": ["extra"],
+                "needs_restart": [],
+            }
+            assert {chat(gw.url)[1]["x-gateway-backend"] for _ in range(6)} == {"a", "c"}
+            assert admin_state(gw.url)["a"]["latency_s"] is not None  # kept its live state
+            assert (
+                http_json(
+                    "POST",
+                    f"{gw.url}/v1/chat/completions",
+                    {"model": "extra", "messages": USER},
+                    MASTER,
+                )[0]
+                == 200
+            )
+            path.write_text("models: [{name: chat, backends: [{url: nope}]}]\n")
+            status, _, error = http_json("POST", f"{gw.url}/admin/reload", headers=MASTER)
+            assert status == 400
+            assert "models[0].backends[0].url" in error["error"]["message"]
+            assert {chat(gw.url)[1]["x-gateway-backend"] for _ in range(4)} == {"a", "c"}

@@ -61,10 +61,19 @@ def test_escaped_dollar_is_literal(tmp_path: Path) -> None:
         (("name: llama\n", "nom: llama\n"), "models[0].nom", "unknown field"),
         (("aliases: [llama-8b]", "aliases: [llama]"), "models[0].aliases[0]", "already used"),
         (('["${KEY}"]', '["${MISSING}"]'), "auth.api_keys[0]", "MISSING is not set"),
-    (("aliases: [llama-8b]", "aliases: [llama-8b]\n    fallbacks: [nope]"),
-     "models[0].fallbacks[0]", "expected the name of another model group"),
-    (("routing: {strategy: round_robin}", "routing: {strategy: round_robin}\n    retry: "
-      "{attempts: 0}"), "models[0].retry.attempts", ">= 1"),
+        (
+            ("aliases: [llama-8b]", "aliases: [llama-8b]\n    fallbacks: [nope]"),
+            "models[0].fallbacks[0]",
+            "expected the name of another model group",
+        ),
+        (
+            (
+                "routing: {strategy: round_robin}",
+                "routing: {strategy: round_robin}\n    retry: {attempts: 0}",
+            ),
+            "models[0].retry.attempts",
+            ">= 1",
+        ),
     ],
 )
 def test_errors_name_file_field_and_expectation(

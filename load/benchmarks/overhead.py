@@ -150,6 +150,9 @@ http {{
       default_type application/json;
       return 200 '{message}';
     }}
+    location = /health {{
+      return 200;
+    }}
   }}
   server {{
     listen 127.0.0.1:{stream_port};
@@ -167,6 +170,9 @@ http {{
     location = /v1/messages {{
       error_page 405 =200 /messages.sse;
       return 405;
+    }}
+    location = /health {{
+      return 200;
     }}
     location = /messages.sse {{
       internal;

@@ -136,10 +136,14 @@ class OpenAICompatibleProvider:
         return response, url
 
     async def health(self) -> bool:
-        """vLLM's ``GET /health``: 200 while the engine is alive (the caller bounds the time)."""
+        """``GET /health``: healthy when it answers below 500 (the caller bounds the time).
+
+        vLLM answers 200, or 503 once its engine is dead. A server with no health route answers
+        404, which still proves it is up: taking it out of routing would black-hole traffic.
+        """
         try:
             async with self._context.http.get(self._health_url) as response:
-                return response.status == 200
+                return response.status < 500
         except (aiohttp.ClientError, OSError):
             return False
 

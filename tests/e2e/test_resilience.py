@@ -275,3 +275,19 @@ def test_config_reload_applies_backend_changes(tmp_path: Any) -> None:
             assert status == 400
             assert "models[0].backends[0].url" in error["error"]["message"]
             assert {chat(gw.url)[1]["x-gateway-backend"] for _ in range(4)} == {"a", "c"}
+
+
+def test_active_health_checks_take_a_replica_out_and_back() -> None:
+    with running_sim() as a, running_sim() as b:
+        config = {"models": [group_of("chat", [a, b])], "auth": {"master_key": "sk-master"}}
+        with running_gateway(config) as gw:
+            b.set_faults(health_status=503)
+            assert until(lambda: not admin_state(gw.url)["chat-1"]["healthy"])
+            assert {chat(gw.url)[1]["x-gateway-backend"] for _ in range(6)} == {"chat-0"}
+            assert http_json("GET", f"{gw.url}/readyz")[0] == 200
+            b.set_faults(health_status=404)  # no health route still means "up"
+            assert until(lambda: admin_state(gw.url)["chat-1"]["healthy"])
+            assert "chat-1" in {chat(gw.url)[1]["x-gateway-backend"] for _ in range(6)}
+            a.set_faults(health_status=503)
+            b.set_faults(health_status=503)
+            assert until(lambda: http_json("GET", f"{gw.url}/readyz")[0] == 503)

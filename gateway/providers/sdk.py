@@ -17,6 +17,7 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from gateway.providers.base import BackendSpec
 
 _PASSED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 _REFUSED = ("ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror")
@@ -36,6 +37,35 @@ class StreamRewriter(Protocol):
     def feed(self, chunk: bytes) -> bytes: ...
 
     def finish(self) -> bytes: ...
+
+
+TRANSPORTS = ("aiohttp", "httpx")
+
+
+def check_sdk_options(spec: BackendSpec, known: set[str], key_env: str) -> str:
+    """Validate an SDK backend's options and key; returns the chosen transport.
+
+    Raises:
+        ValueError: an unknown option, no API key, or an unknown transport.
+    """
+    unknown = set(spec.options) - known
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    if not spec.api_key:
+        raise ValueError(f"`api_key` is required (use ${{{key_env}}})")
+    transport = str(spec.options.get("transport", "aiohttp"))
+    if transport not in TRANSPORTS:
+        raise ValueError("`options.transport` must be `aiohttp` or `httpx`")
+    return transport
+
+
+def split_sdk_params(body: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """SDK keyword arguments: known parameters by name, the rest through ``extra_body``."""
+    params = {k: v for k, v in body.items() if k in known}
+    extra = {k: v for k, v in body.items() if k not in known}
+    if extra:
+        params["extra_body"] = extra
+    return params
 
 
 def _caused_by_refusal(exc: BaseException) -> bool:

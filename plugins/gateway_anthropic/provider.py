@@ -26,7 +26,14 @@ from gateway.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from gateway.providers.sdk import HeldStream, map_sdk_error, open_raw, read_raw
+from gateway.providers.sdk import (
+    HeldStream,
+    check_sdk_options,
+    map_sdk_error,
+    open_raw,
+    read_raw,
+    split_sdk_params,
+)
 from gateway.translate.messages import chat_request_to_messages, messages_response_to_chat
 from gateway.translate.streams import MessagesStreamToChat, TranslatingStream
 
@@ -48,29 +55,13 @@ def _create_params() -> frozenset[str]:
     }
 
 
-def split_params(body: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
-    """SDK keyword arguments: known parameters by name, the rest through ``extra_body``."""
-    params = {k: v for k, v in body.items() if k in known}
-    extra = {k: v for k, v in body.items() if k not in known}
-    if extra:
-        params["extra_body"] = extra
-    return params
-
-
 class AnthropicProvider:
     """A :class:`gateway.providers.Provider` for Anthropic's API (or a compatible one)."""
 
     endpoints = frozenset({Endpoint.CHAT, Endpoint.MESSAGES})
 
     def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
-        unknown = set(spec.options) - KNOWN_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
-        if not spec.api_key:
-            raise ValueError("`api_key` is required (use ${ANTHROPIC_API_KEY})")
-        transport = spec.options.get("transport", "aiohttp")
-        if transport not in ("aiohttp", "httpx"):
-            raise ValueError("`options.transport` must be `aiohttp` or `httpx`")
+        transport = check_sdk_options(spec, KNOWN_OPTIONS, "ANTHROPIC_API_KEY")
         self._spec = spec
         self._where = spec.url or DEFAULT_URL
         self._transport = transport
@@ -107,7 +98,7 @@ class AnthropicProvider:
         return chat_request_to_messages(body, self._default_max_tokens), True
 
     def _call(self, body: dict[str, Any], request_id: str) -> Any:
-        params = split_params(body, self._known)
+        params = split_sdk_params(body, self._known)
         return lambda: self.client.messages.with_streaming_response.create(
             **params, extra_headers={"x-request-id": request_id}
         )

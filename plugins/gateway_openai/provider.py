@@ -25,7 +25,13 @@ from gateway.providers.base import (
     UpstreamRequest,
     UpstreamResponse,
 )
-from gateway.providers.sdk import HeldStream, open_raw, read_raw
+from gateway.providers.sdk import (
+    HeldStream,
+    check_sdk_options,
+    open_raw,
+    read_raw,
+    split_sdk_params,
+)
 
 _any = msgspec.json.Decoder()
 ERRORS: tuple[type[Exception], ...] = (openai.APIError,)
@@ -40,14 +46,7 @@ class OpenAIProvider:
     endpoints = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
 
     def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
-        unknown = set(spec.options) - KNOWN_OPTIONS
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(KNOWN_OPTIONS)}")
-        if not spec.api_key:
-            raise ValueError("`api_key` is required (use ${OPENAI_API_KEY})")
-        transport = spec.options.get("transport", "aiohttp")
-        if transport not in ("aiohttp", "httpx"):
-            raise ValueError("`options.transport` must be `aiohttp` or `httpx`")
+        transport = check_sdk_options(spec, KNOWN_OPTIONS, "OPENAI_API_KEY")
         if spec.options.get("azure_api_version") and not spec.url:
             raise ValueError("`url` (the Azure resource endpoint) is required for Azure OpenAI")
         self._spec = spec
@@ -99,11 +98,8 @@ class OpenAIProvider:
         }[request.endpoint]
         create = resource.with_streaming_response.create
         known = frozenset(inspect.signature(create).parameters) - _NOT_PARAMS
-        params = {k: v for k, v in body.items() if k in known}
-        extra = {k: v for k, v in body.items() if k not in known}
-        return lambda: create(
-            **params, extra_body=extra or None, extra_headers={"x-request-id": request.request_id}
-        )
+        params = split_sdk_params(body, known)
+        return lambda: create(**params, extra_headers={"x-request-id": request.request_id})
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         data = await read_raw(

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from common import free_port, pin
 
 API_KEY = "sk-bench"
 CHAT = {
@@ -207,16 +208,6 @@ models:
   - name: bench-stream
     backends: [{{url: "http://127.0.0.1:{stream_upstream}", model: bench-model}}]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pin(core: int | None) -> list[str]:
-    return ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
 
 
 def wait_http(url: str, timeout_s: float = 30) -> None:

@@ -17,44 +17,19 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from common import TWO_CORES, format_table, free_port, pin, wait_until_up
 from gateway_loadgen import workloads
 from gateway_loadgen.results import summarize
 from gateway_loadgen.runner import RunSettings, run_workload
-
-TWO_CORES = (os.cpu_count() or 1) >= 2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if TWO_CORES else []
-
-
-def _wait(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 @contextmanager
@@ -66,14 +41,14 @@ def replicas(
     try:
         for overrides in overrides_per_replica:
             port = free_port()
-            args = [*_pin(1), sys.executable, "-m", "gateway.cli", "sim", "--port", str(port)]
+            args = [*pin(1), sys.executable, "-m", "gateway.cli", "sim", "--port", str(port)]
             for item in overrides:
                 args += ["--set", item]
             procs.append(
                 (f"http://127.0.0.1:{port}", subprocess.Popen(args, stdout=subprocess.DEVNULL))
             )
         for url, _ in procs:
-            _wait(f"{url}/health")
+            wait_until_up(f"{url}/health")
         yield procs
     finally:
         for _, proc in procs:
@@ -104,11 +79,11 @@ def gateway(urls: list[str], strategy: str, params: dict[str, Any] | None = None
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         json.dump(config, f)  # JSON is YAML
     proc = subprocess.Popen(
-        [*_pin(0), sys.executable, "-m", "gateway.cli", "serve", "--config", f.name],
+        [*pin(0), sys.executable, "-m", "gateway.cli", "serve", "--config", f.name],
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(f"http://127.0.0.1:{port}/healthz")
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -219,21 +194,6 @@ def kill_one(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _print(rows: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:,.3f}" if v < 1 else f"{v:,.1f}"
-        return str(v)
-
-    cells = [[cell(r.get(k, "-")) for k in keys] for r in rows]
-    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    print("  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True)))
-    for c in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -253,7 +213,7 @@ def main() -> int:
             continue
         result[name] = fn(args.quick)
         print(f"\n== {name}", flush=True)
-        _print(result[name])
+        print(format_table(result[name]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

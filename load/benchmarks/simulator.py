@@ -19,7 +19,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from common import format_table, free_port
 from gateway_loadgen import workloads
 from gateway_loadgen.results import summarize
 from gateway_loadgen.runner import RunSettings, run_workload
 from gateway_sim.profiles import DEFAULT_PROFILE, PROFILES
 
 PROFILE = PROFILES[DEFAULT_PROFILE]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SimProcess:
@@ -229,23 +223,6 @@ def harness_alone(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    keys = list(rows[0])
-
-    def cell(v: Any) -> str:
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
-        return str(v)
-
-    body = [[cell(r[k]) for k in keys] for r in rows]
-    widths = [max(len(k), *(len(b[i]) for b in body)) for i, k in enumerate(keys)]
-    out = ["  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True))]
-    out += ["  ".join(c.rjust(w) for c, w in zip(b, widths, strict=True)) for b in body]
-    return "\n".join(out)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs")
@@ -272,7 +249,7 @@ def main() -> int:
         result[name] = rows
         if not rows:
             continue
-        print(f"\n== {name}\n{_table(rows)}", flush=True)
+        print(f"\n== {name}\n{format_table(rows)}", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

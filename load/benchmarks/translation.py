@@ -24,19 +24,17 @@ import sys
 import tempfile
 import time
 import timeit
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from common import format_table, free_port, pin, wait_until_up
 from overhead import (
     API_KEY,
     CHAT,
     MESSAGE,
-    free_port,
     messages_sse_body,
-    pin,
     run_wrk,
     sse_body,
     start_static_upstream,
@@ -141,18 +139,6 @@ def micro() -> list[dict[str, Any]]:
     ]
 
 
-def _wait_healthy(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def end_to_end(duration: int) -> list[dict[str, Any]]:
     cores = os.cpu_count() or 1
     gw_core, load_core = (0, 1) if cores >= 2 else (None, None)
@@ -178,7 +164,7 @@ def end_to_end(duration: int) -> list[dict[str, Any]]:
     rows = []
     try:
         url = f"http://127.0.0.1:{port}/v1/messages"
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz")
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
 
         def body(model: str, streamed: bool) -> dict[str, Any]:
             return {**ANTHROPIC_REQUEST, "model": model, **({"stream": True} if streamed else {})}
@@ -242,18 +228,6 @@ def end_to_end(duration: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _print(rows: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [
-        [(f"{r[k]:,.2f}" if isinstance(r.get(k), float) else str(r.get(k, "-"))) for k in keys]
-        for r in rows
-    ]
-    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    print("  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True)))
-    for c in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -266,10 +240,10 @@ def main() -> int:
     result: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     result["micro"] = micro()
     print("== in-process translation cost")
-    _print(result["micro"])
+    print(format_table(result["micro"]))
     result["end_to_end"] = end_to_end(args.duration)
     print("\n== through the gateway (one worker, one core)")
-    _print(result["end_to_end"])
+    print(format_table(result["end_to_end"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

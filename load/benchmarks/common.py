@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmark scripts: ports, CPU pinning, waiting, tables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+TWO_CORES = (os.cpu_count() or 1) >= 2
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(core: int | None) -> list[str]:
+    """``taskset`` arguments pinning a command to ``core`` (none on one core)."""
+    return ["taskset", "-c", str(core)] if core is not None and TWO_CORES else []
+
+
+def wait_until_up(url: str, timeout_s: float = 30) -> None:
+    """Poll ``url`` with GET until it answers (any status below 500).
+
+    Raises:
+        OSError: it did not answer within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of dicts as a right-aligned text table (union of their keys as columns)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.1f}"
+        return str(value)
+
+    cells = [[cell(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)) for c in cells]
+    return "\n".join(lines)

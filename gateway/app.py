@@ -17,6 +17,8 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 
 from gateway.auth import Authenticator
+from gateway.cache.tiered import TieredCache
+from gateway.config_loader import ConfigError
 from gateway.errors import (
     ANTHROPIC_ERROR_TYPES,
     ErrorBody,
@@ -26,7 +28,7 @@ from gateway.errors import (
     anthropic_status_of,
     status_of,
 )
-from gateway.plugins import call_lifecycle, collect_registries, make_plugin_manager
+from gateway.plugins import Registries, call_lifecycle, collect_registries, make_plugin_manager
 from gateway.providers.base import ProviderContext
 from gateway.routes.admin import build_admin_routes
 from gateway.routes.anthropic import build_anthropic_routes
@@ -128,6 +130,37 @@ def start_background_tasks(state: GatewayState) -> list[asyncio.Task[None]]:
     return tasks
 
 
+def build_cache(
+    settings: Settings, registries: Registries, metrics: GatewayMetrics
+) -> TieredCache | None:
+    """The response cache's tiers, when some model group caches.
+
+    Raises:
+        ConfigError: an unknown cache backend or options it rejects (naming the field).
+    """
+    if not any(g.cache.enabled for g in settings.models):
+        return None
+    tiers = []
+    for i, tier in enumerate(settings.cache.tiers):
+        factory = registries.cache_backends.get(tier.backend)
+        if factory is None:
+            raise ConfigError(
+                settings.source,
+                f"cache.tiers[{i}].backend",
+                f"unknown cache backend `{tier.backend}`; registered: "
+                f"{', '.join(registries.cache_backends.names()) or 'none'}",
+            )
+        try:
+            tiers.append((tier.backend, factory(**tier.options)))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(settings.source, f"cache.tiers[{i}].options", str(exc)) from None
+    return TieredCache(
+        tiers,
+        settings.cache.retry_after_s,
+        on_error=lambda name: metrics.child(metrics.cache_errors, name).inc(),
+    )
+
+
 def build_state(
     settings: Settings, plugin_manager: pluggy.PluginManager | None = None
 ) -> GatewayState:
@@ -141,6 +174,8 @@ def build_state(
     registries = collect_registries(pm)
     providers = ProviderContext()
     catalog = build_catalog(settings, registries, providers)
+    metrics = GatewayMetrics()
+    cache = build_cache(settings, registries, metrics)
     keys = [
         *settings.auth.api_keys,
         *([settings.auth.master_key] if settings.auth.master_key else []),
@@ -151,8 +186,9 @@ def build_state(
         registries=registries,
         catalog=catalog,
         providers=providers,
-        metrics=GatewayMetrics(),
+        metrics=metrics,
         auth=Authenticator(keys),
+        cache=cache,
     )
 
 
@@ -188,6 +224,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await state.providers.close()
+            if state.cache is not None:
+                await state.cache.aclose()
             state.metrics.mark_process_dead()
 
     plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]

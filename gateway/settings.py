@@ -117,6 +117,21 @@ class HealthCheckSettings(_Config):
     healthy_after: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
+class GroupCacheSettings(_Config):
+    """Response caching for a model group.
+
+    Attributes:
+        enabled: cache this group's chat, completion and embedding responses.
+        ttl_s: how long an entry lives.
+        deterministic_only: cache only requests whose answer is deterministic (temperature 0 or
+            a seed; embeddings always are); False caches every request.
+    """
+
+    enabled: bool = False
+    ttl_s: PositiveFloat = 300.0
+    deterministic_only: bool = True
+
+
 class RoutingSettings(_Config):
     """How a model group spreads requests over its backends.
 
@@ -158,6 +173,7 @@ class ModelGroupSettings(_Config):
     health_check: HealthCheckSettings = msgspec.field(default_factory=HealthCheckSettings)
     fallbacks: list[str] = msgspec.field(default_factory=list)
     context_window_fallbacks: list[str] = msgspec.field(default_factory=list)
+    cache: GroupCacheSettings = msgspec.field(default_factory=GroupCacheSettings)
 
 
 class ServerSettings(_Config):
@@ -197,6 +213,29 @@ class AuthSettings(_Config):
         return bool(self.api_keys) or bool(self.master_key)
 
 
+class CacheTierSettings(_Config):
+    """One tier of the response cache: a registered cache backend and its options."""
+
+    backend: str
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def _default_tiers() -> list[CacheTierSettings]:
+    return [CacheTierSettings(backend="memory")]
+
+
+class CacheSettings(_Config):
+    """The response cache's tiers, first looked up first (memory before Redis).
+
+    Attributes:
+        tiers: the backends, e.g. ``[{backend: memory}, {backend: redis, options: {url: ...}}]``.
+        retry_after_s: how long a failed tier is skipped before it is tried again.
+    """
+
+    tiers: list[CacheTierSettings] = msgspec.field(default_factory=_default_tiers)
+    retry_after_s: PositiveFloat = 1.0
+
+
 class PluginSettings(_Config):
     """Plugin loading.
 
@@ -223,4 +262,5 @@ class Settings(_Config):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     source: str = "<memory>"

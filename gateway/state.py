@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pluggy
 
 from gateway.auth import Authenticator
+from gateway.cache.tiered import TieredCache
 from gateway.plugins import Registries
 from gateway.providers.base import ProviderContext
 from gateway.routing.backends import ModelCatalog
@@ -26,6 +27,7 @@ class GatewayState:
         providers: shared resources of the providers (the HTTP session).
         metrics: the app's Prometheus metrics.
         auth: the API-key checker.
+        cache: the response cache's tiers (None when no model group caches).
     """
 
     settings: Settings
@@ -35,3 +37,4 @@ class GatewayState:
     providers: ProviderContext
     metrics: GatewayMetrics
     auth: Authenticator
+    cache: TieredCache | None = None

@@ -22,6 +22,7 @@ from litestar.types import ASGIApp
 
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.providers.base import Endpoint, UpstreamRequest
+from gateway.routes.caching import consult_cache
 from gateway.routes.relay import Exchange, Relay
 from gateway.routing.backends import Backend
 from gateway.routing.base import RouteRequest
@@ -112,6 +113,14 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             raise
         stream = spec.streams and bool(payload.stream)
         client_model: str = payload.model
+        store, extra = None, None
+        if state.cache is not None and group.settings.cache.enabled:
+            decision = await consult_cache(
+                state, request, spec.endpoint, group, body, stream, request_id, started
+            )
+            if decision.response is not None:
+                return decision.response
+            store, extra, body = decision.store, decision.headers, decision.body
 
         def request_for(backend: Backend) -> UpstreamRequest:
             data = body if backend.model == client_model else with_model(body, backend.model)
@@ -119,7 +128,18 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
 
         route = RouteRequest(client_model, spec.endpoint, payload, request.headers)
         return await relay.run(
-            Exchange(request, spec.endpoint, group, route, request_for, stream, started, request_id)
+            Exchange(
+                request,
+                spec.endpoint,
+                group,
+                route,
+                request_for,
+                stream,
+                started,
+                request_id,
+                store,
+                extra,
+            )
         )
 
     @post("/v1/chat/completions", status_code=200)

@@ -18,6 +18,7 @@ from litestar import Request
 from litestar.response import Stream
 from litestar.types import ASGIApp
 
+from gateway.cache.policy import CacheStore
 from gateway.errors import GatewayError, UpstreamUnavailableError, status_of
 from gateway.routes.responses import RawResponse
 from gateway.routing.backends import Backend, ModelGroup
@@ -99,6 +100,8 @@ class Exchange:
         stream: whether to stream the answer.
         started: ``time.perf_counter()`` when the handler started.
         request_id: the ``x-request-id``.
+        store: stores a successful answer in the response cache (a cache miss), if any.
+        headers: extra response headers (``x-gateway-cache``...).
     """
 
     request: Request[Any, Any, Any]
@@ -109,6 +112,8 @@ class Exchange:
     stream: bool
     started: float
     request_id: str
+    store: CacheStore | None = None
+    headers: dict[str, str] | None = None
 
 
 class Relay:
@@ -221,6 +226,7 @@ class Relay:
                 "x-gateway-backend": opened.backend.name,
                 "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
                 "cache-control": "no-cache",
+                **(ex.headers or {}),
             }
             chunks = self._relay(
                 opened, ex, in_flight, converter.stream() if converter else None, error_event
@@ -241,12 +247,15 @@ class Relay:
         if usage is not None:
             metrics.record_tokens(ex.group.name, backend, usage.prompt, usage.completion)
         body = out.response.body
+        if ex.store is not None and out.response.status == 200:
+            ex.store.body(body)
         if convert_for is not None and (converter := convert_for(out.backend)) is not None:
             body = converter.body(body)
         headers = {
             "x-request-id": ex.request_id,
             "x-gateway-backend": backend,
             "x-gateway-overhead-ms": f"{(total - out.upstream_s) * 1000:.3f}",
+            **(ex.headers or {}),
         }
         return RawResponse(body, out.response.status, headers)
 
@@ -264,8 +273,11 @@ class Relay:
         status = 499  # stays so if the client goes away first
         previous = last = b""
         first = True
+        recorder = ex.store.assembler() if ex.store is not None else None
         try:
             async for chunk in opened.chunks():
+                if recorder is not None:
+                    recorder.feed(chunk)
                 if first:
                     first = False
                     ttft = time.perf_counter() - ex.started
@@ -280,6 +292,8 @@ class Relay:
                 yield tail
             status = 200
             opened.backend.health.on_success()
+            if recorder is not None and ex.store is not None and (done := recorder.result()):
+                ex.store.body(done)
         except GatewayError as exc:
             # Bytes already reached the client: the failure becomes an error event that the
             # SDKs raise, instead of a silent truncation.

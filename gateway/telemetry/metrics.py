@@ -176,6 +176,15 @@ class GatewayMetrics:
             ["model", "backend", "kind"],
             registry=r,
         )
+        self.cache_requests = Counter(
+            "gateway_cache_requests",
+            "Cache lookups by result (hit, miss, bypass) and tier.",
+            ["model", "result", "tier"],
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "gateway_cache_errors", "Failed cache tier calls.", ["tier"], registry=r
+        )
         self._children = _Children()
 
     def child(self, metric: M, *values: str) -> M:

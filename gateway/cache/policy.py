@@ -1,0 +1,81 @@
+"""When a request may be answered from the cache, and how its answer is stored.
+
+Per request, ``Cache-Control`` (or the body's ``cache_control`` field, same syntax) may say
+``no-cache`` (skip the lookup, store the fresh answer), ``no-store`` (bypass the cache entirely)
+or ``max-age=N`` (accept an entry at most N seconds old).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.cache.streams import StreamAssembler
+from gateway.cache.tiered import TieredCache
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """A request's cache directives."""
+
+    no_cache: bool = False
+    no_store: bool = False
+    max_age: float | None = None
+
+
+def parse_cache_control(*values: str | None) -> CacheControl:
+    """Directives from the header and the body field (either may be None)."""
+    no_cache = no_store = False
+    max_age: float | None = None
+    for value in values:
+        for part in (value or "").lower().split(","):
+            name, _, arg = part.strip().partition("=")
+            if name == "no-cache":
+                no_cache = True
+            elif name == "no-store":
+                no_store = True
+            elif name == "max-age":
+                try:
+                    max_age = max(float(arg), 0.0)
+                except ValueError:
+                    continue
+    return CacheControl(no_cache, no_store, max_age)
+
+
+def is_deterministic(endpoint: str, body: dict[str, Any]) -> bool:
+    """Embeddings always; generations when temperature is 0 or a seed is given."""
+    if endpoint == "embeddings":
+        return True
+    return body.get("temperature") == 0 or body.get("seed") is not None
+
+
+class CacheStore:
+    """Stores one request's answer under its key, off the request's path.
+
+    Writes run as background tasks (kept referenced until done), after the response was sent.
+    """
+
+    _pending: set[asyncio.Task[None]] = set()
+
+    def __init__(self, cache: TieredCache, key: str, ttl_s: float, endpoint: str) -> None:
+        self.cache = cache
+        self.key = key
+        self.ttl_s = ttl_s
+        self.endpoint = endpoint
+
+    def body(self, data: bytes) -> None:
+        """Store a complete (successful) JSON response."""
+        task = asyncio.get_running_loop().create_task(self.cache.set(self.key, data, self.ttl_s))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def assembler(self) -> StreamAssembler:
+        """Records a stream; call :meth:`body` with its result when it completed."""
+        return StreamAssembler(self.endpoint)
+
+
+def age_of(created: float) -> int:
+    """Whole seconds since ``created`` (for the ``Age`` header)."""
+    return max(int(time.time() - created), 0)

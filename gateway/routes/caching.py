@@ -1,0 +1,104 @@
+"""The response cache on the request path: look up, answer hits, prepare misses for storing.
+
+Response headers: ``x-gateway-cache: hit | miss | bypass`` and, on hits, ``age`` (seconds).
+Entries are namespaced per API key when keys are configured, so tenants never share them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Request
+from litestar.response import Stream
+from litestar.types import ASGIApp
+
+from gateway.cache.keys import cache_key, tenant_namespace
+from gateway.cache.policy import CacheStore, age_of, is_deterministic, parse_cache_control
+from gateway.cache.streams import replay
+from gateway.routes.responses import RawResponse
+from gateway.routing.backends import ModelGroup
+from gateway.state import GatewayState
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class CacheDecision:
+    """What the cache said about a request.
+
+    Attributes:
+        response: the answer when it was a hit (send it, nothing else to do).
+        store: where to store the answer of a miss.
+        headers: response headers to add (``x-gateway-cache``).
+        body: the body to send upstream (the ``cache_control`` extension removed).
+    """
+
+    response: ASGIApp | None
+    store: CacheStore | None
+    headers: dict[str, str]
+    body: bytes
+
+
+def _bearer(request: Request[Any, Any, Any]) -> str | None:
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+
+
+async def consult_cache(
+    state: GatewayState,
+    request: Request[Any, Any, Any],
+    endpoint: str,
+    group: ModelGroup,
+    body: bytes,
+    stream: bool,
+    request_id: str,
+    started: float,
+) -> CacheDecision:
+    """Decide bypass, hit or miss for a request to a caching group."""
+    assert state.cache is not None
+    metrics, policy = state.metrics, group.settings.cache
+    raw = _decode(body)
+    extension = raw.pop("cache_control", None)
+    if extension is not None:
+        body = _encode(raw)  # never send the gateway's own extension upstream
+    control = parse_cache_control(
+        request.headers.get("cache-control"), extension if isinstance(extension, str) else None
+    )
+    if control.no_store or (policy.deterministic_only and not is_deterministic(endpoint, raw)):
+        metrics.child(metrics.cache_requests, group.name, "bypass", "-").inc()
+        return CacheDecision(None, None, {"x-gateway-cache": "bypass"}, body)
+    namespace = tenant_namespace(_bearer(request) if state.auth.enabled else None)
+    key = cache_key(namespace, group.name, endpoint, raw)
+    if not control.no_cache:
+        found = await state.cache.get(key)
+        if found is not None:
+            entry, tier = found
+            age = age_of(entry.created)
+            if control.max_age is None or age <= control.max_age:
+                metrics.child(metrics.cache_requests, group.name, "hit", tier).inc()
+                metrics.record_request(
+                    group.name, f"cache:{tier}", endpoint, 200, time.perf_counter() - started
+                )
+                headers = {
+                    "x-request-id": request_id,
+                    "x-gateway-cache": "hit",
+                    "age": str(age),
+                    "x-gateway-backend": f"cache:{tier}",
+                }
+                if not stream:
+                    return CacheDecision(RawResponse(entry.body, 200, headers), None, {}, body)
+                usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+                events = Stream(
+                    replay(entry.body, endpoint, usage),
+                    media_type="text/event-stream",
+                    headers=headers,
+                )
+                return CacheDecision(events.to_asgi_response(None, request), None, {}, body)
+    metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
+    store = CacheStore(state.cache, key, policy.ttl_s, endpoint)
+    return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)

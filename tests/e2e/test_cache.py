@@ -1,0 +1,205 @@
+"""The response cache end to end: memory and real Redis tiers, semantics, streams, failures."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.redis_server import RedisServer, running_redis
+from tests.support.servers import Sim, group, http_json, running_gateway
+from tests.support.spec import validate
+
+USER = [{"role": "user", "content": "tell me about caches"}]
+
+
+def cached_group(sim: Sim, **cache: Any) -> dict[str, Any]:
+    return group("chat", sim.url, cache={"enabled": True, **cache})
+
+
+def ask(
+    url: str, headers: dict[str, str] | None = None, **body: Any
+) -> tuple[int, dict[str, str], Any]:
+    return http_json(
+        "POST",
+        f"{url}/v1/chat/completions",
+        {"model": "chat", "messages": USER, "temperature": 0, **body},
+        headers,
+    )
+
+
+@pytest.fixture
+def memory_gateway(sim: Sim) -> Iterator[str]:
+    with running_gateway({"models": [cached_group(sim)]}) as gw:
+        yield gw.url
+
+
+def test_hit_miss_and_bypass(memory_gateway: str, sim: Sim) -> None:
+    status, first, body = ask(memory_gateway)
+    assert (status, first["x-gateway-cache"]) == (200, "miss")
+    _, second, again = ask(memory_gateway)
+    assert second["x-gateway-cache"] == "hit"
+    assert second["x-gateway-backend"] == "cache:memory"
+    assert int(second["age"]) >= 0
+    assert again == body
+    assert sim.stats()["completed"] == 1
+    assert ask(memory_gateway, temperature=0.7)[1]["x-gateway-cache"] == "bypass"
+    assert ask(memory_gateway, {"cache-control": "no-store"})[1]["x-gateway-cache"] == "bypass"
+    assert sim.stats()["completed"] == 3
+    refreshed = ask(memory_gateway, {"cache-control": "no-cache"})
+    assert refreshed[1]["x-gateway-cache"] == "miss"
+    assert sim.stats()["completed"] == 4
+    assert ask(memory_gateway, seed=7)[1]["x-gateway-cache"] == "miss"  # a seed: deterministic
+
+
+def test_max_age_ttl_and_body_extension(sim: Sim) -> None:
+    with running_gateway({"models": [cached_group(sim, ttl_s=1.0)]}) as gw:
+        ask(gw.url)
+        time.sleep(1.2)  # past the TTL
+        assert ask(gw.url)[1]["x-gateway-cache"] == "miss"
+        assert ask(gw.url)[1]["x-gateway-cache"] == "hit"
+        _, headers, _ = ask(gw.url, cache_control="no-store")
+        assert headers["x-gateway-cache"] == "bypass"
+        assert "cache_control" not in sim.stats()["recent"][-1]["body"]
+
+
+def test_max_age_rejects_older_entries(memory_gateway: str, sim: Sim) -> None:
+    ask(memory_gateway)
+    time.sleep(1.1)  # the entry is now at least a second old
+    assert ask(memory_gateway, cache_control="max-age=0")[1]["x-gateway-cache"] == "miss"
+    assert ask(memory_gateway, {"cache-control": "max-age=3600"})[1]["x-gateway-cache"] == "hit"
+    assert sim.stats()["completed"] == 2
+
+
+def test_tenants_never_share_entries(sim: Sim) -> None:
+    config = {"models": [cached_group(sim)], "auth": {"api_keys": ["sk-a", "sk-b"]}}
+    with running_gateway(config) as gw:
+        a = {"authorization": "Bearer sk-a"}
+        b = {"authorization": "Bearer sk-b"}
+        assert ask(gw.url, a)[1]["x-gateway-cache"] == "miss"
+        assert ask(gw.url, a)[1]["x-gateway-cache"] == "hit"
+        assert ask(gw.url, b)[1]["x-gateway-cache"] == "miss"
+
+
+def test_streams_are_stored_and_replayed_both_ways(memory_gateway: str) -> None:
+    with openai.OpenAI(base_url=f"{memory_gateway}/v1", api_key="x", max_retries=0) as client:
+        live = list(
+            client.chat.completions.create(
+                model="chat",
+                messages=USER,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        live_text = "".join(c.choices[0].delta.content or "" for c in live if c.choices)
+        plain = client.chat.completions.with_raw_response.create(
+            model="chat", messages=USER, temperature=0
+        )
+        assert plain.headers["x-gateway-cache"] == "hit"
+        assert plain.parse().choices[0].message.content == live_text
+        assert plain.parse().usage.completion_tokens == live[-1].usage.completion_tokens
+        other = [{"role": "user", "content": "a different question"}]
+        client.chat.completions.create(model="chat", messages=other, temperature=0)
+        replayed = client.chat.completions.with_raw_response.create(
+            model="chat",
+            messages=other,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        assert replayed.headers["x-gateway-cache"] == "hit"
+        chunks = list(replayed.parse())
+        original = client.chat.completions.create(model="chat", messages=other, temperature=0)
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            == original.choices[0].message.content
+        )
+        assert chunks[-1].usage.completion_tokens == original.usage.completion_tokens
+    req = urllib.request.Request(
+        f"{memory_gateway}/v1/chat/completions",
+        data=json.dumps(
+            {"model": "chat", "messages": other, "temperature": 0, "stream": True}
+        ).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        events = [
+            line[6:] for line in resp.read().decode().split("\n") if line.startswith("data: ")
+        ]
+    assert events[-1] == "[DONE]"
+    for event in events[:-1]:
+        validate("CreateChatCompletionStreamResponse", json.loads(event))
+
+
+def test_embeddings_are_cached(memory_gateway: str, sim: Sim) -> None:
+    body = {"model": "chat", "input": ["a", "b"]}
+    first = http_json("POST", f"{memory_gateway}/v1/embeddings", body)
+    second = http_json("POST", f"{memory_gateway}/v1/embeddings", body)
+    assert second[1]["x-gateway-cache"] == "hit"
+    assert second[2] == first[2]
+    assert sim.stats()["requests"]["embeddings"] == 1
+
+
+def redis_config(sim: Sim, redis: RedisServer) -> dict[str, Any]:
+    return {
+        "models": [cached_group(sim)],
+        "cache": {
+            "tiers": [
+                {"backend": "memory"},
+                {"backend": "redis", "options": {"url": redis.url, "timeout_ms": 50}},
+            ],
+            "retry_after_s": 0.2,
+        },
+    }
+
+
+def test_two_gateways_share_the_redis_tier(sim: Sim) -> None:
+    with (
+        running_redis() as redis,
+        running_gateway(redis_config(sim, redis)) as one,
+        running_gateway(redis_config(sim, redis)) as two,
+    ):
+        assert ask(one.url)[1]["x-gateway-cache"] == "miss"
+        until_stored = time.monotonic() + 5
+        while (
+            ask(two.url, {"cache-control": "max-age=3600"})[1]["x-gateway-backend"] != "cache:redis"
+            and time.monotonic() < until_stored
+        ):
+            time.sleep(0.05)
+        promoted = ask(two.url)[1]
+        assert promoted["x-gateway-backend"] == "cache:memory"  # promoted on the Redis hit
+        assert sim.stats()["completed"] == 1
+
+
+def test_redis_killed_mid_run_fails_open_and_recovers(sim: Sim) -> None:
+    with running_redis() as redis, running_gateway(redis_config(sim, redis)) as gw:
+        for i in range(3):
+            assert ask(gw.url, messages=[{"role": "user", "content": f"q{i}"}])[0] == 200
+        redis.stop()
+        statuses = [
+            ask(gw.url, messages=[{"role": "user", "content": f"after {i}"}])[0] for i in range(10)
+        ]
+        assert statuses == [200] * 10
+        with urllib.request.urlopen(f"{gw.url}/metrics") as resp:
+            text = resp.read().decode()
+        errors = sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "gateway_cache_errors_total"
+        )
+        assert errors >= 1
+        redis.start()
+        time.sleep(0.3)  # past retry_after_s: the tier is tried again
+        ask(gw.url, messages=[{"role": "user", "content": "after restart"}])
+        time.sleep(0.1)
+        with running_gateway(redis_config(sim, redis)) as fresh:
+            _, headers, _ = ask(fresh.url, messages=[{"role": "user", "content": "after restart"}])
+            assert headers["x-gateway-backend"] == "cache:redis"

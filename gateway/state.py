@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pluggy
 
 from gateway.auth import Authenticator
+from gateway.cache.coalesce import Coalescer
 from gateway.cache.tiered import TieredCache
 from gateway.plugins import Registries
 from gateway.providers.base import ProviderContext
@@ -28,6 +29,7 @@ class GatewayState:
         metrics: the app's Prometheus metrics.
         auth: the API-key checker.
         cache: the response cache's tiers (None when no model group caches).
+        coalescer: identical cacheable requests in flight, sharing one upstream call.
     """
 
     settings: Settings
@@ -38,3 +40,4 @@ class GatewayState:
     metrics: GatewayMetrics
     auth: Authenticator
     cache: TieredCache | None = None
+    coalescer: Coalescer = field(default_factory=Coalescer)

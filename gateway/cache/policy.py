@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.cache.coalesce import Coalescer
 from gateway.cache.streams import StreamAssembler
 from gateway.cache.tiered import TieredCache
 
@@ -59,17 +60,32 @@ class CacheStore:
 
     _pending: set[asyncio.Task[None]] = set()
 
-    def __init__(self, cache: TieredCache, key: str, ttl_s: float, endpoint: str) -> None:
+    def __init__(
+        self,
+        cache: TieredCache,
+        key: str,
+        ttl_s: float,
+        endpoint: str,
+        coalescer: Coalescer | None = None,
+    ) -> None:
         self.cache = cache
         self.key = key
         self.ttl_s = ttl_s
         self.endpoint = endpoint
+        self.coalescer = coalescer
 
     def body(self, data: bytes) -> None:
-        """Store a complete (successful) JSON response."""
+        """Store a complete (successful) JSON response; followers get it at once."""
+        if self.coalescer is not None:
+            self.coalescer.finish(self.key, data)
         task = asyncio.get_running_loop().create_task(self.cache.set(self.key, data, self.ttl_s))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def release(self) -> None:
+        """The request ended without an answer to store: followers go upstream themselves."""
+        if self.coalescer is not None:
+            self.coalescer.finish(self.key, None)
 
     def assembler(self) -> StreamAssembler:
         """Records a stream; call :meth:`body` with its result when it completed."""

@@ -1,11 +1,14 @@
 """The response cache on the request path: look up, answer hits, prepare misses for storing.
 
-Response headers: ``x-gateway-cache: hit | miss | bypass`` and, on hits, ``age`` (seconds).
+Response headers: ``x-gateway-cache: hit | miss | bypass | coalesced`` and, on hits, ``age``.
+Identical requests in flight at once share the first one's upstream call
+(:mod:`gateway.cache.coalesce`).
 Entries are namespaced per API key when keys are configured, so tenants never share them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -81,24 +84,75 @@ async def consult_cache(
             age = age_of(entry.created)
             if control.max_age is None or age <= control.max_age:
                 metrics.child(metrics.cache_requests, group.name, "hit", tier).inc()
-                metrics.record_request(
-                    group.name, f"cache:{tier}", endpoint, 200, time.perf_counter() - started
-                )
                 headers = {
-                    "x-request-id": request_id,
                     "x-gateway-cache": "hit",
                     "age": str(age),
                     "x-gateway-backend": f"cache:{tier}",
                 }
-                if not stream:
-                    return CacheDecision(RawResponse(entry.body, 200, headers), None, {}, body)
-                usage = bool((raw.get("stream_options") or {}).get("include_usage"))
-                events = Stream(
-                    replay(entry.body, endpoint, usage),
-                    media_type="text/event-stream",
-                    headers=headers,
+                return answer_from(
+                    entry.body,
+                    state,
+                    request,
+                    endpoint,
+                    group,
+                    raw,
+                    stream,
+                    request_id,
+                    started,
+                    headers,
+                    body,
                 )
-                return CacheDecision(events.to_asgi_response(None, request), None, {}, body)
+        leader = state.coalescer.follow(key)
+        if leader is not None:
+            # Shielded: this follower going away must not cancel the leader's answer.
+            shared = await asyncio.shield(leader)
+            if shared is not None:
+                metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
+                headers = {"x-gateway-cache": "coalesced", "x-gateway-backend": "coalesced"}
+                return answer_from(
+                    shared,
+                    state,
+                    request,
+                    endpoint,
+                    group,
+                    raw,
+                    stream,
+                    request_id,
+                    started,
+                    headers,
+                    body,
+                )
+            metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
+            store = CacheStore(state.cache, key, policy.ttl_s, endpoint)
+            return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
+    state.coalescer.lead(key)
     metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
-    store = CacheStore(state.cache, key, policy.ttl_s, endpoint)
+    store = CacheStore(state.cache, key, policy.ttl_s, endpoint, state.coalescer)
     return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
+
+
+def answer_from(
+    cached: bytes,
+    state: GatewayState,
+    request: Request[Any, Any, Any],
+    endpoint: str,
+    group: ModelGroup,
+    raw: dict[str, Any],
+    stream: bool,
+    request_id: str,
+    started: float,
+    headers: dict[str, str],
+    body: bytes,
+) -> CacheDecision:
+    """Answer a request from a complete stored (or shared) response, as a body or a stream."""
+    state.metrics.record_request(
+        group.name, headers["x-gateway-backend"], endpoint, 200, time.perf_counter() - started
+    )
+    headers = {"x-request-id": request_id, **headers}
+    if not stream:
+        return CacheDecision(RawResponse(cached, 200, headers), None, {}, body)
+    usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+    events = Stream(
+        replay(cached, endpoint, usage), media_type="text/event-stream", headers=headers
+    )
+    return CacheDecision(events.to_asgi_response(None, request), None, {}, body)

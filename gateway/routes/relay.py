@@ -204,15 +204,18 @@ class Relay:
         in_flight.inc()
         try:
             result = await self._dispatch(ex)
-        except GatewayError as exc:
+        except BaseException as exc:
             in_flight.dec()
-            metrics.record_request(
-                ex.group.name,
-                exc.backend or "none",
-                ex.endpoint,
-                status_of(exc),
-                time.perf_counter() - ex.started,
-            )
+            if ex.store is not None:
+                ex.store.release()
+            if isinstance(exc, GatewayError):
+                metrics.record_request(
+                    ex.group.name,
+                    exc.backend or "none",
+                    ex.endpoint,
+                    status_of(exc),
+                    time.perf_counter() - ex.started,
+                )
             raise
         if isinstance(result, OpenStream):
             opened = result
@@ -247,8 +250,11 @@ class Relay:
         if usage is not None:
             metrics.record_tokens(ex.group.name, backend, usage.prompt, usage.completion)
         body = out.response.body
-        if ex.store is not None and out.response.status == 200:
-            ex.store.body(body)
+        if ex.store is not None:
+            if out.response.status == 200:
+                ex.store.body(body)
+            else:
+                ex.store.release()
         if convert_for is not None and (converter := convert_for(out.backend)) is not None:
             body = converter.body(body)
         headers = {
@@ -301,6 +307,8 @@ class Relay:
             opened.backend.health.on_failure()
             yield error_event(exc)
         finally:
+            if ex.store is not None:
+                ex.store.release()  # no-op when the answer was stored
             with anyio.CancelScope(shield=True):
                 await opened.aclose()
             in_flight.dec()

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.redis_server import RedisServer, running_redis
-from tests.support.servers import Sim, group, http_json, running_gateway
+from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
 from tests.support.spec import validate
 
 USER = [{"role": "user", "content": "tell me about caches"}]
@@ -203,3 +203,39 @@ def test_redis_killed_mid_run_fails_open_and_recovers(sim: Sim) -> None:
         with running_gateway(redis_config(sim, redis)) as fresh:
             _, headers, _ = ask(fresh.url, messages=[{"role": "user", "content": "after restart"}])
             assert headers["x-gateway-backend"] == "cache:redis"
+
+
+def test_identical_concurrent_requests_make_one_upstream_call() -> None:
+    import concurrent.futures
+
+    with (
+        running_sim(step_base_ms=20) as slow_sim,
+        running_gateway({"models": [cached_group(slow_sim)]}) as gw,
+        openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as client,
+    ):
+
+        def plain(_: int) -> tuple[str, str]:
+            raw = client.chat.completions.with_raw_response.create(
+                model="chat", messages=USER, temperature=0, max_tokens=20
+            )
+            return raw.headers["x-gateway-cache"], raw.parse().choices[0].message.content or ""
+
+        def streamed(_: int) -> tuple[str, str]:
+            raw = client.chat.completions.with_raw_response.create(
+                model="chat", messages=USER, temperature=0, max_tokens=20, stream=True
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+            return raw.headers["x-gateway-cache"], text
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            first = pool.submit(plain, 0)
+            until = time.monotonic() + 5
+            while slow_sim.stats()["requests"].get("chat", 0) == 0 and time.monotonic() < until:
+                time.sleep(0.005)
+            others = [pool.submit(plain, i) for i in range(7)]
+            others += [pool.submit(streamed, i) for i in range(2)]
+            results = [first.result(), *(f.result() for f in others)]
+        assert slow_sim.stats()["requests"]["chat"] == 1  # one upstream call for all ten
+        assert len({text for _, text in results}) == 1
+        assert results[0][0] == "miss"
+        assert {kind for kind, _ in results[1:]} <= {"coalesced", "hit"}

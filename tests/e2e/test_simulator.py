@@ -169,7 +169,11 @@ def test_cache_salt_partitions_the_prefix_cache() -> None:
 
 
 def test_small_cache_preempts_and_still_finishes_everything() -> None:
-    with running_sim(num_gpu_blocks=24, max_num_seqs=16) as sim, client_for(sim) as client:
+    # 2 ms steps: each request takes ~120 ms, so the eight overlap and contend for 24 blocks.
+    with (
+        running_sim(num_gpu_blocks=24, max_num_seqs=16, step_base_ms=2) as sim,
+        client_for(sim) as client,
+    ):
         import concurrent.futures
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:

@@ -132,6 +132,22 @@ class GroupCacheSettings(_Config):
     deterministic_only: bool = True
 
 
+class BatchingSettings(_Config):
+    """Micro-batching of a group's embedding requests (``gateway.batching.embeddings``).
+
+    Attributes:
+        enabled: merge embedding requests that arrive close together.
+        max_inputs: most inputs in one upstream call.
+        max_tokens: most estimated tokens in one upstream call.
+        max_wait_ms: longest a request waits for others to join.
+    """
+
+    enabled: bool = False
+    max_inputs: Annotated[int, msgspec.Meta(ge=1)] = 64
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 8192
+    max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+
+
 class RoutingSettings(_Config):
     """How a model group spreads requests over its backends.
 
@@ -174,6 +190,7 @@ class ModelGroupSettings(_Config):
     fallbacks: list[str] = msgspec.field(default_factory=list)
     context_window_fallbacks: list[str] = msgspec.field(default_factory=list)
     cache: GroupCacheSettings = msgspec.field(default_factory=GroupCacheSettings)
+    batching: BatchingSettings = msgspec.field(default_factory=BatchingSettings)
 
 
 class ServerSettings(_Config):

@@ -19,8 +19,8 @@ from litestar.types import ASGIApp
 
 from gateway.errors import GatewayError, anthropic_error_json
 from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of
-from gateway.routes.openai import decode_payload, request_id_of, with_model
-from gateway.routes.relay import Exchange, Relay, StreamConverter
+from gateway.routes.openai import decode_payload, request_id_of
+from gateway.routes.relay import Exchange, Relay, StreamConverter, with_model
 from gateway.routing.backends import Backend
 from gateway.routing.base import RouteRequest
 from gateway.schemas.anthropic import CountTokensRequest, MessagesRequest

@@ -23,7 +23,7 @@ from litestar.types import ASGIApp
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.providers.base import Endpoint, UpstreamRequest
 from gateway.routes.caching import consult_cache
-from gateway.routes.relay import Exchange, Relay
+from gateway.routes.relay import Exchange, Relay, with_model
 from gateway.routing.backends import Backend
 from gateway.routing.base import RouteRequest
 from gateway.schemas.openai import (
@@ -75,13 +75,6 @@ def decode_payload(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
         ) from None
 
 
-def with_model(body: bytes, model: str) -> bytes:
-    """``body`` with its ``model`` field replaced; every other field is kept as it was."""
-    data = _any_json.decode(body)
-    data["model"] = model
-    return _json.encode(data)
-
-
 @dataclass(frozen=True, slots=True)
 class _EndpointSpec:
     endpoint: Endpoint
@@ -127,20 +120,21 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             return UpstreamRequest(spec.endpoint, data, payload, stream, request_id)
 
         route = RouteRequest(client_model, spec.endpoint, payload, request.headers)
-        return await relay.run(
-            Exchange(
-                request,
-                spec.endpoint,
-                group,
-                route,
-                request_for,
-                stream,
-                started,
-                request_id,
-                store,
-                extra,
-            )
+        exchange = Exchange(
+            request,
+            spec.endpoint,
+            group,
+            route,
+            request_for,
+            stream,
+            started,
+            request_id,
+            store,
+            extra,
         )
+        if spec.endpoint == Endpoint.EMBEDDINGS and group.settings.batching.enabled:
+            return await relay.run_batched(exchange, body)
+        return await relay.run(exchange)
 
     @post("/v1/chat/completions", status_code=200)
     async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:

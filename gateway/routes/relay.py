@@ -18,8 +18,10 @@ from litestar import Request
 from litestar.response import Stream
 from litestar.types import ASGIApp
 
+from gateway.batching.embeddings import BatchLimits, EmbeddingBatcher
 from gateway.cache.policy import CacheStore
 from gateway.errors import GatewayError, UpstreamUnavailableError, status_of
+from gateway.providers.base import Endpoint, UpstreamRequest
 from gateway.routes.responses import RawResponse
 from gateway.routing.backends import Backend, ModelGroup
 from gateway.routing.base import RouteRequest
@@ -31,8 +33,20 @@ from gateway.routing.dispatch import (
     dispatch_stream,
 )
 from gateway.routing.retry import is_context_length_error, is_retryable
-from gateway.schemas.openai import TokenCounts, usage_decoder
+from gateway.schemas.openai import EmbeddingRequest, TokenCounts, usage_decoder
 from gateway.state import GatewayState
+
+
+def with_model(body: bytes, model: str) -> bytes:
+    """``body`` with its ``model`` field replaced; every other field is kept as it was."""
+    data = _any_json.decode(body)
+    data["model"] = model
+    return _json.encode(data)
+
+
+_embedding_request = msgspec.json.Decoder(EmbeddingRequest).decode
+_any_json = msgspec.json.Decoder()
+_json = msgspec.json.Encoder()
 
 
 def usage_of(body: bytes) -> TokenCounts | None:
@@ -122,6 +136,70 @@ class Relay:
     def __init__(self, state: GatewayState) -> None:
         self.metrics = state.metrics
         self.catalog = state.catalog
+        self._batchers: dict[str, EmbeddingBatcher] = {}
+
+    def batcher_for(self, group: ModelGroup) -> EmbeddingBatcher:
+        """The group's embedding batcher; its upstream calls go through routing and retries."""
+        batcher = self._batchers.get(group.name)
+        if batcher is None:
+            limits = group.settings.batching
+
+            async def send(body: bytes) -> bytes:
+                payload = _embedding_request(body)
+                route = RouteRequest(payload.model, "embeddings", payload, {})
+
+                def request_for(backend: Backend) -> UpstreamRequest:
+                    return UpstreamRequest(
+                        Endpoint.EMBEDDINGS,
+                        with_model(body, backend.model),
+                        payload,
+                        False,
+                        f"batch-{id(body):x}",
+                    )
+
+                out = await dispatch(group, route, request_for, self)
+                self._outcome(group, out.backend, None)
+                return out.response.body
+
+            batcher = self._batchers[group.name] = EmbeddingBatcher(
+                BatchLimits(limits.max_inputs, limits.max_tokens, limits.max_wait_ms), send
+            )
+        return batcher
+
+    async def run_batched(self, ex: Exchange, body: bytes) -> ASGIApp:
+        """Answer an embeddings request through its group's batcher."""
+        metrics = self.metrics
+        in_flight = metrics.child(metrics.in_flight, ex.group.name)
+        in_flight.inc()
+        try:
+            data = await self.batcher_for(ex.group).submit(body)
+        except BaseException as exc:
+            if ex.store is not None:
+                ex.store.release()
+            if isinstance(exc, GatewayError):
+                metrics.record_request(
+                    ex.group.name,
+                    exc.backend or "batch",
+                    ex.endpoint,
+                    status_of(exc),
+                    time.perf_counter() - ex.started,
+                )
+            raise
+        finally:
+            in_flight.dec()
+        total = time.perf_counter() - ex.started
+        metrics.record_request(ex.group.name, "batch", ex.endpoint, 200, total)
+        usage = usage_of(data)
+        if usage is not None:
+            metrics.record_tokens(ex.group.name, "batch", usage.prompt, 0)
+        if ex.store is not None:
+            ex.store.body(data)
+        headers = {
+            "x-request-id": ex.request_id,
+            "x-gateway-backend": "batch",
+            **(ex.headers or {}),
+        }
+        return RawResponse(data, 200, headers)
 
     # DispatchObserver: routing decisions and retries, counted.
     def routed(self, group: ModelGroup, backend: Backend, reason: str) -> None:

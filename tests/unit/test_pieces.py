@@ -9,8 +9,7 @@ from gateway_sim.tokens import count_tokens
 
 from gateway.auth import Authenticator
 from gateway.errors import AuthenticationError
-from gateway.routes.openai import with_model
-from gateway.routes.relay import usage_in_stream_tail
+from gateway.routes.relay import usage_in_stream_tail, with_model
 from gateway.routing.base import RouteRequest
 from gateway.schemas.validation import split_validation_message
 

@@ -1,0 +1,1 @@
+"""Micro-batching of embedding requests."""

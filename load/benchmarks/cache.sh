@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# One command: install the benchmark's tools (nginx, wrk, redis-server) and the project, then
+# run the cache, batching and coalescing benchmark. Arguments go to cache.py.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null \
+    || ! command -v redis-server >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nginx-light wrk redis-server >/dev/null
+fi
+source "$here/../../scripts/bootstrap.sh" ""
+cd "$root"
+python load/benchmarks/cache.py "$@"

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def cache_hits(duration: int) -> list[dict[str, Any]]:
         backend = {"url": f"http://127.0.0.1:{upstream}", "model": "bench-model"}
         base = {"auth": {"api_keys": [API_KEY]}}
         with redis_server() as redis_url:
-            variants = {
+            variants: dict[str, dict[str, Any]] = {
                 "cache off (relay to nginx)": {
                     "models": [{"name": "bench", "backends": [backend]}]
                 },
@@ -279,7 +279,7 @@ def main() -> int:
             print(f"missing {tool}: run load/benchmarks/cache.sh", file=sys.stderr)
             return 2
     result: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    parts = (
+    parts: tuple[tuple[str, Callable[[], list[dict[str, Any]]]], ...] = (
         ("hits", lambda: cache_hits(args.duration)),
         ("batching", lambda: batching(args.quick)),
         ("coalescing", coalescing),

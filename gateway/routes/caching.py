@@ -102,8 +102,9 @@ async def consult_cache(
                     headers,
                     body,
                 )
-        leader = state.coalescer.follow(key)
-        if leader is not None:
+    leader = state.coalescer.follow(key)
+    if leader is not None:
+        if not control.no_cache:
             # Shielded: this follower going away must not cancel the leader's answer.
             shared = await asyncio.shield(leader)
             if shared is not None:
@@ -122,9 +123,11 @@ async def consult_cache(
                     headers,
                     body,
                 )
-            metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
-            store = CacheStore(state.cache, key, policy.ttl_s, endpoint)
-            return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
+        # A refresh (no-cache), or the leader failed: go upstream, without taking over the
+        # leader's place (its own followers still wait on it).
+        metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
+        store = CacheStore(state.cache, key, policy.ttl_s, endpoint)
+        return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
     state.coalescer.lead(key)
     metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
     store = CacheStore(state.cache, key, policy.ttl_s, endpoint, state.coalescer)

@@ -239,3 +239,23 @@ def test_identical_concurrent_requests_make_one_upstream_call() -> None:
         assert len({text for _, text in results}) == 1
         assert results[0][0] == "miss"
         assert {kind for kind, _ in results[1:]} <= {"coalesced", "hit"}
+
+
+def test_a_refresh_during_a_leader_does_not_strand_its_followers() -> None:
+    import concurrent.futures
+
+    with (
+        running_sim(step_base_ms=20) as slow_sim,
+        running_gateway({"models": [cached_group(slow_sim)]}) as gw,
+        concurrent.futures.ThreadPoolExecutor(3) as pool,
+    ):
+        leader = pool.submit(ask, gw.url, None, max_tokens=20)
+        until = time.monotonic() + 5
+        while slow_sim.stats()["requests"].get("chat", 0) == 0 and time.monotonic() < until:
+            time.sleep(0.005)
+        refresh = pool.submit(ask, gw.url, {"cache-control": "no-cache"}, max_tokens=20)
+        follower = pool.submit(ask, gw.url, None, max_tokens=20)
+        results = [f.result(timeout=30) for f in (leader, refresh, follower)]
+    assert [status for status, _, _ in results] == [200, 200, 200]
+    assert results[1][1]["x-gateway-cache"] == "miss"
+    assert results[2][1]["x-gateway-cache"] in ("coalesced", "hit")

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -28,36 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import TWO_CORES, format_table, free_port, pin, wait_until_up
+from common import TWO_CORES, format_table, free_port, pin, serve_gateway, wait_until_up
 from gateway_loadgen import workloads
 from gateway_loadgen.results import summarize
 from gateway_loadgen.runner import RunSettings, run_workload
 from overhead import API_KEY, REQUEST, run_wrk, start_static_upstream
 
 CACHED_REQUEST = {**REQUEST, "temperature": 0}
-
-
-@contextmanager
-def serving(config: dict[str, Any], core: int | None = 0) -> Iterator[str]:
-    """One gateway worker for ``config`` (a mapping), pinned to ``core``."""
-    port = free_port()
-    config = {**config, "server": {"port": port}}
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        json.dump(config, f)
-    proc = subprocess.Popen(
-        [*pin(core), sys.executable, "-m", "gateway.cli", "serve", "--config", f.name],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        os.unlink(f.name)
 
 
 @contextmanager
@@ -108,7 +84,7 @@ def cache_hits(duration: int) -> list[dict[str, Any]]:
                 },
             }
             for name, config in variants.items():
-                with serving({**base, **config}) as target:
+                with serve_gateway({**base, **config}) as target:
                     url = f"{target}/v1/chat/completions"
                     run_wrk(url, CACHED_REQUEST, 8, 1, work, 1 if TWO_CORES else None)  # warm
                     for conns in (1, 32):
@@ -175,7 +151,7 @@ def batching(quick: bool) -> list[dict[str, Any]]:
                     }
                 ]
             }
-            with serving(config) as target:
+            with serve_gateway(config) as target:
                 settings = RunSettings(target=target, model="emb", concurrency=64)
                 outcome = asyncio.run(
                     run_workload(
@@ -228,7 +204,7 @@ def coalescing() -> list[dict[str, Any]]:
                 }
             ]
         }
-        with serving(config) as target:
+        with serve_gateway(config) as target:
             for n in (10, 100):
                 body = json.dumps(
                     {

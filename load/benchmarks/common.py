@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 TWO_CORES = (os.cpu_count() or 1) >= 2
@@ -57,3 +63,26 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True))]
     lines += ["  ".join(v.rjust(w) for v, w in zip(c, widths, strict=True)) for c in cells]
     return "\n".join(lines)
+
+
+@contextmanager
+def serve_gateway(config: dict[str, Any], core: int | None = 0) -> Iterator[str]:
+    """One gateway worker for ``config`` (a mapping), pinned to ``core``."""
+    port = free_port()
+    config = {**config, "server": {"port": port}}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        json.dump(config, f)
+    proc = subprocess.Popen(
+        [*pin(core), sys.executable, "-m", "gateway.cli", "serve", "--config", f.name],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        os.unlink(f.name)

@@ -19,14 +19,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import TWO_CORES, format_table, free_port, pin, wait_until_up
+from common import TWO_CORES, format_table, free_port, pin, serve_gateway, wait_until_up
 from gateway_loadgen import workloads
 from gateway_loadgen.results import summarize
 from gateway_loadgen.runner import RunSettings, run_workload
@@ -63,9 +62,8 @@ def replicas(
 
 @contextmanager
 def gateway(urls: list[str], strategy: str, params: dict[str, Any] | None = None) -> Iterator[str]:
-    port = free_port()
+    """One gateway worker (core 0) serving ``urls`` as model ``llama`` with ``strategy``."""
     config = {
-        "server": {"port": port},
         "models": [
             {
                 "name": "llama",
@@ -76,22 +74,8 @@ def gateway(urls: list[str], strategy: str, params: dict[str, Any] | None = None
             }
         ],
     }
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        json.dump(config, f)  # JSON is YAML
-    proc = subprocess.Popen(
-        [*pin(0), sys.executable, "-m", "gateway.cli", "serve", "--config", f.name],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        os.unlink(f.name)
+    with serve_gateway(config) as target:
+        yield target
 
 
 def drive(

@@ -114,20 +114,12 @@ def _plugin_route_guard(auth: Authenticator) -> Any:
 def start_background_tasks(state: GatewayState) -> list[asyncio.Task[None]]:
     """The app's own background work: health probes, and engine-metric scrapes for groups
     whose strategy routes on them."""
-    tasks = [asyncio.create_task(probe_forever(state.catalog.groups), name="health-probes")]
-    scraped = [
-        b
-        for g in state.catalog.groups
-        if getattr(g.strategy, "needs_engine_metrics", False)
-        for b in g.backends
+    return [
+        asyncio.create_task(probe_forever(state.catalog), name="health-probes"),
+        asyncio.create_task(
+            scrape_forever(state.providers.http, state.catalog), name="engine-scraper"
+        ),
     ]
-    if scraped:
-        tasks.append(
-            asyncio.create_task(
-                scrape_forever(state.providers.http, scraped), name="engine-scraper"
-            )
-        )
-    return tasks
 
 
 def build_cache(

@@ -2,7 +2,8 @@
 
 A backend is taken out of routing after ``unhealthy_after`` failed probes in a row and put back
 after ``healthy_after`` good ones. Passive signals (errors on real traffic, the breaker) work
-alongside; a good answer on real traffic also marks the backend healthy.
+alongside; a good answer on real traffic also marks the backend healthy. The prober follows the
+live catalog, so backends added or removed at run time are probed (or no longer) at once.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
 
-from gateway.routing.backends import Backend, ModelGroup
+from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 
 log = logging.getLogger("gateway.health")
+TICK_S = 0.1
 
 
 class Prober:
@@ -23,6 +25,8 @@ class Prober:
     def __init__(self, backend: Backend, group: ModelGroup) -> None:
         self.backend = backend
         self.settings = group.settings.health_check
+        self.next_at = 0.0
+        self.task: asyncio.Task[bool] | None = None
         self._bad = 0
         self._good = 0
 
@@ -47,27 +51,36 @@ class Prober:
                 health.healthy = False
         return ok
 
-    async def run(self) -> None:
-        while True:
-            await self.probe()
-            await asyncio.sleep(self.settings.interval_s)
+    def due(self, now: float) -> bool:
+        """Whether a probe should start now (none running, interval elapsed)."""
+        return (self.task is None or self.task.done()) and now >= self.next_at
+
+    def start(self, now: float) -> None:
+        self.next_at = now + self.settings.interval_s
+        self.task = asyncio.get_running_loop().create_task(self.probe())
 
 
-async def probe_forever(groups: Sequence[ModelGroup]) -> None:
-    """Run a prober per backend of every group with health checks enabled, until cancelled."""
-    probers = [
-        Prober(b, g)
-        for g in groups
-        if g.settings.health_check.enabled
-        for b in g.backends
-        if getattr(b.provider, "health", None) is not None
-    ]
-    if not probers:
-        return
-    tasks = [asyncio.create_task(p.run()) for p in probers]
+async def probe_forever(catalog: ModelCatalog) -> None:
+    """Probe every probeable backend of every group with health checks on, until cancelled."""
+    probers: dict[int, Prober] = {}
     try:
-        await asyncio.gather(*tasks)
+        while True:
+            now = time.monotonic()
+            live: dict[int, Prober] = {}
+            for group in catalog.groups:
+                if not group.settings.health_check.enabled:
+                    continue
+                for backend in group.backends:
+                    if getattr(backend.provider, "health", None) is None:
+                        continue
+                    prober = probers.get(id(backend)) or Prober(backend, group)
+                    live[id(backend)] = prober
+                    if prober.due(now):
+                        prober.start(now)
+            probers = live
+            await asyncio.sleep(TICK_S)
     finally:
+        tasks = [p.task for p in probers.values() if p.task is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.routing.backends import Backend
+from gateway.routing.backends import Backend, ModelCatalog
 from gateway.routing.base import EngineMetrics
 
 log = logging.getLogger("gateway.scraper")
@@ -56,13 +55,23 @@ async def scrape_once(http: aiohttp.ClientSession, backend: Backend, timeout_s: 
         backend.engine = metrics
 
 
+def engine_targets(catalog: ModelCatalog) -> list[Backend]:
+    """The backends of groups whose strategy routes on engine metrics (live)."""
+    return [
+        b
+        for g in catalog.groups
+        if getattr(g.strategy, "needs_engine_metrics", False)
+        for b in g.backends
+    ]
+
+
 async def scrape_forever(
-    http: aiohttp.ClientSession, backends: Iterable[Backend], interval_s: float = 0.5
+    http: aiohttp.ClientSession, catalog: ModelCatalog, interval_s: float = 0.5
 ) -> None:
-    """Scrape every backend each ``interval_s`` until cancelled."""
-    targets = list(backends)
+    """Scrape those backends each ``interval_s`` until cancelled (following the live catalog)."""
     while True:
         started = time.monotonic()
+        targets = engine_targets(catalog)
         await asyncio.gather(*(scrape_once(http, b, interval_s) for b in targets))
         with contextlib.suppress(ValueError):
             await asyncio.sleep(max(interval_s - (time.monotonic() - started), 0.05))

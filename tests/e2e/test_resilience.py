@@ -291,3 +291,19 @@ def test_active_health_checks_take_a_replica_out_and_back() -> None:
             a.set_faults(health_status=503)
             b.set_faults(health_status=503)
             assert until(lambda: http_json("GET", f"{gw.url}/readyz")[0] == 503)
+
+
+def test_backends_added_at_run_time_are_health_checked() -> None:
+    with running_sim() as a, running_sim() as late:
+        late.set_faults(health_status=503)
+        config = {"models": [group_of("chat", [a])], "auth": {"master_key": "sk-master"}}
+        with running_gateway(config) as gw:
+            status, _, _ = http_json(
+                "POST",
+                f"{gw.url}/admin/models/chat/backends",
+                {"url": late.url, "model": "sim-model", "name": "late"},
+                MASTER,
+            )
+            assert status == 201
+            assert until(lambda: not admin_state(gw.url)["late"]["healthy"])
+            assert {chat(gw.url)[1]["x-gateway-backend"] for _ in range(4)} == {"chat-0"}

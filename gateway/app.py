@@ -20,10 +20,10 @@ from gateway.auth import Authenticator
 from gateway.cache.tiered import TieredCache
 from gateway.config_loader import ConfigError
 from gateway.errors import (
-    ANTHROPIC_ERROR_TYPES,
     ErrorBody,
     ErrorEnvelope,
     GatewayError,
+    anthropic_error_body,
     anthropic_error_json,
     anthropic_status_of,
     status_of,
@@ -87,9 +87,12 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         message = "The request body is larger than the gateway's limit."
     headers = {**(exc.headers or {}), **_request_id_headers(request)}
     if _is_anthropic_route(request):
-        kind = ANTHROPIC_ERROR_TYPES.get(status, "invalid_request_error")
-        anthropic = {"type": "error", "error": {"type": kind, "message": message}}
-        return Response(anthropic, status_code=status, headers=headers)
+        return Response(
+            anthropic_error_body(status, message),
+            status_code=status,
+            media_type="application/json",
+            headers=headers,
+        )
     error_type = _ERROR_TYPES.get(status, "invalid_request_error")
     body = ErrorEnvelope(ErrorBody(message, error_type, None, None))
     return Response(body, status_code=status, headers=headers)

@@ -228,11 +228,16 @@ def anthropic_status_of(error: GatewayError) -> int:
     return status_of(error)
 
 
+def anthropic_error_body(status: int, message: str) -> bytes:
+    """Anthropic's error shape for ``status``: ``{"type": "error", "error": {type, message}}``."""
+    default = "invalid_request_error" if status < 500 else "api_error"
+    kind = ANTHROPIC_ERROR_TYPES.get(status, default)
+    return _encoder.encode({"type": "error", "error": {"type": kind, "message": message}})
+
+
 def anthropic_error_json(error: GatewayError) -> bytes:
     """``error`` in Anthropic's shape, which has no ``param``: the field leads the message."""
-    status = anthropic_status_of(error)
     message = error.message
     if error.param and not message.startswith(f"{error.param}:"):
         message = f"{error.param}: {message}"
-    kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error")
-    return _encoder.encode({"type": "error", "error": {"type": kind, "message": message}})
+    return anthropic_error_body(anthropic_status_of(error), message)

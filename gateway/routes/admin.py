@@ -84,21 +84,19 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             {"backends": [describe(g, b) for g in state.catalog.groups for b in g.backends]}
         )
 
+    def set_draining(request: Request[Any, Any, Any], draining: bool) -> Response[Any]:
+        authorize(request)
+        group, backend = find(str(request.path_params["name"]))
+        backend.draining = draining
+        return answer(describe(group, backend))
+
     @post("/admin/backends/{name:str}/drain", status_code=200)
     async def drain(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(request)
-        name = str(request.path_params["name"])
-        group, backend = find(name)
-        backend.draining = True
-        return answer(describe(group, backend))
+        return set_draining(request, True)
 
     @post("/admin/backends/{name:str}/undrain", status_code=200)
     async def undrain(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(request)
-        name = str(request.path_params["name"])
-        group, backend = find(name)
-        backend.draining = False
-        return answer(describe(group, backend))
+        return set_draining(request, False)
 
     @delete("/admin/backends/{name:str}", status_code=200)
     async def remove(request: Request[Any, Any, Any]) -> Response[Any]:

@@ -24,7 +24,7 @@ def build_health_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     @get("/readyz", media_type="application/json")
     async def readyz() -> Response[Any]:
         """Readiness: config loaded and every model group has a backend not known to be down."""
-        down = [g.name for g in state.catalog.groups if not any(b.available for b in g.backends)]
+        down = [g.name for g in state.catalog.groups if not g.ready]
         body = {
             "status": "unavailable" if down else "ready",
             "models": len(state.catalog.groups),

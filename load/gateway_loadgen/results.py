@@ -13,7 +13,6 @@ import json
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +242,3 @@ def compare(paths: Sequence[str | Path]) -> str:
         for run in data["runs"]:
             rows.append((label, run))
     return format_table(rows)
-
-
-def record_dicts(records: Sequence[RequestRecord]) -> list[dict[str, Any]]:
-    """Records as plain dicts (for callers that embed them)."""
-    return [asdict(r) for r in records]

@@ -1,4 +1,8 @@
-"""Build the Litestar application: ``create_app(settings, *, plugin_manager=None) -> Litestar``."""
+"""Build the gateway's ASGI app: ``create_app(settings, *, plugin_manager=None) -> GatewayApp``.
+
+The inference routes are served by the front (:mod:`gateway.routes.front`); Litestar serves the
+rest (models, health, admin, metrics, plugin routes) and owns the lifespan.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +36,9 @@ from gateway.plugins import Registries, call_lifecycle, collect_registries, make
 from gateway.providers.base import ProviderContext
 from gateway.routes.admin import build_admin_routes
 from gateway.routes.anthropic import build_anthropic_routes
+from gateway.routes.front import GatewayApp
 from gateway.routes.health import build_health_routes
-from gateway.routes.openai import build_openai_routes
+from gateway.routes.openai import build_inference_routes, build_model_routes
 from gateway.routing.backends import build_catalog
 from gateway.routing.probes import probe_forever
 from gateway.routing.scraper import scrape_forever
@@ -189,8 +194,8 @@ def build_state(
 
 def create_app(
     settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None
-) -> Litestar:
-    """The gateway as a Litestar app; its lifespan owns the HTTP session and plugin lifecycle.
+) -> GatewayApp:
+    """The gateway as an ASGI app; its lifespan owns the HTTP session and plugin lifecycle.
 
     Raises:
         PluginError, ConfigError: see :func:`build_state`.
@@ -225,8 +230,7 @@ def create_app(
 
     plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]
     handlers: list[Any] = [
-        *build_openai_routes(state),
-        *build_anthropic_routes(state),
+        *build_model_routes(state),
         *build_health_routes(state),
         *build_admin_routes(state),
     ]
@@ -247,4 +251,4 @@ def create_app(
         debug=False,
     )
     app.state.gateway = state
-    return app
+    return GatewayApp(app, {**build_inference_routes(state), **build_anthropic_routes(state)})

@@ -13,14 +13,15 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
-from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
 from gateway.errors import GatewayError, anthropic_error_json
 from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of
-from gateway.routes.openai import decode_payload, request_id_of
+from gateway.routes.calls import Call
+from gateway.routes.front import HotRoute, anthropic_error_response
+from gateway.routes.openai import decode_payload
 from gateway.routes.relay import Exchange, Relay, StreamConverter, with_model
+from gateway.routes.responses import RawResponse
 from gateway.routing.backends import Backend
 from gateway.routing.base import RouteRequest
 from gateway.schemas.anthropic import CountTokensRequest, MessagesRequest
@@ -64,19 +65,20 @@ def estimate_tokens(request: dict[str, Any]) -> int:
     return -(-len(text) // 4) + 4 * len(request.get("messages") or [])
 
 
-def build_anthropic_routes(state: GatewayState) -> list[HTTPRouteHandler]:
-    """The Messages routes bound to ``state``."""
+def build_anthropic_routes(state: GatewayState) -> dict[str, HotRoute]:
+    """The Messages routes bound to ``state``, by path."""
     catalog = state.catalog
     auth = state.auth
     relay = Relay(state)
+    max_body = state.settings.server.max_body_bytes
 
-    @post("/v1/messages", status_code=200)
-    async def messages(request: Request[Any, Any, Any]) -> ASGIApp:
+    async def messages(call: Call) -> ASGIApp:
         started = time.perf_counter()
-        request_id = request_id_of(request)
+        request_id = call.request_id
+        headers = call.headers
         try:
-            auth.check(request.headers.get("authorization"), request.headers.get("x-api-key"))
-            body = await request.body()
+            auth.check(headers.get("authorization"), headers.get("x-api-key"))
+            body = await call.body(max_body)
             payload = decode_payload(body, _messages)
             group = catalog.resolve(payload.model)
             raw = _any.decode(body)
@@ -101,17 +103,14 @@ def build_anthropic_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             native = Endpoint.MESSAGES in endpoints_of(backend.provider)
             return None if native else ChatToMessages(client_model)
 
-        route = RouteRequest(client_model, ENDPOINT, payload, request.headers)
-        exchange = Exchange(
-            request, ENDPOINT, group, route, request_for, stream, started, request_id
-        )
+        route = RouteRequest(client_model, ENDPOINT, payload, headers)
+        exchange = Exchange(ENDPOINT, group, route, request_for, stream, started, request_id)
         return await relay.run(exchange, convert_for, anthropic_error_event)
 
-    @post("/v1/messages/count_tokens", status_code=200)
-    async def count_tokens(request: Request[Any, Any, Any]) -> Response[Any]:
-        request_id = request_id_of(request)
-        auth.check(request.headers.get("authorization"), request.headers.get("x-api-key"))
-        body = await request.body()
+    async def count_tokens(call: Call) -> ASGIApp:
+        headers = call.headers
+        auth.check(headers.get("authorization"), headers.get("x-api-key"))
+        body = await call.body(max_body)
         payload = decode_payload(body, _count)
         group = catalog.resolve(payload.model)
         raw = _any.decode(body)
@@ -122,13 +121,16 @@ def build_anthropic_routes(state: GatewayState) -> list[HTTPRouteHandler]:
                 counted = await counter({**raw, "model": backend.model})
                 break
         tokens = counted if counted is not None else estimate_tokens(raw)
-        return Response(
+        return RawResponse(
             _json.encode({"input_tokens": tokens}),
-            media_type="application/json",
-            headers={
-                "x-request-id": request_id,
+            200,
+            {
+                "x-request-id": call.request_id,
                 "x-gateway-token-count": "exact" if counted is not None else "estimate",
             },
         )
 
-    return [messages, count_tokens]
+    return {
+        "/v1/messages": HotRoute(messages, anthropic_error_response),
+        "/v1/messages/count_tokens": HotRoute(count_tokens, anthropic_error_response),
+    }

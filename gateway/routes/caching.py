@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Request
-from litestar.response import Stream
 from litestar.types import ASGIApp
 
 from gateway.cache.keys import cache_key, tenant_namespace
 from gateway.cache.policy import CacheStore, age_of, is_deterministic, parse_cache_control
 from gateway.cache.streams import replay
-from gateway.routes.responses import RawResponse
+from gateway.routes.responses import EVENT_STREAM_CONTENT_TYPE, RawResponse
 from gateway.routing.backends import ModelGroup
 from gateway.state import GatewayState
 
@@ -46,15 +45,15 @@ class CacheDecision:
     body: bytes
 
 
-def _bearer(request: Request[Any, Any, Any]) -> str | None:
-    header = request.headers.get("authorization") or ""
+def _bearer(headers: Mapping[str, str]) -> str | None:
+    header = headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+    return token.strip() if scheme.lower() == "bearer" else headers.get("x-api-key")
 
 
 async def consult_cache(
     state: GatewayState,
-    request: Request[Any, Any, Any],
+    request_headers: Mapping[str, str],
     endpoint: str,
     group: ModelGroup,
     body: bytes,
@@ -70,12 +69,12 @@ async def consult_cache(
     if extension is not None:
         body = _encode(raw)  # never send the gateway's own extension upstream
     control = parse_cache_control(
-        request.headers.get("cache-control"), extension if isinstance(extension, str) else None
+        request_headers.get("cache-control"), extension if isinstance(extension, str) else None
     )
     if control.no_store or (policy.deterministic_only and not is_deterministic(endpoint, raw)):
         metrics.child(metrics.cache_requests, group.name, "bypass", "-").inc()
         return CacheDecision(None, None, {"x-gateway-cache": "bypass"}, body)
-    namespace = tenant_namespace(_bearer(request) if state.auth.enabled else None)
+    namespace = tenant_namespace(_bearer(request_headers) if state.auth.enabled else None)
     key = cache_key(namespace, group.name, endpoint, raw)
     if not control.no_cache:
         found = await state.cache.get(key)
@@ -92,7 +91,6 @@ async def consult_cache(
                 return answer_from(
                     entry.body,
                     state,
-                    request,
                     endpoint,
                     group,
                     raw,
@@ -113,7 +111,6 @@ async def consult_cache(
                 return answer_from(
                     shared,
                     state,
-                    request,
                     endpoint,
                     group,
                     raw,
@@ -137,7 +134,6 @@ async def consult_cache(
 def answer_from(
     cached: bytes,
     state: GatewayState,
-    request: Request[Any, Any, Any],
     endpoint: str,
     group: ModelGroup,
     raw: dict[str, Any],
@@ -155,7 +151,11 @@ def answer_from(
     if not stream:
         return CacheDecision(RawResponse(cached, 200, headers), None, {}, body)
     usage = bool((raw.get("stream_options") or {}).get("include_usage"))
-    events = Stream(
-        replay(cached, endpoint, usage), media_type="text/event-stream", headers=headers
+    # The whole replay is at hand: one write, no per-chunk sends or disconnect watch needed.
+    events = RawResponse(
+        b"".join(replay(cached, endpoint, usage)),
+        200,
+        {**headers, "cache-control": "no-cache"},
+        EVENT_STREAM_CONTENT_TYPE,
     )
-    return CacheDecision(events.to_asgi_response(None, request), None, {}, body)
+    return CacheDecision(events, None, {}, body)

@@ -1,6 +1,7 @@
 """OpenAI-compatible ``/v1`` handlers: decode once, dispatch, relay the upstream's bytes.
 
-Handlers are closures over the app's :class:`GatewayState` (no globals, no per-request DI).
+Handlers are closures over the app's :class:`GatewayState` (no globals, no per-request DI). The
+inference routes are hot routes (:mod:`gateway.routes.front`); ``/v1/models`` is Litestar's.
 Response headers: ``x-request-id`` (the client's, or a new one; also sent upstream),
 ``x-gateway-overhead-ms`` (the gateway's own time: total minus the wait on the upstream) and
 ``x-gateway-backend`` (the backend's configured name).
@@ -8,21 +9,20 @@ Response headers: ``x-request-id`` (the client's, or a new one; also sent upstre
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.providers.base import Endpoint, UpstreamRequest
 from gateway.routes.caching import consult_cache
+from gateway.routes.calls import Call, request_id_for
+from gateway.routes.front import HotRoute
 from gateway.routes.relay import Exchange, Relay, with_model
 from gateway.routing.backends import Backend
 from gateway.routing.base import RouteRequest
@@ -36,23 +36,14 @@ from gateway.schemas.openai import (
 from gateway.schemas.validation import split_validation_message
 from gateway.state import GatewayState
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _json = msgspec.json.Encoder()
 _any_json = msgspec.json.Decoder()
 JSON = "application/json"
 
 
-# Generated ids: a random per-process prefix and a counter; unique across processes and restarts,
-# and several times cheaper than uuid4() on the hot path.
-_ID_PREFIX = os.urandom(8).hex()
-_id_counter = itertools.count()
-
-
 def request_id_of(request: Request[Any, Any, Any]) -> str:
-    """The client's ``x-request-id`` when well-formed, else a new one; remembered on the request."""
-    rid = request.headers.get("x-request-id")
-    if not rid or not _REQUEST_ID.fullmatch(rid):
-        rid = f"{_ID_PREFIX}{next(_id_counter):08x}"
+    """A Litestar request's id (see :func:`request_id_for`), remembered for its error handler."""
+    rid = request_id_for(request.headers)
     request.scope["state"]["request_id"] = rid
     return rid
 
@@ -87,18 +78,20 @@ COMPLETIONS = _EndpointSpec(Endpoint.COMPLETIONS, msgspec.json.Decoder(Completio
 EMBEDDINGS = _EndpointSpec(Endpoint.EMBEDDINGS, msgspec.json.Decoder(EmbeddingRequest), False)
 
 
-def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
-    """The ``/v1`` handlers bound to ``state``."""
+def build_inference_routes(state: GatewayState) -> dict[str, HotRoute]:
+    """The OpenAI inference routes bound to ``state``, by path."""
     catalog = state.catalog
     auth = state.auth
     relay = Relay(state)
+    max_body = state.settings.server.max_body_bytes
 
-    async def proxy(request: Request[Any, Any, Any], spec: _EndpointSpec) -> ASGIApp:
+    async def proxy(call: Call, spec: _EndpointSpec) -> ASGIApp:
         started = time.perf_counter()
-        request_id = request_id_of(request)
+        request_id = call.request_id
+        headers = call.headers
         try:
-            auth.check(request.headers.get("authorization"))
-            body = await request.body()
+            auth.check(headers.get("authorization"))
+            body = await call.body(max_body)
             payload = decode_payload(body, spec.decoder)
             group = catalog.resolve(payload.model)
         except GatewayError as exc:
@@ -109,7 +102,7 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         store, extra = None, None
         if state.cache is not None and group.settings.cache.enabled:
             decision = await consult_cache(
-                state, request, spec.endpoint, group, body, stream, request_id, started
+                state, headers, spec.endpoint, group, body, stream, request_id, started
             )
             if decision.response is not None:
                 return decision.response
@@ -119,34 +112,31 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             data = body if backend.model == client_model else with_model(body, backend.model)
             return UpstreamRequest(spec.endpoint, data, payload, stream, request_id)
 
-        route = RouteRequest(client_model, spec.endpoint, payload, request.headers)
+        route = RouteRequest(client_model, spec.endpoint, payload, headers)
         exchange = Exchange(
-            request,
-            spec.endpoint,
-            group,
-            route,
-            request_for,
-            stream,
-            started,
-            request_id,
-            store,
-            extra,
+            spec.endpoint, group, route, request_for, stream, started, request_id, store, extra
         )
         if spec.endpoint == Endpoint.EMBEDDINGS and group.settings.batching.enabled:
             return await relay.run_batched(exchange, body)
         return await relay.run(exchange)
 
-    @post("/v1/chat/completions", status_code=200)
-    async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await proxy(request, CHAT)
+    def route(spec: _EndpointSpec) -> HotRoute:
+        async def handle(call: Call) -> ASGIApp:
+            return await proxy(call, spec)
 
-    @post("/v1/completions", status_code=200)
-    async def completions(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await proxy(request, COMPLETIONS)
+        return HotRoute(handle)
 
-    @post("/v1/embeddings", status_code=200)
-    async def embeddings(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await proxy(request, EMBEDDINGS)
+    return {
+        "/v1/chat/completions": route(CHAT),
+        "/v1/completions": route(COMPLETIONS),
+        "/v1/embeddings": route(EMBEDDINGS),
+    }
+
+
+def build_model_routes(state: GatewayState) -> list[HTTPRouteHandler]:
+    """``GET /v1/models`` and ``GET /v1/models/{model}`` bound to ``state``."""
+    catalog = state.catalog
+    auth = state.auth
 
     @get("/v1/models")
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -169,4 +159,4 @@ def build_openai_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         card = ModelCard(name, group.created, group.settings.owned_by)
         return Response(_json.encode(card), media_type=JSON, headers={"x-request-id": request_id})
 
-    return [chat_completions, completions, embeddings, list_models, retrieve_model]
+    return [list_models, retrieve_model]

@@ -14,15 +14,13 @@ from typing import Any, Protocol
 
 import anyio
 import msgspec
-from litestar import Request
-from litestar.response import Stream
 from litestar.types import ASGIApp
 
 from gateway.batching.embeddings import BatchLimits, EmbeddingBatcher
 from gateway.cache.policy import CacheStore
 from gateway.errors import GatewayError, UpstreamUnavailableError, status_of
 from gateway.providers.base import Endpoint, UpstreamRequest
-from gateway.routes.responses import RawResponse
+from gateway.routes.responses import EventStream, RawResponse
 from gateway.routing.backends import Backend, ModelGroup
 from gateway.routing.base import RouteRequest
 from gateway.routing.dispatch import (
@@ -106,7 +104,6 @@ class Exchange:
     """One validated client request on its way to a model group.
 
     Attributes:
-        request: the client's request.
         endpoint: the route's metrics label (``chat/completions``, ``messages``...).
         group: the model group that serves it.
         route: what the routing strategy sees.
@@ -118,7 +115,6 @@ class Exchange:
         headers: extra response headers (``x-gateway-cache``...).
     """
 
-    request: Request[Any, Any, Any]
     endpoint: str
     group: ModelGroup
     route: RouteRequest
@@ -312,9 +308,7 @@ class Relay:
             chunks = self._relay(
                 opened, ex, in_flight, converter.stream() if converter else None, error_event
             )
-            events = Stream(chunks, media_type="text/event-stream", headers=headers)
-            response: ASGIApp = events.to_asgi_response(None, ex.request)
-            return response
+            return EventStream(chunks, headers)
         out = result
         self._outcome(ex.group, out.backend, None)
         in_flight.dec()

@@ -45,3 +45,28 @@ def encode_event(data: bytes, name: str | None = None) -> bytes:
     """One event as SSE bytes."""
     head = b"event: " + name.encode() + b"\n" if name else b""
     return head + b"data: " + data + b"\n\n"
+
+
+class SSEFramer:
+    """Cuts a byte stream into whole SSE events (each ending in a blank line), bytes unchanged
+    but for ``\\r\\n`` line ends, which become ``\\n``."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events completed by ``chunk``."""
+        buffer = self._buffer + chunk.replace(b"\r\n", b"\n")
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer
+            return []
+        self._buffer = buffer[end + 2 :]
+        return [event + b"\n\n" for event in buffer[:end].split(b"\n\n") if event.strip()]
+
+    def flush(self) -> bytes:
+        """Whatever trailed the last complete event (normally nothing)."""
+        rest, self._buffer = self._buffer, b""
+        return rest

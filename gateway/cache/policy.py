@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.cache.coalesce import Coalescer
+from gateway.cache.coalesce import Flight
 from gateway.cache.streams import StreamAssembler
 from gateway.cache.tiered import TieredCache
 
@@ -53,9 +53,15 @@ def is_deterministic(endpoint: str, body: dict[str, Any]) -> bool:
 
 
 class CacheStore:
-    """Stores one request's answer under its key, off the request's path.
+    """Stores one request's answer under its key, off the request's path, and shares it with
+    the requests following its flight (:mod:`gateway.cache.coalesce`).
 
     Writes run as background tasks (kept referenced until done), after the response was sent.
+
+    Attributes:
+        flight: the upstream call's flight (in the coalescer's table when this request leads).
+        keep_usage: whether the client asked for the usage chunk of a stream (the upstream is
+            always asked for it, so that entries carry usage).
     """
 
     _pending: set[asyncio.Task[None]] = set()
@@ -66,26 +72,29 @@ class CacheStore:
         key: str,
         ttl_s: float,
         endpoint: str,
-        coalescer: Coalescer | None = None,
+        flight: Flight,
+        keep_usage: bool = True,
     ) -> None:
         self.cache = cache
         self.key = key
         self.ttl_s = ttl_s
         self.endpoint = endpoint
-        self.coalescer = coalescer
+        self.flight = flight
+        self.keep_usage = keep_usage
 
     def body(self, data: bytes) -> None:
         """Store a complete (successful) JSON response; followers get it at once."""
-        if self.coalescer is not None:
-            self.coalescer.finish(self.key, data)
+        flight = self.flight
+        flight.finish(data)
         task = asyncio.get_running_loop().create_task(self.cache.set(self.key, data, self.ttl_s))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        task.add_done_callback(lambda _: flight.retire())
 
     def release(self) -> None:
-        """The request ended without an answer to store: followers go upstream themselves."""
-        if self.coalescer is not None:
-            self.coalescer.finish(self.key, None)
+        """The request ended without an answer to store: followers go upstream themselves
+        (a no-op once :meth:`body` was called)."""
+        self.flight.finish(None)
 
     def assembler(self) -> StreamAssembler:
         """Records a stream; call :meth:`body` with its result when it completed."""

@@ -8,24 +8,25 @@ Entries are namespaced per API key when keys are configured, so tenants never sh
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 from litestar.types import ASGIApp
 
+from gateway.cache.coalesce import Flight
 from gateway.cache.keys import cache_key, tenant_namespace
 from gateway.cache.policy import CacheStore, age_of, is_deterministic, parse_cache_control
 from gateway.cache.streams import replay
-from gateway.routes.responses import EVENT_STREAM_CONTENT_TYPE, RawResponse
+from gateway.routes.responses import EVENT_STREAM_CONTENT_TYPE, EventStream, RawResponse
 from gateway.routing.backends import ModelGroup
 from gateway.state import GatewayState
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+# Rounds a request may follow failing leaders before it goes upstream on its own.
+MAX_FOLLOW_ROUNDS = 3
 
 
 @dataclass(slots=True)
@@ -36,7 +37,8 @@ class CacheDecision:
         response: the answer when it was a hit (send it, nothing else to do).
         store: where to store the answer of a miss.
         headers: response headers to add (``x-gateway-cache``).
-        body: the body to send upstream (the ``cache_control`` extension removed).
+        body: the body to send upstream on a miss: the ``cache_control`` extension removed
+            and, for streams, ``stream_options.include_usage`` set.
     """
 
     response: ASGIApp | None
@@ -93,41 +95,51 @@ async def consult_cache(
                     state,
                     endpoint,
                     group,
-                    raw,
+                    bool((raw.get("stream_options") or {}).get("include_usage")),
                     stream,
                     request_id,
                     started,
                     headers,
-                    body,
                 )
-    leader = state.coalescer.follow(key)
-    if leader is not None:
-        if not control.no_cache:
-            # Shielded: this follower going away must not cancel the leader's answer.
-            shared = await asyncio.shield(leader)
-            if shared is not None:
+    wants_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+    for _ in range(MAX_FOLLOW_ROUNDS):
+        flight = state.coalescer.follow(key)
+        if flight is None:
+            flight = state.coalescer.lead(key)
+            break
+        if control.no_cache:
+            # A refresh goes upstream without taking over the leader's place (its followers
+            # still wait on it).
+            flight = Flight()
+            break
+        headers = {"x-gateway-cache": "coalesced", "x-gateway-backend": "coalesced"}
+        if stream:
+            await flight.settled()
+            if flight.streaming and not (flight.finished and flight.body is None):
                 metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
-                headers = {"x-gateway-cache": "coalesced", "x-gateway-backend": "coalesced"}
-                return answer_from(
-                    shared,
-                    state,
-                    endpoint,
-                    group,
-                    raw,
-                    stream,
-                    request_id,
-                    started,
-                    headers,
-                    body,
+                state.metrics.record_request(
+                    group.name, "coalesced", endpoint, 200, time.perf_counter() - started
                 )
-        # A refresh (no-cache), or the leader failed: go upstream, without taking over the
-        # leader's place (its own followers still wait on it).
-        metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
-        store = CacheStore(state.cache, key, policy.ttl_s, endpoint)
-        return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
-    state.coalescer.lead(key)
+                events = EventStream(
+                    flight.subscribe(wants_usage),
+                    {"x-request-id": request_id, "cache-control": "no-cache", **headers},
+                )
+                return CacheDecision(events, None, {}, body)
+        shared = await flight.outcome()
+        if shared is not None:
+            metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
+            return answer_from(
+                shared, state, endpoint, group, wants_usage, stream, request_id, started, headers
+            )
+        # The leader failed: the next round finds a new leader, or leads.
+    else:
+        flight = Flight()
     metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()
-    store = CacheStore(state.cache, key, policy.ttl_s, endpoint, state.coalescer)
+    if stream and not wants_usage:
+        # Always ask for usage, so the entry has it; the client's stream leaves it out.
+        raw["stream_options"] = {**(raw.get("stream_options") or {}), "include_usage": True}
+        body = _encode(raw)
+    store = CacheStore(state.cache, key, policy.ttl_s, endpoint, flight, wants_usage)
     return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
 
 
@@ -136,12 +148,11 @@ def answer_from(
     state: GatewayState,
     endpoint: str,
     group: ModelGroup,
-    raw: dict[str, Any],
+    include_usage: bool,
     stream: bool,
     request_id: str,
     started: float,
     headers: dict[str, str],
-    body: bytes,
 ) -> CacheDecision:
     """Answer a request from a complete stored (or shared) response, as a body or a stream."""
     state.metrics.record_request(
@@ -149,13 +160,12 @@ def answer_from(
     )
     headers = {"x-request-id": request_id, **headers}
     if not stream:
-        return CacheDecision(RawResponse(cached, 200, headers), None, {}, body)
-    usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+        return CacheDecision(RawResponse(cached, 200, headers), None, {}, b"")
     # The whole replay is at hand: one write, no per-chunk sends or disconnect watch needed.
     events = RawResponse(
-        b"".join(replay(cached, endpoint, usage)),
+        b"".join(replay(cached, endpoint, include_usage)),
         200,
         {**headers, "cache-control": "no-cache"},
         EVENT_STREAM_CONTENT_TYPE,
     )
-    return CacheDecision(events, None, {}, body)
+    return CacheDecision(events, None, {}, b"")

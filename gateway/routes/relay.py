@@ -308,7 +308,12 @@ class Relay:
             chunks = self._relay(
                 opened, ex, in_flight, converter.stream() if converter else None, error_event
             )
-            return EventStream(chunks, headers)
+            if ex.store is None:
+                return EventStream(chunks, headers)
+            # A cacheable stream is read by its flight, so that identical requests arriving
+            # meanwhile can follow it live; this client is its first subscriber.
+            ex.store.flight.pump(chunks)
+            return EventStream(ex.store.flight.subscribe(ex.store.keep_usage), headers)
         out = result
         self._outcome(ex.group, out.backend, None)
         in_flight.dec()

@@ -8,10 +8,12 @@ from gateway_sim.generation import embed, generate
 from gateway_sim.tokens import count_tokens
 
 from gateway.auth import Authenticator
+from gateway.cache.coalesce import is_usage_only
 from gateway.errors import AuthenticationError
 from gateway.routes.relay import usage_in_stream_tail, with_model
 from gateway.routing.base import RouteRequest
 from gateway.schemas.validation import split_validation_message
+from gateway.sse import SSEFramer
 
 
 @pytest.mark.parametrize(
@@ -79,3 +81,25 @@ def test_engine_is_deterministic_and_counts_honestly() -> None:
     vector = embed("x", 16)
     assert len(vector) == 16
     assert abs(sum(v * v for v in vector) - 1) < 1e-9
+
+
+def test_sse_framer_cuts_whole_events_across_chunk_boundaries() -> None:
+    framer = SSEFramer()
+    assert framer.feed(b'data: {"a"') == []
+    assert framer.feed(b":1}\r\n\r\ndata: [DO") == [b'data: {"a":1}\n\n']
+    assert framer.feed(b"NE]\n\n") == [b"data: [DONE]\n\n"]
+    assert framer.flush() == b""
+
+
+@pytest.mark.parametrize(
+    ("event", "usage_only"),
+    [
+        (b'data: {"choices":[],"usage":{"prompt_tokens":3}}\n\n', True),
+        (b'data: {"choices": [], "usage": {"total_tokens": 4}}\n\n', True),
+        (b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null}\n\n', False),
+        (b'data: {"choices":[],"usage":null}\n\n', False),
+        (b"data: [DONE]\n\n", False),
+    ],
+)
+def test_is_usage_only(event: bytes, usage_only: bool) -> None:
+    assert is_usage_only(event) is usage_only

@@ -205,24 +205,26 @@ def coalescing() -> list[dict[str, Any]]:
             ]
         }
         with serve_gateway(config) as target:
-            for n in (10, 100):
+            for n, stream in ((10, False), (100, False), (10, True), (100, True)):
                 body = json.dumps(
                     {
                         "model": "chat",
                         "temperature": 0,
                         "max_tokens": 32,
-                        "messages": [{"role": "user", "content": f"same {n}"}],
+                        "stream": stream,
+                        "messages": [{"role": "user", "content": f"same {n} {stream}"}],
                     }
                 )
 
-                def call(_: int, body: str = body) -> int:
+                def call(_: int, body: str = body, stream: bool = stream) -> int:
                     request = urllib.request.Request(
                         f"{target}/v1/chat/completions",
                         data=body.encode(),
                         headers={"content-type": "application/json"},
                     )
                     with urllib.request.urlopen(request, timeout=60) as resp:
-                        return int(resp.status)
+                        complete = resp.read().rstrip().endswith(b"[DONE]") or not stream
+                        return int(resp.status) if complete else -1
 
                 with urllib.request.urlopen(f"{sim}/sim/stats") as resp:
                     before = json.load(resp)["requests"].get("chat", 0)
@@ -232,6 +234,7 @@ def coalescing() -> list[dict[str, Any]]:
                     after = json.load(resp)["requests"].get("chat", 0)
                 rows.append(
                     {
+                        "kind": "stream" if stream else "plain",
                         "identical_concurrent_requests": n,
                         "answered_200": statuses.count(200),
                         "upstream_calls": after - before,

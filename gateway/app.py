@@ -32,7 +32,13 @@ from gateway.errors import (
     anthropic_status_of,
     status_of,
 )
-from gateway.plugins import Registries, call_lifecycle, collect_registries, make_plugin_manager
+from gateway.plugins import (
+    PluginError,
+    Registries,
+    call_lifecycle,
+    collect_registries,
+    make_plugin_manager,
+)
 from gateway.providers.base import ProviderContext
 from gateway.routes.admin import build_admin_routes
 from gateway.routes.anthropic import build_anthropic_routes
@@ -117,6 +123,13 @@ def _plugin_route_guard(auth: Authenticator) -> Any:
             auth.check(connection.headers.get("authorization"))
 
     return guard
+
+
+def _paths_of(routes: Any) -> set[str]:
+    """The paths a plugin's route handler or ``Router`` serves."""
+    if isinstance(routes, Router):
+        return {route.path for route in routes.routes}
+    return set(getattr(routes, "paths", ()))
 
 
 def start_background_tasks(state: GatewayState) -> list[asyncio.Task[None]]:
@@ -228,6 +241,14 @@ def create_app(
                 await state.cache.aclose()
             state.metrics.mark_process_dead()
 
+    hot_routes = {**build_inference_routes(state), **build_anthropic_routes(state)}
+    for name in state.registries.routes:
+        taken = _paths_of(state.registries.routes.get(name)) & hot_routes.keys()
+        if taken:
+            raise PluginError(
+                f"plugin `{state.registries.routes.owner(name)}` registered route `{name}` on "
+                f"{', '.join(sorted(taken))}, which the gateway serves itself"
+            )
     plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]
     handlers: list[Any] = [
         *build_model_routes(state),
@@ -251,4 +272,4 @@ def create_app(
         debug=False,
     )
     app.state.gateway = state
-    return GatewayApp(app, {**build_inference_routes(state), **build_anthropic_routes(state)})
+    return GatewayApp(app, hot_routes)

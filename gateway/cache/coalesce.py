@@ -27,6 +27,7 @@ from gateway.sse import SSEFramer
 
 log = logging.getLogger("gateway.cache")
 _decode = msgspec.json.Decoder().decode
+_pumping: set[asyncio.Task[None]] = set()
 
 
 def is_usage_only(event: bytes) -> bool:
@@ -59,7 +60,6 @@ class Flight:
         self._stream_failed = False
         self._interest = 0
         self._pump_scope: anyio.CancelScope | None = None
-        self._pump_task: asyncio.Task[None] | None = None
         self._signal = asyncio.Event()
         self._on_finish = on_finish
 
@@ -91,7 +91,9 @@ class Flight:
         """
         self.streaming = True
         self._pump_scope = anyio.CancelScope()
-        self._pump_task = asyncio.get_running_loop().create_task(self._run_pump(chunks))
+        task = asyncio.get_running_loop().create_task(self._run_pump(chunks))
+        _pumping.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(_pumping.discard)
         self._wake()
 
     async def _run_pump(self, chunks: AsyncIterator[bytes]) -> None:

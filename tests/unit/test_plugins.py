@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from litestar import post
 
 from gateway import hookimpl
+from gateway.app import create_app
+from gateway.config_loader import settings_from_mapping
 from gateway.plugins import PluginError, collect_registries, make_plugin_manager
 
 
@@ -74,3 +77,22 @@ def test_disabled_plugins_do_not_load() -> None:
     registries = collect_registries(make_plugin_manager(["round_robin"]))
     assert "round_robin" not in registries.routing_strategies
     assert "vllm" in registries.providers
+
+
+class Shadowing:
+    @hookimpl
+    def register_routes(self, register: Any) -> None:
+        @post("/v1/chat/completions")
+        async def mine() -> None:
+            return None
+
+        register("my-chat", mine)
+
+
+def test_a_plugin_route_may_not_take_an_inference_route() -> None:
+    settings = settings_from_mapping(
+        {"models": [{"name": "m", "backends": [{"url": "http://127.0.0.1:9"}]}]}, "test"
+    )
+    pm = make_plugin_manager(extra=[("shadow", Shadowing())])
+    with pytest.raises(PluginError, match="plugin `shadow` registered route `my-chat` on /v1/chat"):
+        create_app(settings, plugin_manager=pm)

@@ -11,7 +11,9 @@ while it runs follow it:
 A streamed flight's upstream is read by its own task (the pump), not by the leader's response,
 so any one client going away, the leader's included, cancels nothing for the others; only when
 no one is left does the pump stop and the upstream request get cancelled. If the leader fails
-before its answer is complete, followers that have not started streaming go upstream themselves.
+before its answer is complete, followers that have not started streaming get the same error (as
+a single-flight call would: a failing upstream is not hit again by every waiter at once); when it
+ended with neither answer nor error (cut short), they go upstream under a new leader.
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ class Flight:
     Attributes:
         finished: the outcome is known (see ``body``).
         body: the complete JSON answer, or None when there is none to share (failure).
+        error: why there is none, when the upstream call failed (waiters answer with it).
         streaming: the answer streams; events are published as they come (see ``subscribe``).
     """
 
     def __init__(self, on_finish: Callable[[Flight], None] | None = None) -> None:
         self.finished = False
         self.body: bytes | None = None
+        self.error: Exception | None = None
         self.streaming = False
         self._events: list[bytes] = []
         self._stream_ended = False
@@ -64,15 +68,16 @@ class Flight:
         self._on_finish = on_finish
 
     # The leader's side.
-    def finish(self, body: bytes | None) -> None:
-        """The outcome: the complete answer, or None on failure (only the first call counts).
+    def finish(self, body: bytes | None, error: Exception | None = None) -> None:
+        """The outcome: the complete answer, or None on failure with the error that every
+        waiter shares when there is one (only the first call counts).
 
         A failed flight retires at once; a successful one stays findable, answering newcomers
         from its body, until :meth:`retire` (once the answer is in the cache).
         """
         if self.finished:
             return
-        self.finished, self.body = True, body
+        self.finished, self.body, self.error = True, body, error
         if body is None:
             self.retire()
         self._wake()

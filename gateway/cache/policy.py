@@ -91,10 +91,10 @@ class CacheStore:
         task.add_done_callback(self._pending.discard)
         task.add_done_callback(lambda _: flight.retire())
 
-    def release(self) -> None:
-        """The request ended without an answer to store: followers go upstream themselves
-        (a no-op once :meth:`body` was called)."""
-        self.flight.finish(None)
+    def release(self, error: Exception | None = None) -> None:
+        """The request ended without an answer to store (a no-op once :meth:`body` was
+        called): followers get ``error`` when there is one, else go upstream themselves."""
+        self.flight.finish(None, error)
 
     def assembler(self) -> StreamAssembler:
         """Records a stream; call :meth:`body` with its result when it completed."""

@@ -19,6 +19,7 @@ from gateway.cache.coalesce import Flight
 from gateway.cache.keys import cache_key, tenant_namespace
 from gateway.cache.policy import CacheStore, age_of, is_deterministic, parse_cache_control
 from gateway.cache.streams import replay
+from gateway.errors import GatewayError, status_of
 from gateway.routes.responses import EVENT_STREAM_CONTENT_TYPE, EventStream, RawResponse
 from gateway.routing.backends import ModelGroup
 from gateway.state import GatewayState
@@ -131,7 +132,21 @@ async def consult_cache(
             return answer_from(
                 shared, state, endpoint, group, wants_usage, stream, request_id, started, headers
             )
-        # The leader failed: the next round finds a new leader, or leads.
+        if isinstance(flight.error, GatewayError):
+            # The shared call failed: answer with its error rather than every waiter retrying
+            # a failing upstream at once (the client's own retry policy decides what next).
+            metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
+            error = flight.error
+            state.metrics.record_request(
+                group.name, "coalesced", endpoint, status_of(error), time.perf_counter() - started
+            )
+            failed = RawResponse(
+                error.to_json(),
+                status_of(error),
+                {**error.headers, "x-request-id": request_id, **headers},
+            )
+            return CacheDecision(failed, None, {}, b"")
+        # Cut short without an error: the next round finds a new leader, or leads.
     else:
         flight = Flight()
     metrics.child(metrics.cache_requests, group.name, "miss", "-").inc()

@@ -171,7 +171,7 @@ class Relay:
             data = await self.batcher_for(ex.group).submit(body)
         except BaseException as exc:
             if ex.store is not None:
-                ex.store.release()
+                ex.store.release(exc if isinstance(exc, GatewayError) else None)
             if isinstance(exc, GatewayError):
                 metrics.record_request(
                     ex.group.name,
@@ -281,7 +281,7 @@ class Relay:
         except BaseException as exc:
             in_flight.dec()
             if ex.store is not None:
-                ex.store.release()
+                ex.store.release(exc if isinstance(exc, GatewayError) else None)
             if isinstance(exc, GatewayError):
                 metrics.record_request(
                     ex.group.name,
@@ -382,6 +382,8 @@ class Relay:
             # SDKs raise, instead of a silent truncation.
             status = status_of(exc)
             opened.backend.health.on_failure()
+            if ex.store is not None:
+                ex.store.release(exc)  # plain followers get the same error
             yield error_event(exc)
         finally:
             if ex.store is not None:

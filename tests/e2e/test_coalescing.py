@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.support.servers import Sim, group, running_gateway, running_sim
+from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +102,23 @@ async def test_the_upstream_is_cancelled_when_everyone_left(slow: tuple[Sim, str
         await leader.close()
     stats = sim.wait_for(lambda s: s["cancelled"] == 1)
     assert (stats["cancelled"], stats["completed"], stats["running"]) == (1, 0, 0)
+
+
+def test_waiters_share_the_leaders_error_instead_of_piling_on() -> None:
+    import concurrent.futures
+
+    with running_sim() as sim:
+        sim.set_faults(delay_ms=300, error_rates={"400": 1.0})
+        config = {"models": [group("chat", sim.url, cache={"enabled": True})]}
+        with running_gateway(config) as gw, concurrent.futures.ThreadPoolExecutor(6) as pool:
+            leader = pool.submit(http_json, "POST", f"{gw.url}/v1/chat/completions", REQUEST)
+            sim.wait_for(lambda s: s["requests"].get("chat", 0) == 1)
+            followers = [
+                pool.submit(http_json, "POST", f"{gw.url}/v1/chat/completions", REQUEST)
+                for _ in range(5)
+            ]
+            results = [f.result(timeout=30) for f in (leader, *followers)]
+        assert [status for status, _, _ in results] == [400] * 6
+        assert {r[1]["x-gateway-cache"] for r in results[1:]} == {"coalesced"}
+        assert all(r[2] == results[0][2] for r in results)
+        assert sim.stats()["requests"]["chat"] == 1

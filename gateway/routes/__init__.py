@@ -1,1 +1,1 @@
-"""Thin Litestar handlers: decode, dispatch, encode."""
+"""HTTP routes: the ASGI front and its hot inference routes, Litestar handlers for the rest."""

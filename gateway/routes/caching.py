@@ -20,6 +20,7 @@ from gateway.cache.keys import cache_key, tenant_namespace
 from gateway.cache.policy import CacheStore, age_of, is_deterministic, parse_cache_control
 from gateway.cache.streams import replay
 from gateway.errors import GatewayError, status_of
+from gateway.routes.front import openai_error_response
 from gateway.routes.responses import EVENT_STREAM_CONTENT_TYPE, EventStream, RawResponse
 from gateway.routing.backends import ModelGroup
 from gateway.state import GatewayState
@@ -140,11 +141,7 @@ async def consult_cache(
             state.metrics.record_request(
                 group.name, "coalesced", endpoint, status_of(error), time.perf_counter() - started
             )
-            failed = RawResponse(
-                error.to_json(),
-                status_of(error),
-                {**error.headers, "x-request-id": request_id, **headers},
-            )
+            failed = openai_error_response(error, request_id, headers)
             return CacheDecision(failed, None, {}, b"")
         # Cut short without an error: the next round finds a new leader, or leads.
     else:

@@ -34,10 +34,14 @@ Handler = Callable[[Call], Awaitable[ASGIApp]]
 ErrorRenderer = Callable[[GatewayError, str], ASGIApp]
 
 
-def openai_error_response(error: GatewayError, request_id: str) -> ASGIApp:
-    """``error`` as OpenAI's error envelope, with its status and headers."""
+def openai_error_response(
+    error: GatewayError, request_id: str, extra: Mapping[str, str] | None = None
+) -> ASGIApp:
+    """``error`` as OpenAI's error envelope, with its status and headers (and ``extra``)."""
     return RawResponse(
-        error.to_json(), status_of(error), {**error.headers, "x-request-id": request_id}
+        error.to_json(),
+        status_of(error),
+        {**error.headers, "x-request-id": request_id, **(extra or {})},
     )
 
 

@@ -135,18 +135,26 @@ class Flight:
         finally:
             self._lose_interest()
 
-    async def settled(self) -> None:
-        """Wait until the answer streams or its outcome is known."""
+    async def join(self, keep_usage: bool) -> Subscription | None:
+        """Wait until the answer streams or its outcome is known; then the stream from its first
+        event, live or complete, or None when the answer did not stream or failed.
+
+        ``keep_usage`` False drops the usage chunk (the upstream is always asked for one, so
+        that cache entries carry usage). Interest is held throughout, so the upstream is not
+        cancelled between the wait and the subscription.
+        """
         self._interest += 1
         try:
             while not (self.streaming or self.finished):
                 await self._signal.wait()
+            if self.streaming and not (self.finished and self.body is None):
+                return Subscription(self, keep_usage)
+            return None
         finally:
             self._lose_interest()
 
     def subscribe(self, keep_usage: bool) -> Subscription:
-        """The streamed answer from its first event; ``keep_usage`` False drops the usage
-        chunk (the upstream is always asked for one, so cache entries carry usage)."""
+        """The streamed answer from its first event (see :meth:`join`); for the leader."""
         return Subscription(self, keep_usage)
 
     def _lose_interest(self) -> None:

@@ -115,18 +115,15 @@ async def consult_cache(
             flight = Flight()
             break
         headers = {"x-gateway-cache": "coalesced", "x-gateway-backend": "coalesced"}
-        if stream:
-            await flight.settled()
-            if flight.streaming and not (flight.finished and flight.body is None):
-                metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
-                state.metrics.record_request(
-                    group.name, "coalesced", endpoint, 200, time.perf_counter() - started
-                )
-                events = EventStream(
-                    flight.subscribe(wants_usage),
-                    {"x-request-id": request_id, "cache-control": "no-cache", **headers},
-                )
-                return CacheDecision(events, None, {}, body)
+        if stream and (live := await flight.join(wants_usage)) is not None:
+            metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
+            state.metrics.record_request(
+                group.name, "coalesced", endpoint, 200, time.perf_counter() - started
+            )
+            events = EventStream(
+                live, {"x-request-id": request_id, "cache-control": "no-cache", **headers}
+            )
+            return CacheDecision(events, None, {}, body)
         shared = await flight.outcome()
         if shared is not None:
             metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()

@@ -36,7 +36,7 @@ class CacheDecision:
     """What the cache said about a request.
 
     Attributes:
-        response: the answer when it was a hit (send it, nothing else to do).
+        response: the answer when it was a hit or a coalesced one (send it, nothing else to do).
         store: where to store the answer of a miss.
         headers: response headers to add (``x-gateway-cache``).
         body: the body to send upstream on a miss: the ``cache_control`` extension removed
@@ -80,6 +80,7 @@ async def consult_cache(
         return CacheDecision(None, None, {"x-gateway-cache": "bypass"}, body)
     namespace = tenant_namespace(_bearer(request_headers) if state.auth.enabled else None)
     key = cache_key(namespace, group.name, endpoint, raw)
+    wants_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
     if not control.no_cache:
         found = await state.cache.get(key)
         if found is not None:
@@ -87,23 +88,18 @@ async def consult_cache(
             age = age_of(entry.created)
             if control.max_age is None or age <= control.max_age:
                 metrics.child(metrics.cache_requests, group.name, "hit", tier).inc()
+                backend = f"cache:{tier}"
+                metrics.record_request(
+                    group.name, backend, endpoint, 200, time.perf_counter() - started
+                )
                 headers = {
+                    "x-request-id": request_id,
                     "x-gateway-cache": "hit",
                     "age": str(age),
-                    "x-gateway-backend": f"cache:{tier}",
+                    "x-gateway-backend": backend,
                 }
-                return answer_from(
-                    entry.body,
-                    state,
-                    endpoint,
-                    group,
-                    bool((raw.get("stream_options") or {}).get("include_usage")),
-                    stream,
-                    request_id,
-                    started,
-                    headers,
-                )
-    wants_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+                hit = response_from(entry.body, endpoint, wants_usage, stream, headers)
+                return CacheDecision(hit, None, {}, b"")
     for _ in range(MAX_FOLLOW_ROUNDS):
         flight = state.coalescer.follow(key)
         if flight is None:
@@ -114,32 +110,14 @@ async def consult_cache(
             # still wait on it).
             flight = Flight()
             break
-        headers = {"x-gateway-cache": "coalesced", "x-gateway-backend": "coalesced"}
-        if stream and (live := await flight.join(wants_usage)) is not None:
-            metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
-            state.metrics.record_request(
-                group.name, "coalesced", endpoint, 200, time.perf_counter() - started
-            )
-            events = EventStream(
-                live, {"x-request-id": request_id, "cache-control": "no-cache", **headers}
-            )
-            return CacheDecision(events, None, {}, body)
-        shared = await flight.outcome()
+        shared = await _answer_from_flight(flight, endpoint, wants_usage, stream, request_id)
         if shared is not None:
+            response, status = shared
             metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
-            return answer_from(
-                shared, state, endpoint, group, wants_usage, stream, request_id, started, headers
+            metrics.record_request(
+                group.name, "coalesced", endpoint, status, time.perf_counter() - started
             )
-        if isinstance(flight.error, GatewayError):
-            # The shared call failed: answer with its error rather than every waiter retrying
-            # a failing upstream at once (the client's own retry policy decides what next).
-            metrics.child(metrics.cache_requests, group.name, "coalesced", "-").inc()
-            error = flight.error
-            state.metrics.record_request(
-                group.name, "coalesced", endpoint, status_of(error), time.perf_counter() - started
-            )
-            failed = openai_error_response(error, request_id, headers)
-            return CacheDecision(failed, None, {}, b"")
+            return CacheDecision(response, None, {}, b"")
         # Cut short without an error: the next round finds a new leader, or leads.
     else:
         flight = Flight()
@@ -152,29 +130,39 @@ async def consult_cache(
     return CacheDecision(None, store, {"x-gateway-cache": "miss"}, body)
 
 
-def answer_from(
-    cached: bytes,
-    state: GatewayState,
-    endpoint: str,
-    group: ModelGroup,
-    include_usage: bool,
-    stream: bool,
-    request_id: str,
-    started: float,
-    headers: dict[str, str],
-) -> CacheDecision:
-    """Answer a request from a complete stored (or shared) response, as a body or a stream."""
-    state.metrics.record_request(
-        group.name, headers["x-gateway-backend"], endpoint, 200, time.perf_counter() - started
-    )
-    headers = {"x-request-id": request_id, **headers}
+async def _answer_from_flight(
+    flight: Flight, endpoint: str, wants_usage: bool, stream: bool, request_id: str
+) -> tuple[ASGIApp, int] | None:
+    """Follow an identical request in flight: a response and its status, or None when the
+    flight ended with neither answer nor error."""
+    headers = {
+        "x-request-id": request_id,
+        "x-gateway-cache": "coalesced",
+        "x-gateway-backend": "coalesced",
+    }
+    if stream and (live := await flight.join(wants_usage)) is not None:
+        return EventStream(live, {**headers, "cache-control": "no-cache"}), 200
+    shared = await flight.outcome()
+    if shared is not None:
+        return response_from(shared, endpoint, wants_usage, stream, headers), 200
+    if isinstance(flight.error, GatewayError):
+        # The shared call failed: answer with its error rather than every waiter retrying a
+        # failing upstream at once (the client's own retry policy decides what next).
+        error = flight.error
+        return openai_error_response(error, request_id, headers), status_of(error)
+    return None
+
+
+def response_from(
+    cached: bytes, endpoint: str, include_usage: bool, stream: bool, headers: dict[str, str]
+) -> ASGIApp:
+    """A complete stored (or shared) JSON response, as a body or as a replayed stream."""
     if not stream:
-        return CacheDecision(RawResponse(cached, 200, headers), None, {}, b"")
+        return RawResponse(cached, 200, headers)
     # The whole replay is at hand: one write, no per-chunk sends or disconnect watch needed.
-    events = RawResponse(
+    return RawResponse(
         b"".join(replay(cached, endpoint, include_usage)),
         200,
         {**headers, "cache-control": "no-cache"},
         EVENT_STREAM_CONTENT_TYPE,
     )
-    return CacheDecision(events, None, {}, b"")

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from gateway.errors import GatewayError
+from gateway.tasks import spawn
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 _plain_encode = msgspec.json.Encoder().encode
@@ -82,7 +83,6 @@ class EmbeddingBatcher:
         self.limits = limits
         self.send = send
         self._open: dict[bytes, _Batch] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.batched_requests = 0
 
@@ -119,9 +119,7 @@ class EmbeddingBatcher:
             return
         if batch.timer is not None:
             batch.timer.cancel()
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        spawn(self._run(batch))
 
     async def _run(self, batch: _Batch) -> None:
         waiters = batch.waiters

@@ -26,10 +26,10 @@ import anyio
 import msgspec
 
 from gateway.sse import SSEFramer
+from gateway.tasks import spawn
 
 log = logging.getLogger("gateway.cache")
 _decode = msgspec.json.Decoder().decode
-_pumping: set[asyncio.Task[None]] = set()
 
 
 def is_usage_only(event: bytes) -> bool:
@@ -96,9 +96,7 @@ class Flight:
         """
         self.streaming = True
         self._pump_scope = anyio.CancelScope()
-        task = asyncio.get_running_loop().create_task(self._run_pump(chunks))
-        _pumping.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(_pumping.discard)
+        spawn(self._run_pump(chunks))
         self._wake()
 
     async def _run_pump(self, chunks: AsyncIterator[bytes]) -> None:

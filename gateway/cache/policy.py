@@ -7,7 +7,6 @@ or ``max-age=N`` (accept an entry at most N seconds old).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from gateway.cache.coalesce import Flight
 from gateway.cache.streams import StreamAssembler
 from gateway.cache.tiered import TieredCache
+from gateway.tasks import spawn
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +56,13 @@ class CacheStore:
     """Stores one request's answer under its key, off the request's path, and shares it with
     the requests following its flight (:mod:`gateway.cache.coalesce`).
 
-    Writes run as background tasks (kept referenced until done), after the response was sent.
+    Writes run as background tasks, after the response was sent.
 
     Attributes:
         flight: the upstream call's flight (in the coalescer's table when this request leads).
         keep_usage: whether the client asked for the usage chunk of a stream (the upstream is
             always asked for it, so that entries carry usage).
     """
-
-    _pending: set[asyncio.Task[None]] = set()
 
     def __init__(
         self,
@@ -86,10 +84,9 @@ class CacheStore:
         """Store a complete (successful) JSON response; followers get it at once."""
         flight = self.flight
         flight.finish(data)
-        task = asyncio.get_running_loop().create_task(self.cache.set(self.key, data, self.ttl_s))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        task.add_done_callback(lambda _: flight.retire())
+        spawn(self.cache.set(self.key, data, self.ttl_s)).add_done_callback(
+            lambda _: flight.retire()
+        )
 
     def release(self, error: Exception | None = None) -> None:
         """The request ended without an answer to store (a no-op once :meth:`body` was

@@ -170,16 +170,7 @@ class Relay:
         try:
             data = await self.batcher_for(ex.group).submit(body)
         except BaseException as exc:
-            if ex.store is not None:
-                ex.store.release(exc if isinstance(exc, GatewayError) else None)
-            if isinstance(exc, GatewayError):
-                metrics.record_request(
-                    ex.group.name,
-                    exc.backend or "batch",
-                    ex.endpoint,
-                    status_of(exc),
-                    time.perf_counter() - ex.started,
-                )
+            self._failed(ex, exc, "batch")
             raise
         finally:
             in_flight.dec()
@@ -256,6 +247,21 @@ class Relay:
                 ).inc()
                 group = self.catalog.resolve(target)
 
+    def _failed(self, ex: Exchange, exc: BaseException, backend: str) -> None:
+        """An exchange failed before its answer started: waiters on its cache entry learn of
+        it, and a gateway error is counted (under ``backend`` when it names none)."""
+        error = exc if isinstance(exc, GatewayError) else None
+        if ex.store is not None:
+            ex.store.release(error)
+        if error is not None:
+            self.metrics.record_request(
+                ex.group.name,
+                error.backend or backend,
+                ex.endpoint,
+                status_of(error),
+                time.perf_counter() - ex.started,
+            )
+
     def rejected(self, endpoint: str, error: GatewayError, started: float) -> None:
         """Count a request rejected before routing (under model ``-``, so 4xx rates show)."""
         self.metrics.record_request(
@@ -280,16 +286,7 @@ class Relay:
             result = await self._dispatch(ex)
         except BaseException as exc:
             in_flight.dec()
-            if ex.store is not None:
-                ex.store.release(exc if isinstance(exc, GatewayError) else None)
-            if isinstance(exc, GatewayError):
-                metrics.record_request(
-                    ex.group.name,
-                    exc.backend or "none",
-                    ex.endpoint,
-                    status_of(exc),
-                    time.perf_counter() - ex.started,
-                )
+            self._failed(ex, exc, "none")
             raise
         if isinstance(result, OpenStream):
             opened = result

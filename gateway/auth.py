@@ -1,60 +1,76 @@
-"""Client authentication by API key.
+"""Client authentication: who is calling, as a :class:`~gateway.identity.Principal`.
 
-Keys are compared as SHA-256 digests with :func:`hmac.compare_digest`, against every configured
-key without early exit, so response time does not reveal how much of a key matched.
+This module is the only place that reads ``Authorization`` (or Anthropic's ``x-api-key``).
+Static keys are compared as SHA-256 digests with :func:`hmac.compare_digest`, against every
+configured key without early exit, so response time does not reveal how much of a key matched.
+Virtual keys with tenants, limits and budgets arrive with governance, behind the same
+:meth:`Authenticator.authenticate`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from gateway.errors import AuthenticationError
+from gateway.identity import ANONYMOUS, Principal, key_id_of
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-class Authenticator:
-    """Checks ``Authorization: Bearer <key>`` against the configured keys."""
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key a request presents: ``Authorization: Bearer <key>``, else ``x-api-key``."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and (token := token.strip()):
+            return token
+    api_key = headers.get("x-api-key")
+    return api_key.strip() or None if api_key else None
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = [_digest(k) for k in keys if k]
+
+class Authenticator:
+    """Turns a request's headers into its :class:`Principal`.
+
+    Args:
+        keys: the API keys that may call the data plane.
+        master_key: the key that may also call the admin API (it may call the data plane too).
+    """
+
+    def __init__(self, keys: Iterable[str], master_key: str | None = None) -> None:
+        entries = [k for k in keys if k]
+        if master_key:
+            entries.append(master_key)
+        self._known = [(_digest(k), key_id_of(k)) for k in entries]
+        self._master = _digest(master_key) if master_key else None
 
     @property
     def enabled(self) -> bool:
-        """Whether any key is configured (otherwise every request is allowed)."""
-        return bool(self._digests)
+        """Whether any key is configured (otherwise every caller is anonymous)."""
+        return bool(self._known)
 
-    def check(self, authorization: str | None, api_key: str | None = None) -> None:
-        """Accept the request or raise.
-
-        Args:
-            authorization: the ``Authorization`` header.
-            api_key: an ``x-api-key`` header (Anthropic-style clients), used when there is no
-                bearer token.
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        """The caller presenting ``headers`` (lower-case names).
 
         Raises:
-            AuthenticationError: no key, or a key that is not configured.
+            AuthenticationError: keys are configured and none, or an unknown one, was sent.
         """
-        if not self._digests:
-            return
-        presented = None
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                presented = token.strip()
-        if presented is None and api_key:
-            presented = api_key.strip()
+        if not self._known:
+            return ANONYMOUS
+        presented = presented_key(headers)
         if presented is None:
             raise AuthenticationError(
                 "Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key"
             )
         digest = _digest(presented)
-        matched = False
-        for known in self._digests:
-            matched |= hmac.compare_digest(digest, known)
-        if not matched:
+        found: str | None = None
+        for known, key_id in self._known:
+            if hmac.compare_digest(digest, known):
+                found = key_id
+        if found is None:
             raise AuthenticationError("Incorrect API key provided.")
+        admin = self._master is not None and hmac.compare_digest(digest, self._master)
+        return Principal(key_id=found, admin=admin, limit_scopes=(f"key:{found}",))

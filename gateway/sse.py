@@ -1,4 +1,9 @@
-"""Incremental Server-Sent Events parsing and encoding (the subset LLM APIs use)."""
+"""Server-Sent Events, the subset LLM APIs use: the gateway's one parser, framer and encoder.
+
+- :class:`SSEParser` turns bytes as they arrive into :class:`Event` objects (translation);
+- :class:`SSEFramer` cuts bytes into whole events, bytes unchanged (relaying and fan-out);
+- :func:`parse_event` reads one framed event, for code that holds framed bytes already.
+"""
 
 from __future__ import annotations
 
@@ -13,38 +18,44 @@ class Event:
     data: bytes
 
 
-class SSEParser:
-    """Feed bytes as they arrive; get back the events completed so far."""
+def parse_event(block: bytes) -> Event | None:
+    """One event from its lines (no trailing blank line needed); None for a comment or
+    keep-alive block with neither ``event:`` nor ``data:``."""
+    name = None
+    data: list[bytes] = []
+    for line in block.replace(b"\r\n", b"\n").split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode(errors="replace")
+    if not data and name is None:
+        return None
+    return Event(name, b"\n".join(data))
 
-    __slots__ = ("_buffer",)
 
-    def __init__(self) -> None:
-        self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        """Events completed by ``chunk`` (a trailing partial event waits for more bytes)."""
-        self._buffer += chunk.replace(b"\r\n", b"\n")
-        events: list[Event] = []
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                return events
-            block, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
-            name = None
-            data: list[bytes] = []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data.append(line[5:].removeprefix(b" "))
-                elif line.startswith(b"event:"):
-                    name = line[6:].strip().decode()
-            if data or name:
-                events.append(Event(name, b"\n".join(data)))
+def split_events(data: bytes) -> list[bytes]:
+    """The event blocks in ``data`` (a complete stream or its tail), line ends normalised; a
+    trailing partial event is included as it is."""
+    return [e for e in data.replace(b"\r\n", b"\n").split(b"\n\n") if e.strip()]
 
 
 def encode_event(data: bytes, name: str | None = None) -> bytes:
     """One event as SSE bytes."""
     head = b"event: " + name.encode() + b"\n" if name else b""
     return head + b"data: " + data + b"\n\n"
+
+
+class SSEParser:
+    """Feed bytes as they arrive; get back the events completed so far."""
+
+    __slots__ = ("_framer",)
+
+    def __init__(self) -> None:
+        self._framer = SSEFramer()
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Events completed by ``chunk`` (a trailing partial event waits for more bytes)."""
+        return [e for block in self._framer.feed(chunk) if (e := parse_event(block)) is not None]
 
 
 class SSEFramer:

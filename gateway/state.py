@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from gateway.auth import Authenticator
+from gateway.background import Background
 from gateway.cache.coalesce import Coalescer
 from gateway.cache.tiered import TieredCache
+from gateway.clock import Clock
 from gateway.plugins import Registries
 from gateway.providers.base import ProviderContext
 from gateway.routing.backends import ModelCatalog
 from gateway.settings import Settings
 from gateway.telemetry.metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from gateway.assembly import CatalogBuilder
 
 
 @dataclass(slots=True)
@@ -25,9 +31,12 @@ class GatewayState:
         plugin_manager: the pluggy manager (for lifecycle hooks only).
         registries: everything the plugins registered.
         catalog: model groups, backends and strategies.
+        builder: builds backends and groups at run time (admin API, reloads).
         providers: shared resources of the providers (the HTTP session).
         metrics: the app's Prometheus metrics.
-        auth: the API-key checker.
+        auth: turns request headers into the caller's Principal.
+        background: the lifespan's task group and off-path write queue.
+        clock: the app's time source.
         cache: the response cache's tiers (None when no model group caches).
         coalescer: identical cacheable requests in flight, sharing one upstream call.
     """
@@ -36,8 +45,11 @@ class GatewayState:
     plugin_manager: pluggy.PluginManager
     registries: Registries
     catalog: ModelCatalog
+    builder: CatalogBuilder
     providers: ProviderContext
     metrics: GatewayMetrics
     auth: Authenticator
-    cache: TieredCache | None = None
-    coalescer: Coalescer = field(default_factory=Coalescer)
+    background: Background
+    clock: Clock
+    cache: TieredCache | None
+    coalescer: Coalescer

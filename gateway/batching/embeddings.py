@@ -14,15 +14,15 @@ Chat and completions are never batched here: vLLM batches them continuously itse
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from gateway.background import Spawn
 from gateway.errors import GatewayError
-from gateway.tasks import spawn
+from gateway.tokens import estimate_tokens
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 _plain_encode = msgspec.json.Encoder().encode
@@ -50,11 +50,6 @@ def as_inputs(value: Any) -> tuple[list[Any], str]:
     return list(value), kind
 
 
-def estimate_tokens(item: Any) -> int:
-    """Tokens of one input: its length for token arrays, about 4 characters each for text."""
-    return len(item) if isinstance(item, list) else max(1, math.ceil(len(item) / 4))
-
-
 @dataclass
 class _Waiter:
     inputs: list[Any]
@@ -76,12 +71,14 @@ class EmbeddingBatcher:
     """Merges one model group's embedding requests (see the module docstring).
 
     ``send(body)`` performs one upstream call (routing, retries included) and returns the JSON
-    response body or raises :class:`GatewayError`.
+    response body or raises :class:`GatewayError`; ``spawn`` runs each batch's call (the app's
+    background task group, so a caller going away cancels nothing).
     """
 
-    def __init__(self, limits: BatchLimits, send: Send) -> None:
+    def __init__(self, limits: BatchLimits, send: Send, spawn: Spawn) -> None:
         self.limits = limits
         self.send = send
+        self._spawn = spawn
         self._open: dict[bytes, _Batch] = {}
         self.batches = 0
         self.batched_requests = 0
@@ -119,7 +116,7 @@ class EmbeddingBatcher:
             return
         if batch.timer is not None:
             batch.timer.cancel()
-        spawn(self._run(batch))
+        self._spawn(self._run(batch))
 
     async def _run(self, batch: _Batch) -> None:
         waiters = batch.waiters

@@ -25,20 +25,20 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import msgspec
 
-from gateway.sse import SSEFramer
-from gateway.tasks import spawn
+from gateway.background import Spawn
+from gateway.codec import decode
+from gateway.sse import SSEFramer, parse_event
 
 log = logging.getLogger("gateway.cache")
-_decode = msgspec.json.Decoder().decode
 
 
 def is_usage_only(event: bytes) -> bool:
     """Whether an SSE event is the usage chunk of ``include_usage`` (``choices`` empty)."""
     if b'"usage"' not in event or b'"choices"' not in event:
         return False
-    start = event.find(b"data:")
+    parsed = parse_event(event)
     try:
-        data = _decode(event[start + 5 :]) if start >= 0 else None
+        data = decode(parsed.data) if parsed is not None else None
     except msgspec.DecodeError:
         return False
     return isinstance(data, dict) and not data.get("choices") and bool(data.get("usage"))
@@ -54,7 +54,8 @@ class Flight:
         streaming: the answer streams; events are published as they come (see ``subscribe``).
     """
 
-    def __init__(self, on_finish: Callable[[Flight], None] | None = None) -> None:
+    def __init__(self, spawn: Spawn, on_finish: Callable[[Flight], None] | None = None) -> None:
+        self._spawn = spawn
         self.finished = False
         self.body: bytes | None = None
         self.error: Exception | None = None
@@ -96,7 +97,7 @@ class Flight:
         """
         self.streaming = True
         self._pump_scope = anyio.CancelScope()
-        spawn(self._run_pump(chunks))
+        self._spawn(self._run_pump(chunks))
         self._wake()
 
     async def _run_pump(self, chunks: AsyncIterator[bytes]) -> None:
@@ -210,9 +211,14 @@ class Subscription:
 
 
 class Coalescer:
-    """In-flight leaders by cache key."""
+    """In-flight leaders by cache key.
 
-    def __init__(self) -> None:
+    Args:
+        spawn: runs the pumps of streamed flights (the app's background task group).
+    """
+
+    def __init__(self, spawn: Spawn) -> None:
+        self._spawn = spawn
         self._flights: dict[str, Flight] = {}
 
     def follow(self, key: str) -> Flight | None:
@@ -226,8 +232,12 @@ class Coalescer:
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
-        flight = self._flights[key] = Flight(forget)
+        flight = self._flights[key] = Flight(self._spawn, forget)
         return flight
+
+    def solo(self) -> Flight:
+        """A flight that no one can follow (a refresh, or a request that gave up following)."""
+        return Flight(self._spawn)
 
     def __len__(self) -> int:
         return len(self._flights)

@@ -8,13 +8,16 @@ or ``max-age=N`` (accept an entry at most N seconds old).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.coalesce import Flight
 from gateway.cache.streams import StreamAssembler
 from gateway.cache.tiered import TieredCache
-from gateway.tasks import spawn
+
+# Queues an off-path write; False when it could not be queued (gateway.background.Background).
+Submit = Callable[[Callable[[], Awaitable[None]]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,8 @@ class CacheStore:
     """Stores one request's answer under its key, off the request's path, and shares it with
     the requests following its flight (:mod:`gateway.cache.coalesce`).
 
-    Writes run as background tasks, after the response was sent.
+    Writes go through the app's off-path queue, after the response was sent; when the queue is
+    full the answer is shared with the followers but not stored.
 
     Attributes:
         flight: the upstream call's flight (in the coalescer's table when this request leads).
@@ -71,30 +75,38 @@ class CacheStore:
         ttl_s: float,
         endpoint: str,
         flight: Flight,
+        submit: Submit,
         keep_usage: bool = True,
     ) -> None:
         self.cache = cache
+        self._submit = submit
         self.key = key
         self.ttl_s = ttl_s
         self.endpoint = endpoint
         self.flight = flight
         self.keep_usage = keep_usage
 
-    def body(self, data: bytes) -> None:
+    def save(self, answer: bytes) -> None:
         """Store a complete (successful) JSON response; followers get it at once."""
         flight = self.flight
-        flight.finish(data)
-        spawn(self.cache.set(self.key, data, self.ttl_s)).add_done_callback(
-            lambda _: flight.retire()
-        )
+        flight.finish(answer)
+
+        async def write() -> None:
+            try:
+                await self.cache.set(self.key, answer, self.ttl_s)
+            finally:
+                flight.retire()  # later requests find the entry in the cache now
+
+        if not self._submit(write):
+            flight.retire()
 
     def release(self, error: Exception | None = None) -> None:
-        """The request ended without an answer to store (a no-op once :meth:`body` was
+        """The request ended without an answer to store (a no-op once :meth:`save` was
         called): followers get ``error`` when there is one, else go upstream themselves."""
         self.flight.finish(None, error)
 
     def assembler(self) -> StreamAssembler:
-        """Records a stream; call :meth:`body` with its result when it completed."""
+        """Records a stream; call :meth:`save` with its result when it completed."""
         return StreamAssembler(self.endpoint)
 
 

@@ -41,6 +41,18 @@ def endpoints_of(provider: object) -> frozenset[Endpoint]:
     return endpoints
 
 
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A provider that counts a Messages request's input tokens exactly."""
+
+    async def count_tokens(self, body: Mapping[str, Any]) -> int: ...
+
+
+def token_counter_of(provider: object) -> TokenCounter | None:
+    """``provider`` as a :class:`TokenCounter`, or None when it cannot count."""
+    return provider if isinstance(provider, TokenCounter) else None
+
+
 @dataclass(frozen=True, slots=True)
 class BackendSpec:
     """Everything a provider factory needs to know about the backend it serves.

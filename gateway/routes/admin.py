@@ -6,15 +6,15 @@
 - ``DELETE /admin/backends/{name}``: drain and remove it; in-flight requests still finish.
 - ``POST /admin/models/{model}/backends``: add a backend (a backend entry of the config, as JSON).
 - ``POST /admin/reload``: re-read the config file and apply its backend changes
-  (:mod:`gateway.routing.reload`).
+  (:mod:`gateway.reload`).
 
-Without a master key configured the admin API answers 403.
+Without a master key configured the admin API answers 403; callers whose
+:class:`~gateway.identity.Principal` is not an admin get 401.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
 from typing import Any
 
 import anyio
@@ -29,8 +29,8 @@ from gateway.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from gateway.routing.backends import Backend, ModelGroup, build_backend
-from gateway.routing.reload import apply_settings
+from gateway.reload import apply_settings
+from gateway.routing.backends import Backend, ModelGroup
 from gateway.settings import BackendSettings
 from gateway.state import GatewayState
 
@@ -62,9 +62,11 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     def authorize(request: Request[Any, Any, Any]) -> None:
         if not master:
             raise PermissionDeniedError("The admin API needs `auth.master_key` configured.")
-        header = request.headers.get("authorization") or ""
-        token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else ""
-        if not hmac.compare_digest(token.encode(), master.encode()):
+        try:
+            admin = state.auth.authenticate(request.headers).admin
+        except AuthenticationError:
+            admin = False
+        if not admin:
             raise AuthenticationError("The admin API needs the master key.")
 
     def find(name: str) -> tuple[ModelGroup, Backend]:
@@ -119,13 +121,8 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         group = state.catalog.resolve(model)
         try:
             settings = msgspec.json.decode(await request.body(), type=BackendSettings)
-            backend = build_backend(
-                settings,
-                group.settings,
-                len(group.backends),
-                state.registries,
-                state.providers,
-                "request body",
+            backend = state.builder.backend(
+                settings, group.settings, len(group.backends), "request body"
             )
         except msgspec.ValidationError as exc:
             raise InvalidRequestError(f"Invalid backend: {exc}") from None
@@ -146,7 +143,7 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             raise InvalidRequestError(f"The gateway was not started from a config file ({path}).")
         try:
             settings = load_settings(path)
-            report = apply_settings(state.catalog, settings, state.registries, state.providers)
+            report = apply_settings(state.catalog, settings, state.builder)
         except ConfigError as exc:
             raise InvalidRequestError(str(exc), param=exc.field) from None
         return answer(dataclasses.asdict(report))

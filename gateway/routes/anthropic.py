@@ -1,4 +1,4 @@
-"""Anthropic-compatible ``POST /v1/messages`` and ``/v1/messages/count_tokens``, for any backend.
+"""Anthropic's Messages API: ``POST /v1/messages`` (for any backend) and ``/count_tokens``.
 
 Backends that speak Messages natively (Anthropic, or a vLLM with ``messages: true``) get the
 client's bytes as they are; the others get the request translated to Chat Completions and their
@@ -8,38 +8,29 @@ Clients may authenticate with ``x-api-key`` as well as ``Authorization: Bearer``
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import msgspec
 from litestar.types import ASGIApp
 
-from gateway.errors import GatewayError, anthropic_error_json
-from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of
+from gateway.codec import decode, decode_request, encode
+from gateway.pipeline.context import Converter, RequestContext, StreamConverter
+from gateway.pipeline.pipeline import Pipeline
+from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of, token_counter_of
 from gateway.routes.calls import Call
-from gateway.routes.front import HotRoute, anthropic_error_response
-from gateway.routes.openai import decode_payload
-from gateway.routes.relay import Exchange, Relay, StreamConverter, with_model
+from gateway.routes.errors import ANTHROPIC_ERRORS
+from gateway.routes.front import HotRoute
 from gateway.routes.responses import RawResponse
 from gateway.routing.backends import Backend
-from gateway.routing.base import RouteRequest
 from gateway.schemas.anthropic import CountTokensRequest, MessagesRequest
-from gateway.sse import encode_event
-from gateway.state import GatewayState
+from gateway.tokens import estimate_prompt_tokens
 from gateway.translate.messages import chat_response_to_messages, messages_request_to_chat
 from gateway.translate.streams import ChatStreamToMessages, TranslatingStream
 
-_json = msgspec.json.Encoder()
-_any = msgspec.json.Decoder()
-_messages = msgspec.json.Decoder(MessagesRequest)
-_count = msgspec.json.Decoder(CountTokensRequest)
-ENDPOINT = "messages"
 
-
-def anthropic_error_event(error: GatewayError) -> bytes:
-    """A mid-stream failure as Anthropic SDKs expect it: an ``error`` event."""
-    return encode_event(anthropic_error_json(error), "error")
+def speaks_messages(backend: Backend) -> bool:
+    """Whether ``backend`` serves Anthropic's Messages API natively."""
+    return Endpoint.MESSAGES in endpoints_of(backend.provider)
 
 
 class ChatToMessages:
@@ -49,80 +40,87 @@ class ChatToMessages:
         self.model = model
 
     def body(self, data: bytes) -> bytes:
-        return _json.encode(chat_response_to_messages(_any.decode(data), self.model))
+        return encode(chat_response_to_messages(decode(data), self.model))
 
     def stream(self) -> StreamConverter:
         return TranslatingStream(ChatStreamToMessages(self.model))
 
 
-def estimate_tokens(request: dict[str, Any]) -> int:
-    """About 4 characters per token over the text of system, messages and tools, plus a few
-    tokens per message for the chat template: what ``count_tokens`` answers for backends that
-    cannot count exactly."""
-    text = json.dumps(request.get("system") or "") + json.dumps(request.get("tools") or [])
-    for message in request.get("messages") or []:
-        text += json.dumps(message.get("content"))
-    return -(-len(text) // 4) + 4 * len(request.get("messages") or [])
+class MessagesDialect:
+    """Anthropic's Messages, relayed to native backends and translated for the others.
+
+    Satisfies :class:`gateway.pipeline.context.Dialect`.
+    """
+
+    endpoint = "messages"
+    errors = ANTHROPIC_ERRORS
+    streams = True
+    cacheable = False
+    batchable = False
+
+    def __init__(self, request_type: type[Any] = MessagesRequest) -> None:
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request_type)
+
+    def decode(self, body: bytes) -> Any:
+        return decode_request(body, self._decoder)
+
+    def prepare(self, ctx: RequestContext) -> None:
+        """Translate to chat up front when some backend of the group needs it, so a request
+        the translation cannot express is refused before any upstream call."""
+        if not all(speaks_messages(b) for b in ctx.model_group.backends):
+            ctx.translated = messages_request_to_chat(ctx.raw)
+
+    def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
+        chat = ctx.translated
+        if chat is None or speaks_messages(backend):
+            return UpstreamRequest(
+                Endpoint.MESSAGES, ctx.body_for(backend.model), ctx.raw, ctx.stream, ctx.request_id
+            )
+        body = ctx.encoded(
+            f"chat:{backend.model}", lambda: encode({**chat, "model": backend.model})
+        )
+        return UpstreamRequest(Endpoint.CHAT, body, chat, ctx.stream, ctx.request_id)
+
+    def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
+        return None if speaks_messages(backend) else ChatToMessages(ctx.model)
 
 
-def build_anthropic_routes(state: GatewayState) -> dict[str, HotRoute]:
-    """The Messages routes bound to ``state``, by path."""
-    catalog = state.catalog
-    auth = state.auth
-    relay = Relay(state)
-    max_body = state.settings.server.max_body_bytes
+class CountTokensDialect(MessagesDialect):
+    """``/v1/messages/count_tokens``: decoded, authenticated and resolved like Messages, but
+    answered by the route itself (no upstream call, so nothing to translate)."""
+
+    endpoint = "messages/count_tokens"
+    streams = False
+
+    def __init__(self) -> None:
+        super().__init__(CountTokensRequest)
+
+    def prepare(self, ctx: RequestContext) -> None:
+        return None
+
+
+MESSAGES = MessagesDialect()
+COUNT_TOKENS = CountTokensDialect()
+
+
+def build_anthropic_routes(pipeline: Pipeline) -> dict[str, HotRoute]:
+    """The Messages routes served by ``pipeline``, by path."""
 
     async def messages(call: Call) -> ASGIApp:
-        started = time.perf_counter()
-        request_id = call.request_id
-        headers = call.headers
-        try:
-            auth.check(headers.get("authorization"), headers.get("x-api-key"))
-            body = await call.body(max_body)
-            payload = decode_payload(body, _messages)
-            group = catalog.resolve(payload.model)
-            raw = _any.decode(body)
-            native = all(Endpoint.MESSAGES in endpoints_of(b.provider) for b in group.backends)
-            chat = None if native else messages_request_to_chat(raw)
-        except GatewayError as exc:
-            relay.rejected(ENDPOINT, exc, started)
-            raise
-        stream = bool(payload.stream)
-        client_model = payload.model
-
-        def request_for(backend: Backend) -> UpstreamRequest:
-            if Endpoint.MESSAGES in endpoints_of(backend.provider) or chat is None:
-                data = body if backend.model == client_model else with_model(body, backend.model)
-                return UpstreamRequest(Endpoint.MESSAGES, data, raw, stream, request_id)
-            translated = {**chat, "model": backend.model}
-            return UpstreamRequest(
-                Endpoint.CHAT, _json.encode(translated), translated, stream, request_id
-            )
-
-        def convert_for(backend: Backend) -> ChatToMessages | None:
-            native = Endpoint.MESSAGES in endpoints_of(backend.provider)
-            return None if native else ChatToMessages(client_model)
-
-        route = RouteRequest(client_model, ENDPOINT, payload, headers)
-        exchange = Exchange(ENDPOINT, group, route, request_for, stream, started, request_id)
-        return await relay.run(exchange, convert_for, anthropic_error_event)
+        return await pipeline.serve(call, MESSAGES)
 
     async def count_tokens(call: Call) -> ASGIApp:
-        headers = call.headers
-        auth.check(headers.get("authorization"), headers.get("x-api-key"))
-        body = await call.body(max_body)
-        payload = decode_payload(body, _count)
-        group = catalog.resolve(payload.model)
-        raw = _any.decode(body)
+        """Exact counts from the first backend that can count, else the gateway's estimate."""
+        ctx = await pipeline.intake(call, COUNT_TOKENS)
         counted = None
-        for backend in group.candidates():
-            counter = getattr(backend.provider, "count_tokens", None)
+        for backend in ctx.model_group.candidates():
+            counter = token_counter_of(backend.provider)
             if counter is not None:
-                counted = await counter({**raw, "model": backend.model})
+                counted = await counter.count_tokens({**ctx.raw, "model": backend.model})
                 break
-        tokens = counted if counted is not None else estimate_tokens(raw)
+        tokens = counted if counted is not None else estimate_prompt_tokens(ctx.raw)
         return RawResponse(
-            _json.encode({"input_tokens": tokens}),
+            encode({"input_tokens": tokens}),
             200,
             {
                 "x-request-id": call.request_id,
@@ -131,6 +129,6 @@ def build_anthropic_routes(state: GatewayState) -> dict[str, HotRoute]:
         )
 
     return {
-        "/v1/messages": HotRoute(messages, anthropic_error_response),
-        "/v1/messages/count_tokens": HotRoute(count_tokens, anthropic_error_response),
+        "/v1/messages": HotRoute(messages, ANTHROPIC_ERRORS.response),
+        "/v1/messages/count_tokens": HotRoute(count_tokens, ANTHROPIC_ERRORS.response),
     }

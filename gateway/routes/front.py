@@ -18,40 +18,16 @@ from dataclasses import dataclass
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
-from gateway.errors import (
-    GatewayError,
-    MethodNotAllowedError,
-    anthropic_error_json,
-    anthropic_status_of,
-    status_of,
-)
+from gateway.errors import GatewayError, MethodNotAllowedError
 from gateway.routes.calls import Call, ClientDisconnectedError
-from gateway.routes.responses import RawResponse
+from gateway.routes.errors import ANTHROPIC_ERRORS, OPENAI_ERRORS
 
 log = logging.getLogger("gateway")
 
 Handler = Callable[[Call], Awaitable[ASGIApp]]
 ErrorRenderer = Callable[[GatewayError, str], ASGIApp]
-
-
-def openai_error_response(
-    error: GatewayError, request_id: str, extra: Mapping[str, str] | None = None
-) -> ASGIApp:
-    """``error`` as OpenAI's error envelope, with its status and headers (and ``extra``)."""
-    return RawResponse(
-        error.to_json(),
-        status_of(error),
-        {**error.headers, "x-request-id": request_id, **(extra or {})},
-    )
-
-
-def anthropic_error_response(error: GatewayError, request_id: str) -> ASGIApp:
-    """``error`` in Anthropic's error shape, with its status and headers."""
-    return RawResponse(
-        anthropic_error_json(error),
-        anthropic_status_of(error),
-        {**error.headers, "x-request-id": request_id},
-    )
+openai_error_response: ErrorRenderer = OPENAI_ERRORS.response
+anthropic_error_response: ErrorRenderer = ANTHROPIC_ERRORS.response
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
-"""OpenAI-compatible ``/v1`` handlers: decode once, dispatch, relay the upstream's bytes.
+"""OpenAI's API: the chat, completions and embeddings dialects, and ``/v1/models``.
 
-Handlers are closures over the app's :class:`GatewayState` (no globals, no per-request DI). The
-inference routes are hot routes (:mod:`gateway.routes.front`); ``/v1/models`` is Litestar's.
+The inference routes are hot routes (:mod:`gateway.routes.front`) served by the pipeline
+(:mod:`gateway.pipeline.pipeline`); this module only says how OpenAI's requests are decoded and
+sent. OpenAI-format backends get the client's bytes as they came (the model name replaced when
+the backend calls it otherwise), so fields the gateway does not model pass through untouched.
 Response headers: ``x-request-id`` (the client's, or a new one; also sent upstream),
 ``x-gateway-overhead-ms`` (the gateway's own time: total minus the wait on the upstream) and
 ``x-gateway-backend`` (the backend's configured name).
@@ -9,8 +11,6 @@ Response headers: ``x-request-id`` (the client's, or a new one; also sent upstre
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -18,14 +18,15 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
-from gateway.errors import GatewayError, InvalidRequestError
+from gateway.codec import decode_request, encode
+from gateway.errors import ModelNotFoundError
+from gateway.pipeline.context import Converter, RequestContext
+from gateway.pipeline.pipeline import Pipeline
 from gateway.providers.base import Endpoint, UpstreamRequest
-from gateway.routes.caching import consult_cache
 from gateway.routes.calls import Call, request_id_for
+from gateway.routes.errors import OPENAI_ERRORS
 from gateway.routes.front import HotRoute
-from gateway.routes.relay import Exchange, Relay, with_model
 from gateway.routing.backends import Backend
-from gateway.routing.base import RouteRequest
 from gateway.schemas.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -33,12 +34,64 @@ from gateway.schemas.openai import (
     ModelCard,
     ModelList,
 )
-from gateway.schemas.validation import split_validation_message
 from gateway.state import GatewayState
 
-_json = msgspec.json.Encoder()
-_any_json = msgspec.json.Decoder()
 JSON = "application/json"
+
+
+class OpenAIDialect:
+    """One OpenAI endpoint, relayed to OpenAI-format backends as it came.
+
+    Satisfies :class:`gateway.pipeline.context.Dialect`.
+    """
+
+    __slots__ = ("_decoder", "_upstream", "batchable", "cacheable", "endpoint", "streams")
+    errors = OPENAI_ERRORS
+
+    def __init__(
+        self, endpoint: Endpoint, request_type: type[Any], streams: bool, batchable: bool = False
+    ) -> None:
+        self._upstream = endpoint
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request_type)
+        self.endpoint = endpoint.value
+        self.streams = streams
+        self.cacheable = True
+        self.batchable = batchable
+
+    def decode(self, body: bytes) -> Any:
+        return decode_request(body, self._decoder)
+
+    def prepare(self, ctx: RequestContext) -> None:
+        return None
+
+    def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
+        return UpstreamRequest(
+            self._upstream, ctx.body_for(backend.model), ctx.payload, ctx.stream, ctx.request_id
+        )
+
+    def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
+        return None
+
+
+CHAT = OpenAIDialect(Endpoint.CHAT, ChatCompletionRequest, streams=True)
+COMPLETIONS = OpenAIDialect(Endpoint.COMPLETIONS, CompletionRequest, streams=True)
+EMBEDDINGS = OpenAIDialect(Endpoint.EMBEDDINGS, EmbeddingRequest, streams=False, batchable=True)
+
+
+def build_inference_routes(pipeline: Pipeline) -> dict[str, HotRoute]:
+    """The OpenAI inference routes served by ``pipeline``, by path."""
+
+    def route(dialect: OpenAIDialect) -> HotRoute:
+        async def handle(call: Call) -> ASGIApp:
+            return await pipeline.serve(call, dialect)
+
+        return HotRoute(handle, OPENAI_ERRORS.response)
+
+    return {
+        "/v1/chat/completions": route(CHAT),
+        "/v1/completions": route(COMPLETIONS),
+        "/v1/embeddings": route(EMBEDDINGS),
+    }
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:
@@ -48,115 +101,34 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
     return rid
 
 
-def decode_payload(body: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
-    """Validate a request body.
-
-    Raises:
-        InvalidRequestError: not JSON, or a field is missing or invalid (``param`` names it).
-    """
-    try:
-        return decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        field, problem = split_validation_message(str(exc))
-        message = f"Invalid `{field}`: {problem}" if field else f"Invalid request body: {problem}"
-        raise InvalidRequestError(message, param=field, code="invalid_value") from None
-    except msgspec.DecodeError:
-        raise InvalidRequestError(
-            "The request body is not valid JSON.", code="invalid_json"
-        ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class _EndpointSpec:
-    endpoint: Endpoint
-    decoder: msgspec.json.Decoder[Any]
-    streams: bool
-
-
-CHAT = _EndpointSpec(Endpoint.CHAT, msgspec.json.Decoder(ChatCompletionRequest), True)
-COMPLETIONS = _EndpointSpec(Endpoint.COMPLETIONS, msgspec.json.Decoder(CompletionRequest), True)
-EMBEDDINGS = _EndpointSpec(Endpoint.EMBEDDINGS, msgspec.json.Decoder(EmbeddingRequest), False)
-
-
-def build_inference_routes(state: GatewayState) -> dict[str, HotRoute]:
-    """The OpenAI inference routes bound to ``state``, by path."""
-    catalog = state.catalog
-    auth = state.auth
-    relay = Relay(state)
-    max_body = state.settings.server.max_body_bytes
-
-    async def proxy(call: Call, spec: _EndpointSpec) -> ASGIApp:
-        started = time.perf_counter()
-        request_id = call.request_id
-        headers = call.headers
-        try:
-            auth.check(headers.get("authorization"))
-            body = await call.body(max_body)
-            payload = decode_payload(body, spec.decoder)
-            group = catalog.resolve(payload.model)
-        except GatewayError as exc:
-            relay.rejected(spec.endpoint, exc, started)
-            raise
-        stream = spec.streams and bool(payload.stream)
-        client_model: str = payload.model
-        store, extra = None, None
-        if state.cache is not None and group.settings.cache.enabled:
-            decision = await consult_cache(
-                state, headers, spec.endpoint, group, body, stream, request_id, started
-            )
-            if decision.response is not None:
-                return decision.response
-            store, extra, body = decision.store, decision.headers, decision.body
-
-        def request_for(backend: Backend) -> UpstreamRequest:
-            data = body if backend.model == client_model else with_model(body, backend.model)
-            return UpstreamRequest(spec.endpoint, data, payload, stream, request_id)
-
-        route = RouteRequest(client_model, spec.endpoint, payload, headers)
-        exchange = Exchange(
-            spec.endpoint, group, route, request_for, stream, started, request_id, store, extra
-        )
-        if spec.endpoint == Endpoint.EMBEDDINGS and group.settings.batching.enabled:
-            return await relay.run_batched(exchange, body)
-        return await relay.run(exchange)
-
-    def route(spec: _EndpointSpec) -> HotRoute:
-        async def handle(call: Call) -> ASGIApp:
-            return await proxy(call, spec)
-
-        return HotRoute(handle)
-
-    return {
-        "/v1/chat/completions": route(CHAT),
-        "/v1/completions": route(COMPLETIONS),
-        "/v1/embeddings": route(EMBEDDINGS),
-    }
-
-
 def build_model_routes(state: GatewayState) -> list[HTTPRouteHandler]:
-    """``GET /v1/models`` and ``GET /v1/models/{model}`` bound to ``state``."""
+    """``GET /v1/models`` and ``GET /v1/models/{model}`` bound to ``state``; each caller sees
+    the models it may use."""
     catalog = state.catalog
     auth = state.auth
 
     @get("/v1/models")
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
         request_id = request_id_of(request)
-        auth.check(request.headers.get("authorization"))
+        principal = auth.authenticate(request.headers)
         cards = [
             ModelCard(name, group.created, group.settings.owned_by)
             for name, group in catalog.public_names()
+            if principal.may_use(name)
         ]
         return Response(
-            _json.encode(ModelList(cards)), media_type=JSON, headers={"x-request-id": request_id}
+            encode(ModelList(cards)), media_type=JSON, headers={"x-request-id": request_id}
         )
 
     @get("/v1/models/{model:path}")
     async def retrieve_model(request: Request[Any, Any, Any]) -> Response[Any]:
         request_id = request_id_of(request)
-        auth.check(request.headers.get("authorization"))
+        principal = auth.authenticate(request.headers)
         name = str(request.path_params["model"]).lstrip("/")
         group = catalog.resolve(name)
+        if not principal.may_use(name):
+            raise ModelNotFoundError(name)  # never reveal the models of others
         card = ModelCard(name, group.created, group.settings.owned_by)
-        return Response(_json.encode(card), media_type=JSON, headers={"x-request-id": request_id})
+        return Response(encode(card), media_type=JSON, headers={"x-request-id": request_id})
 
     return [list_models, retrieve_model]

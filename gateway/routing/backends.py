@@ -1,4 +1,8 @@
-"""Backends, model groups and the model catalog, built once from the settings and the plugins."""
+"""Backends, model groups and the model catalog: the live state routing works on.
+
+They are built from the settings and the plugins by :mod:`gateway.assembly`; this module knows
+neither the config loader nor the plugin registries.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,12 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from gateway.config_loader import ConfigError
 from gateway.errors import ModelNotFoundError
-from gateway.plugins import Registries
-from gateway.providers.base import BackendSpec, Provider, ProviderContext
+from gateway.providers.base import BackendSpec, Provider
 from gateway.routing.base import EngineMetrics, RoutingStrategy
 from gateway.routing.health import BackendHealth, BreakerSettings
 from gateway.routing.retry import RetryBudget
-from gateway.settings import BackendSettings, ModelGroupSettings, Settings
+from gateway.settings import ModelGroupSettings
 
 
 class Backend:
@@ -134,95 +136,3 @@ class ModelCatalog:
     def public_names(self) -> list[tuple[str, ModelGroup]]:
         """Every servable name (groups and aliases) with its group, in config order."""
         return list(self._by_name.items())
-
-
-def build_backend(
-    bs: BackendSettings,
-    gs: ModelGroupSettings,
-    index: int,
-    registries: Registries,
-    context: ProviderContext,
-    source: str,
-    where: str = "",
-) -> Backend:
-    """One backend of group ``gs`` from its settings (``where`` prefixes error field paths).
-
-    Raises:
-        ConfigError: an unknown provider, or options its factory rejected.
-    """
-    prefix = f"{where}." if where else ""
-    factory = registries.providers.get(bs.provider)
-    if factory is None:
-        raise ConfigError(
-            source,
-            f"{prefix}provider",
-            f"unknown provider `{bs.provider}`; registered: "
-            f"{', '.join(registries.providers.names()) or 'none'}",
-        )
-    spec = BackendSpec(
-        name=bs.name or f"{gs.name}-{index}",
-        group=gs.name,
-        url=bs.url.rstrip("/"),
-        model=bs.model or gs.name,
-        api_key=bs.api_key,
-        weight=bs.weight,
-        timeouts=bs.timeouts or gs.timeouts,
-        options=bs.options,
-        input_price=bs.price.input_per_mtok,
-        output_price=bs.price.output_per_mtok,
-        context_window=bs.context_window,
-    )
-    try:
-        provider = factory(spec, context)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, where or None, str(exc)) from None
-    b = gs.breaker
-    breaker = BreakerSettings(
-        b.consecutive_failures, b.failure_rate, b.window, b.min_requests, b.cooldown_s
-    )
-    return Backend(spec, provider, breaker)
-
-
-def build_catalog(
-    settings: Settings, registries: Registries, context: ProviderContext
-) -> ModelCatalog:
-    """Build providers and strategies for every model group.
-
-    Raises:
-        ConfigError: an unknown provider or strategy, or options its factory rejected; the
-            message names the config file and field.
-    """
-    return ModelCatalog(
-        [
-            build_group(gs, gi, registries, context, settings.source)
-            for gi, gs in enumerate(settings.models)
-        ]
-    )
-
-
-def build_group(
-    gs: ModelGroupSettings, gi: int, registries: Registries, context: ProviderContext, source: str
-) -> ModelGroup:
-    """Model group ``gs`` (the ``gi``-th of its file) with its backends and strategy.
-
-    Raises:
-        ConfigError: see :func:`build_catalog`.
-    """
-    backends = [
-        build_backend(bs, gs, bi, registries, context, source, f"models[{gi}].backends[{bi}]")
-        for bi, bs in enumerate(gs.backends)
-    ]
-    strategy_factory = registries.routing_strategies.get(gs.routing.strategy)
-    if strategy_factory is None:
-        raise ConfigError(
-            source,
-            f"models[{gi}].routing.strategy",
-            f"unknown routing strategy `{gs.routing.strategy}`; registered: "
-            f"{', '.join(registries.routing_strategies.names()) or 'none'}",
-        )
-    try:
-        strategy = strategy_factory(**gs.routing.params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, f"models[{gi}].routing.params", str(exc)) from None
-    budget = RetryBudget(gs.retry.budget_ratio, gs.retry.budget_min)
-    return ModelGroup(gs.name, gs, backends, strategy, retry_budget=budget)

@@ -9,8 +9,9 @@ from gateway_sim.tokens import count_tokens
 
 from gateway.auth import Authenticator
 from gateway.cache.coalesce import is_usage_only
+from gateway.codec import with_model
 from gateway.errors import AuthenticationError
-from gateway.routes.relay import usage_in_stream_tail, with_model
+from gateway.pipeline.telemetry import usage_in_stream_tail
 from gateway.routing.base import RouteRequest
 from gateway.schemas.validation import split_validation_message
 from gateway.sse import SSEFramer
@@ -60,14 +61,16 @@ def test_round_robin_cycles() -> None:
 
 
 def test_authenticator() -> None:
-    auth = Authenticator(["sk-a", "sk-b"])
-    auth.check("Bearer sk-b")
-    auth.check("bearer  sk-a")
-    auth.check(None, api_key="sk-a")
+    auth = Authenticator(["sk-a", "sk-b"], master_key="sk-m")
+    b = auth.authenticate({"authorization": "Bearer sk-b"})
+    assert auth.authenticate({"authorization": "bearer  sk-a"}).key_id != b.key_id
+    assert auth.authenticate({"x-api-key": "sk-a"}).key_id is not None
+    assert not b.admin
+    assert auth.authenticate({"authorization": "Bearer sk-m"}).admin
     for bad in (None, "sk-a", "Bearer sk-c", "Bearer "):
         with pytest.raises(AuthenticationError):
-            auth.check(bad)
-    Authenticator([]).check(None)
+            auth.authenticate({"authorization": bad} if bad else {})
+    assert Authenticator([]).authenticate({}).anonymous
 
 
 def test_engine_is_deterministic_and_counts_honestly() -> None:

@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.plugins import Registries
-from gateway.providers.base import ProviderContext
-from gateway.routing.backends import (
-    Backend,
-    ModelCatalog,
-    ModelGroup,
-    build_backend,
-    build_group,
-)
+from gateway.assembly import CatalogBuilder
+from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 from gateway.settings import Settings
 
 
@@ -48,7 +41,7 @@ def _same(backend: Backend, rebuilt: Backend) -> bool:
 
 
 def apply_settings(
-    catalog: ModelCatalog, settings: Settings, registries: Registries, context: ProviderContext
+    catalog: ModelCatalog, settings: Settings, builder: CatalogBuilder
 ) -> ReloadReport:
     """Reconcile ``catalog`` with ``settings`` (already validated).
 
@@ -61,12 +54,10 @@ def apply_settings(
     for gi, gs in enumerate(settings.models):
         group = current.get(gs.name)
         if group is None:
-            plans.append((None, build_group(gs, gi, registries, context, settings.source)))
+            plans.append((None, builder.group(gs, gi, settings.source)))
             continue
         wanted = [
-            build_backend(
-                bs, gs, bi, registries, context, settings.source, f"models[{gi}].backends[{bi}]"
-            )
+            builder.backend(bs, gs, bi, settings.source, f"models[{gi}].backends[{bi}]")
             for bi, bs in enumerate(gs.backends)
         ]
         plans.append((group, wanted))

@@ -1,0 +1,193 @@
+"""What one request carries through the pipeline, and what each client API must provide.
+
+A :class:`RequestContext` is made once per request by :mod:`gateway.pipeline.pipeline` and
+filled in by its stages in order; nothing decodes the body twice: the validated payload is
+decoded once, the plain-dict form at most once (when a stage needs every field), and the body
+for each upstream model name is encoded at most once, however many retries send it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.codec import decode_object, encode
+from gateway.identity import ANONYMOUS, Principal
+from gateway.providers.base import UpstreamRequest
+from gateway.routes.errors import ErrorFormat
+
+if TYPE_CHECKING:
+    from gateway.cache.policy import CacheStore
+    from gateway.routing.backends import Backend, ModelGroup
+
+
+class StreamConverter(Protocol):
+    """Rewrites one stream from the upstream's format to the client's, chunk by chunk."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Bytes to send for an upstream chunk (possibly empty)."""
+        ...
+
+    def finish(self) -> bytes:
+        """Bytes to send once the upstream stream ended."""
+        ...
+
+
+class Converter(Protocol):
+    """Converts one backend's answers to the client's API format."""
+
+    def body(self, data: bytes) -> bytes:
+        """A whole (successful) response body."""
+        ...
+
+    def stream(self) -> StreamConverter:
+        """A fresh converter for one stream."""
+        ...
+
+
+class Dialect(Protocol):
+    """A client API served by the pipeline (OpenAI chat, completions, embeddings; Anthropic
+    Messages; the Responses API next): how its requests are decoded, sent and answered.
+
+    Attributes:
+        endpoint: the route's name in metrics and cache keys (``chat/completions``...).
+        errors: how its clients expect errors rendered.
+        streams: whether its requests may ask for a stream (``stream: true``).
+        cacheable: whether the response cache may answer it (when its group caches).
+        batchable: whether the embedding batcher may merge it (when its group batches).
+    """
+
+    endpoint: str
+    errors: ErrorFormat
+    streams: bool
+    cacheable: bool
+    batchable: bool
+
+    def decode(self, body: bytes) -> Any:
+        """The validated request payload (a msgspec Struct with ``model`` and ``stream``).
+
+        Raises:
+            InvalidRequestError: not JSON, or a field is missing or invalid.
+        """
+        ...
+
+    def prepare(self, ctx: RequestContext) -> None:
+        """Work done once the group is known, before any upstream call (a translation the
+        group's backends need). Raises ``GatewayError`` for a request they cannot serve."""
+        ...
+
+    def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
+        """The call to send to ``backend`` (its native format, its model name)."""
+        ...
+
+    def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
+        """How ``backend``'s answers become the client's format; None to relay bytes as they
+        are."""
+        ...
+
+
+class RequestContext:
+    """One request on its way through the pipeline.
+
+    Attributes:
+        dialect: the client API it speaks.
+        headers: the client's request headers (lower-case names).
+        request_id: the ``x-request-id`` (the client's, or a new one; sent upstream too).
+        started: ``time.perf_counter()`` when the gateway started on it.
+        principal: the caller (anonymous until authenticated, or when auth is off).
+        body: the client's bytes, as received.
+        payload: the validated request Struct.
+        group: the model group that serves it.
+        stream: whether the answer streams.
+        deadline: ``time.monotonic()`` by which the whole exchange must end (the group's total
+            timeout), for the stages that wait (admission, agents).
+        response_headers: headers added to the answer by the stages (``x-gateway-cache``...).
+        cache_store: where a cache miss stores its answer, if anywhere.
+        upstream_s: time waiting on the upstream (to its full body, or its stream's headers).
+    """
+
+    __slots__ = (
+        "_bodies",
+        "_raw",
+        "body",
+        "cache_store",
+        "deadline",
+        "dialect",
+        "group",
+        "headers",
+        "payload",
+        "principal",
+        "request_id",
+        "response_headers",
+        "started",
+        "stream",
+        "translated",
+        "upstream_s",
+    )
+
+    def __init__(
+        self, dialect: Dialect, headers: Mapping[str, str], request_id: str, started: float
+    ) -> None:
+        self.dialect = dialect
+        self.headers = headers
+        self.request_id = request_id
+        self.started = started
+        self.principal: Principal = ANONYMOUS
+        self.body = b""
+        self.payload: Any = None
+        self.group: ModelGroup | None = None
+        self.stream = False
+        self.deadline = 0.0
+        self.response_headers: dict[str, str] = {}
+        self.cache_store: CacheStore | None = None
+        self.upstream_s = 0.0
+        # A dialect's translated request (Anthropic Messages to chat), when it needs one.
+        self.translated: dict[str, Any] | None = None
+        self._raw: dict[str, Any] | None = None
+        self._bodies: dict[str, bytes] | None = None
+
+    @property
+    def model(self) -> str:
+        """The model name the client asked for."""
+        name: str = self.payload.model
+        return name
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The body as a plain dict with every field the client sent (decoded on first use).
+
+        A stage that changes it calls :meth:`body_changed`, so that upstream bodies are encoded
+        from it instead of relaying the client's bytes.
+        """
+        if self._raw is None:
+            self._raw = decode_object(self.body)
+        return self._raw
+
+    def body_changed(self) -> None:
+        """The plain dict was changed: encode the upstream body from it (once per model)."""
+        self.body = encode(self.raw)
+        self._bodies = None
+
+    def body_for(self, model: str) -> bytes:
+        """The body to send to an upstream that calls the model ``model``: the client's bytes
+        when the name is the same, else with ``model`` replaced (encoded once per name)."""
+        if model == self.payload.model:
+            return self.body
+        return self.encoded(model, lambda: encode({**self.raw, "model": model}))
+
+    def encoded(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """``make()``, made once per request and ``key`` (an upstream body per model name, so
+        that retries and fallbacks reuse it)."""
+        bodies = self._bodies
+        if bodies is None:
+            bodies = self._bodies = {}
+        found = bodies.get(key)
+        if found is None:
+            found = bodies[key] = make()
+        return found
+
+    @property
+    def model_group(self) -> ModelGroup:
+        """The resolved group (only after the resolve stage)."""
+        assert self.group is not None
+        return self.group

@@ -1,0 +1,90 @@
+"""The dispatch stage: route within the request's group, then on to its fallback groups.
+
+Routing, retries and breakers within one group are :mod:`gateway.routing.dispatch`'s; this
+policy decides when a failed group hands the request on:
+
+- ``fallbacks`` when the group could not answer (no backend available, or retries exhausted
+  on retryable failures);
+- ``context_window_fallbacks`` when an upstream said the prompt is too long.
+
+Each group is tried at most once per request.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import GatewayError, UpstreamUnavailableError
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.telemetry import Telemetry
+from gateway.providers.base import UpstreamRequest
+from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
+from gateway.routing.base import RouteRequest
+from gateway.routing.dispatch import Dispatched, OpenStream, dispatch, dispatch_stream
+from gateway.routing.retry import is_context_length_error, is_retryable
+
+
+def fallback_reason(error: GatewayError) -> str | None:
+    """Why ``error`` sends a request to a fallback group: ``context_window``, ``unavailable``,
+    or None when it is the request's own fault (no fallback then)."""
+    if is_context_length_error(error):
+        return "context_window"
+    if is_retryable(error) or isinstance(error, UpstreamUnavailableError):
+        return "unavailable"
+    return None
+
+
+class FallbackPolicy:
+    """Dispatches a request to its group and, while the policy allows, to fallback groups."""
+
+    __slots__ = ("_catalog", "_telemetry")
+
+    def __init__(self, catalog: ModelCatalog, telemetry: Telemetry) -> None:
+        self._catalog = catalog
+        self._telemetry = telemetry
+
+    async def dispatch(self, ctx: RequestContext) -> Dispatched | OpenStream:
+        """The upstream's answer (a body, or an open stream the caller must close); sets
+        ``ctx.upstream_s``.
+
+        Raises:
+            GatewayError: the last group's failure, when no fallback applies.
+        """
+        group = ctx.model_group
+        dialect, telemetry = ctx.dialect, self._telemetry
+        route = RouteRequest(ctx.model, dialect.endpoint, ctx.payload, ctx.headers)
+
+        def request_for(backend: Backend) -> UpstreamRequest:
+            return dialect.upstream_request(ctx, backend)
+
+        seen = {group.name}
+        while True:
+            try:
+                if ctx.stream:
+                    opened = await dispatch_stream(group, route, request_for, telemetry)
+                    ctx.upstream_s = opened.upstream_s
+                    return opened
+                done = await dispatch(group, route, request_for, telemetry)
+                ctx.upstream_s = done.upstream_s
+                return done
+            except GatewayError as exc:
+                group = self._next_group(group, exc, seen, ctx)
+
+    def _next_group(
+        self, group: ModelGroup, error: GatewayError, seen: set[str], ctx: RequestContext
+    ) -> ModelGroup:
+        """The fallback group to try after ``group`` failed with ``error``, or raise it."""
+        backend = next((b for b in group.backends if b.name == error.backend), None)
+        if backend is not None:
+            self._telemetry.outcome(group, backend, error)
+        reason = fallback_reason(error)
+        if reason is None:
+            raise error
+        settings = group.settings
+        names = (
+            settings.context_window_fallbacks if reason == "context_window" else settings.fallbacks
+        )
+        target = next((n for n in names if n not in seen), None)
+        if target is None:
+            raise error
+        seen.add(target)
+        self._telemetry.fallback(ctx.model_group.name, target, reason)
+        return self._catalog.resolve(target)

@@ -1,0 +1,178 @@
+"""The request pipeline: every inference request, whatever its API, top to bottom, here.
+
+Stages, in order (those in brackets arrive with the next features; their seams are marked
+``# seam:`` in :meth:`Pipeline.serve`, where they go):
+
+1. **authenticate**: the caller's :class:`~gateway.identity.Principal`;
+2. **decode and validate**: the body read (bounded) and decoded once, by the dialect;
+3. **resolve the model**: the model group, which the caller must be allowed to use;
+4. (**guardrails, pre**): check or rewrite the request;
+5. **cache and coalescing**: answer from the cache or an identical request in flight;
+6. (**cost policy, limits and budget reservation**): one atomic reservation per request;
+7. (**admission**): wait in the scheduler's queue while the group is saturated;
+8. **dispatch**: route, retry, fall back (or the embedding batcher);
+9. **convert** to the client's format, and (**guardrails, post**) on bodies and chunks;
+10. **account**: metrics and usage, recorded off the response's path.
+
+A dialect (:class:`~gateway.pipeline.context.Dialect`: OpenAI chat, completions, embeddings;
+Anthropic Messages) says how its requests are decoded, sent and answered; everything else is
+the same for all of them.
+"""
+
+from __future__ import annotations
+
+import time
+
+from litestar.types import ASGIApp
+
+from gateway.auth import Authenticator
+from gateway.errors import GatewayError, PermissionDeniedError
+from gateway.pipeline.batching import EmbeddingBatching
+from gateway.pipeline.caching import CacheStage
+from gateway.pipeline.context import Dialect, RequestContext
+from gateway.pipeline.fallback import FallbackPolicy
+from gateway.pipeline.streams import relay_stream
+from gateway.pipeline.telemetry import InFlight, Telemetry, usage_of
+from gateway.routes.calls import Call
+from gateway.routes.responses import EventStream, RawResponse
+from gateway.routing.dispatch import Dispatched, OpenStream
+from gateway.state import GatewayState
+
+
+class Pipeline:
+    """Serves inference requests for one app (see the module docstring)."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self._auth: Authenticator = state.auth
+        self._catalog = state.catalog
+        self._max_body = state.settings.server.max_body_bytes
+        self.telemetry = telemetry = Telemetry(state.metrics)
+        background = state.background
+        self._cache = (
+            CacheStage(state.cache, state.coalescer, background.submit, telemetry)
+            if state.cache is not None
+            else None
+        )
+        self._fallback = FallbackPolicy(state.catalog, telemetry)
+        self._batching = EmbeddingBatching(telemetry, background.spawn)
+
+    async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
+        """Answer one request (a body or a stream).
+
+        Raises:
+            GatewayError: the request failed before anything was sent; the caller renders it
+                in the dialect's format.
+        """
+        ctx = await self.intake(call, dialect)
+        group = ctx.model_group
+        # seam: guardrails (pre), issue 13.
+        if self._cache is not None and dialect.cacheable and group.settings.cache.enabled:
+            answer = await self._cache.consult(ctx)
+            if answer is not None:
+                return answer
+        # seam: cost policy, limits and budget reservation, issue 12.
+        # seam: admission (the scheduler's queue), issue 16, around the dispatch below.
+        if dialect.batchable and group.settings.batching.enabled:
+            return await self._batching.answer(ctx, self.account)
+        telemetry = self.telemetry
+        in_flight = telemetry.in_flight(group)
+        try:
+            result = await self._fallback.dispatch(ctx)
+        except BaseException as exc:
+            in_flight.dec()
+            if ctx.cache_store is not None:
+                ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
+            telemetry.failed(ctx, exc, "none")
+            raise
+        # seam: guardrails (post) on the body, or on each chunk in relay_stream.
+        if isinstance(result, OpenStream):
+            return self._stream(ctx, result, in_flight)
+        return self._body(ctx, result, in_flight)
+
+    async def intake(self, call: Call, dialect: Dialect) -> RequestContext:
+        """Stages 1 to 3: authenticate, decode and validate, resolve the model.
+
+        Raises:
+            GatewayError: 401, 400, 413, 404 or 403; counted as a rejected request.
+        """
+        ctx = RequestContext(dialect, call.headers, call.request_id, time.perf_counter())
+        try:
+            ctx.principal = principal = self._auth.authenticate(ctx.headers)
+            ctx.body = await call.body(self._max_body)
+            ctx.payload = payload = dialect.decode(ctx.body)
+            ctx.group = group = self._catalog.resolve(payload.model)
+            if not principal.may_use(payload.model):
+                raise PermissionDeniedError(
+                    f"This API key may not use the model `{payload.model}`.",
+                    param="model",
+                    code="model_not_allowed",
+                )
+            ctx.stream = dialect.streams and bool(payload.stream)
+            ctx.deadline = time.monotonic() + group.settings.timeouts.total
+            dialect.prepare(ctx)
+        except GatewayError as exc:
+            self.telemetry.rejected(ctx, exc)
+            raise
+        return ctx
+
+    def account(self, ctx: RequestContext, backend: str, prompt: int, completion: int) -> None:
+        """Stage 10: what a finished request used. Metrics now; usage records, spend and the
+        budget reconciliation go here with governance (issue 12), through the off-path queue."""
+        self.telemetry.tokens(ctx.model_group.name, backend, prompt, completion)
+
+    def _stream(self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight) -> ASGIApp:
+        backend = opened.backend
+        converter = ctx.dialect.converter(ctx, backend)
+        overhead = time.perf_counter() - ctx.started - opened.upstream_s
+        self.telemetry.upstream(ctx, backend.name, overhead)
+        headers = {
+            "x-request-id": ctx.request_id,
+            "x-gateway-backend": backend.name,
+            "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
+            "cache-control": "no-cache",
+            **ctx.response_headers,
+        }
+        chunks = relay_stream(
+            opened,
+            ctx,
+            converter.stream() if converter else None,
+            self.telemetry,
+            in_flight,
+            self.account,
+        )
+        store = ctx.cache_store
+        if store is None:
+            return EventStream(chunks, headers)
+        # A cacheable stream is read by its flight, so that identical requests arriving
+        # meanwhile can follow it live; this client is its first subscriber.
+        store.flight.pump(chunks)
+        return EventStream(store.flight.subscribe(store.keep_usage), headers)
+
+    def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
+        telemetry = self.telemetry
+        backend = out.backend.name
+        telemetry.outcome(ctx.model_group, out.backend, None)
+        in_flight.dec()
+        body, status = out.response.body, out.response.status
+        total = time.perf_counter() - ctx.started
+        telemetry.upstream(ctx, backend, total - out.upstream_s)
+        telemetry.answered(ctx, backend, status)
+        usage = usage_of(body)
+        if usage is not None:
+            self.account(ctx, backend, usage.prompt, usage.completion)
+        store = ctx.cache_store
+        if store is not None:
+            if status == 200:
+                store.save(body)
+            else:
+                store.release()
+        converter = ctx.dialect.converter(ctx, out.backend)
+        if converter is not None:
+            body = converter.body(body)
+        headers = {
+            "x-request-id": ctx.request_id,
+            "x-gateway-backend": backend,
+            "x-gateway-overhead-ms": f"{(total - out.upstream_s) * 1000:.3f}",
+            **ctx.response_headers,
+        }
+        return RawResponse(body, status, headers)

@@ -1,0 +1,67 @@
+"""The stream relay: forward an open upstream stream to the client as it comes.
+
+Each upstream chunk goes out as soon as it arrives (converted to the client's format when the
+backend speaks another); a failure after the first byte becomes an error event in the stream's
+own format instead of a silent truncation; however the stream ends (finished, failed, client
+gone), the upstream is closed, the in-flight slot released and the request accounted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+
+from gateway.errors import GatewayError, status_of
+from gateway.pipeline.context import RequestContext, StreamConverter
+from gateway.pipeline.telemetry import Account, InFlight, Telemetry, usage_in_stream_tail
+from gateway.routing.dispatch import OpenStream
+
+
+async def relay_stream(
+    opened: OpenStream,
+    ctx: RequestContext,
+    converter: StreamConverter | None,
+    telemetry: Telemetry,
+    in_flight: InFlight,
+    account: Account,
+) -> AsyncIterator[bytes]:
+    """The client's stream of SSE bytes for ``opened`` (see the module docstring)."""
+    backend = opened.backend
+    store = ctx.cache_store
+    status = 499  # stays so if the client goes away first
+    previous = last = b""
+    first = True
+    recorder = store.assembler() if store is not None else None
+    try:
+        async for chunk in opened.chunks():
+            if recorder is not None:
+                recorder.feed(chunk)
+            if first:
+                first = False
+                telemetry.first_token(ctx, backend)
+            previous, last = last, chunk
+            out = converter.feed(chunk) if converter else chunk
+            if out:
+                yield out
+        if converter and (tail := converter.finish()):
+            yield tail
+        status = 200
+        backend.health.on_success()
+        if recorder is not None and store is not None and (done := recorder.result()):
+            store.save(done)
+    except GatewayError as exc:
+        status = status_of(exc)
+        backend.health.on_failure()
+        if store is not None:
+            store.release(exc)  # plain followers get the same error
+        yield ctx.dialect.errors.event(exc)
+    finally:
+        if store is not None:
+            store.release()  # no-op when the answer was stored
+        with anyio.CancelScope(shield=True):
+            await opened.aclose()
+        in_flight.dec()
+        telemetry.answered(ctx, backend.name, status)
+        prompt, completion = usage_in_stream_tail(previous + last)
+        account(ctx, backend.name, prompt, completion)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import free_port, pin
+from profile_summary import render, summarize
 
 API_KEY = "sk-bench"
 CHAT = {
@@ -228,9 +229,27 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
             time.sleep(0.1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
-    url: str, body: dict[str, Any], connections: int, duration: int, work: Path, core: int | None
+    url: str,
+    body: dict[str, Any],
+    connections: int,
+    duration: int,
+    work: Path,
+    core: int | None,
+    pid: int | None = None,
 ) -> dict[str, Any]:
+    """wrk against ``url``; with ``pid``, also that server's CPU time per request.
+
+    CPU per request does not drop when other processes share the server's core, as req/s does:
+    on a shared machine it is the steadier measure of a relay's cost.
+    """
+    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     script = work / f"wrk-{connections}.lua"
     script.write_text(WRK_SCRIPT.format(body=json.dumps(body), key=API_KEY))
     cmd = [*pin(core), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script), url]
@@ -240,6 +259,8 @@ def run_wrk(
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    if pid is not None:
+        result["cpu_us_per_req"] = (cpu_seconds(pid) - cpu_before) * 1e6 / result["requests"]
     return result
 
 
@@ -265,19 +286,90 @@ def start_static_upstream(work: Path, core: int | None) -> tuple[subprocess.Pope
     return proc, port, stream_port
 
 
+BENCH_DIR = Path(__file__).resolve().parent
+# key: (label, streamed, connections)
+SCENARIOS: dict[str, tuple[str, bool, int]] = {
+    "chat-c1": ("chat c=1", False, 1),
+    "chat-c32": ("chat c=32", False, 32),
+    "stream-c32": ("stream c=32 (64 chunks)", True, 32),
+}
+TARGET_SCENARIO, TARGET_RATIO = "chat-c32", 0.70
+STREAM_REQUEST = {
+    **REQUEST,
+    "model": "bench-stream",
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+def start_server(args: list[str], core: int | None, log: Any) -> subprocess.Popen[bytes]:
+    """A Python server process (``python args...``) pinned to ``core``."""
+    return subprocess.Popen([*pin(core), sys.executable, *args], stderr=log)
+
+
+def profile_server(
+    pid: int, url: str, duration: int, work: Path, core: int | None, out: Path
+) -> dict[str, Any]:
+    """py-spy on a relay process while wrk posts plain chat at c=32; the summary by function.
+
+    py-spy runs on the load core, not the relay's. Writes the collapsed stacks (which
+    speedscope opens) to ``out`` and the summary next to it (``.summary.txt``).
+    """
+    spy = subprocess.Popen(
+        [
+            *pin(core),
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(duration),
+            "--rate",
+            "200",
+            "--function",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)  # attached before the load starts
+    run_wrk(url, REQUEST, 32, duration, work, core)
+    spy.wait(60)
+    summary = summarize(out.read_text())
+    out.with_suffix(".summary.txt").write_text(render(summary) + "\n")
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--out", default="load/results/overhead.json")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run only these scenarios (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="afterwards, py-spy the gateway, then the bare relay, under plain chat at c=32 for "
+        "--duration seconds each; write the collapsed stacks to PATH (the bare relay's to "
+        "PATH.bare.txt) and summaries next to them (.summary.txt)",
+    )
     args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
+    tools = ("nginx", "wrk", "py-spy") if args.profile else ("nginx", "wrk")
+    for tool in tools:
         if not shutil.which(tool):
             print(f"missing {tool}: run load/benchmarks/overhead.sh", file=sys.stderr)
             return 2
     cores = os.cpu_count() or 1
     gw_core, load_core = (0, 1) if cores >= 2 else (None, None)
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    gw_port = free_port()
+    gw_port, bare_port, bare_stream_port = free_port(), free_port(), free_port()
     nginx, upstream, stream_upstream = start_static_upstream(work, load_core)
     (work / "gateway.yaml").write_text(
         GATEWAY_CONFIG.format(
@@ -285,62 +377,82 @@ def main() -> int:
         )
     )
     procs = [nginx]
-    gateway_log = (work / "gateway.log").open("w")
+    log = (work / "servers.log").open("w")
+    profiles: dict[str, Any] = {}
     try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    *pin(gw_core),
-                    sys.executable,
-                    "-m",
-                    "gateway.cli",
-                    "serve",
-                    "--config",
-                    str(work / "gateway.yaml"),
-                ],
-                stderr=gateway_log,
-            )
+        gateway = start_server(
+            ["-m", "gateway.cli", "serve", "--config", str(work / "gateway.yaml")], gw_core, log
         )
-        direct = f"http://127.0.0.1:{upstream}/v1/chat/completions"
-        direct_stream = f"http://127.0.0.1:{stream_upstream}/v1/chat/completions"
-        via = f"http://127.0.0.1:{gw_port}/v1/chat/completions"
-        wait_http(direct)
-        wait_http(via)
-        stream_req = {
-            **REQUEST,
-            "model": "bench-stream",
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        scenarios = [
-            ("chat c=1", REQUEST, 1),
-            ("chat c=32", REQUEST, 32),
-            ("stream c=32 (64 chunks)", stream_req, 32),
-        ]
-        # Warm up the gateway's connection pool and code paths.
-        run_wrk(via, REQUEST, 32, 2, work, load_core)
-        rows = []
-        for name, body, conns in scenarios:
-            d = run_wrk(
-                direct_stream if body.get("stream") else direct,
-                body,
-                conns,
-                args.duration,
-                work,
-                load_core,
+        procs.append(gateway)
+        # The bare relay forwards to the same path of one upstream: one per nginx server. Each
+        # idles (on the gateway's core) while the others are measured, like the gateway.
+        relays = [
+            start_server(
+                [
+                    str(BENCH_DIR / "bare_relay.py"),
+                    *("--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}"),
+                ],
+                gw_core,
+                log,
             )
-            g = run_wrk(via, body, conns, args.duration, work, load_core)
+            for port, upstream_port in ((bare_port, upstream), (bare_stream_port, stream_upstream))
+        ]
+        procs += relays
+        path = "/v1/chat/completions"
+        urls = {
+            "direct": (
+                f"http://127.0.0.1:{upstream}{path}",
+                f"http://127.0.0.1:{stream_upstream}{path}",
+            ),
+            "bare_relay": (
+                f"http://127.0.0.1:{bare_port}{path}",
+                f"http://127.0.0.1:{bare_stream_port}{path}",
+            ),
+            "gateway": (f"http://127.0.0.1:{gw_port}{path}",) * 2,
+        }
+        for plain_url, stream_url in urls.values():
+            wait_http(plain_url)
+            wait_http(stream_url)
+        # Warm up the relays' connection pools and code paths.
+        for name in ("bare_relay", "gateway"):
+            run_wrk(urls[name][0], REQUEST, 32, 2, work, load_core)
+        rows = []
+        for key in args.only or SCENARIOS:
+            label, streamed, conns = SCENARIOS[key]
+            body = STREAM_REQUEST if streamed else REQUEST
+            pids = {"gateway": gateway.pid, "bare_relay": relays[int(streamed)].pid}
+            runs = {
+                name: run_wrk(
+                    url[int(streamed)], body, conns, args.duration, work, load_core, pids.get(name)
+                )
+                for name, url in urls.items()
+            }
+            d, b, g = runs["direct"], runs["bare_relay"], runs["gateway"]
             rows.append(
                 {
-                    "scenario": name,
+                    "scenario": label,
+                    "key": key,
                     "connections": conns,
-                    "direct": d,
-                    "gateway": g,
+                    **runs,
                     "rps_ratio": g["rps"] / d["rps"],
+                    "gateway_to_bare_rps": g["rps"] / b["rps"],
+                    # The same ratio from CPU per request: what it would be on an idle core.
+                    "gateway_to_bare_cpu": b["cpu_us_per_req"] / g["cpu_us_per_req"],
+                    "bare_added_p50_ms": (b["p50_us"] - d["p50_us"]) / 1000,
                     "added_p50_ms": (g["p50_us"] - d["p50_us"]) / 1000,
                     "added_p99_ms": (g["p99_us"] - d["p99_us"]) / 1000,
                 }
             )
+        if args.profile:
+            out = Path(args.profile)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            for name, proc, path_ in (
+                ("gateway", gateway, out),
+                ("bare_relay", relays[0], out.with_suffix(".bare.txt")),
+            ):
+                profiles[name] = profile_server(
+                    proc.pid, urls[name][0], args.duration, work, load_core, path_
+                )
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -348,25 +460,24 @@ def main() -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        gateway_log.close()
+        log.close()
         if os.environ.get("BENCH_KEEP"):
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    header = (
-        f"{'scenario':<26}{'direct req/s':>13}{'gateway req/s':>15}{'ratio':>7}"
-        f"{'p50 direct':>12}{'p50 gw':>9}{'p99 direct':>12}{'p99 gw':>9}"
-        f"{'added p50':>11}{'errors':>8}"
-    )
-    print(header)
-    for r in rows:
-        d, g = r["direct"], r["gateway"]
+    print(render_table(rows))
+    target = next((r for r in rows if r["key"] == TARGET_SCENARIO), None)
+    if target is not None:
+        ratio = target["gateway_to_bare_rps"]
+        verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
         print(
-            f"{r['scenario']:<26}{d['rps']:>13,.0f}{g['rps']:>15,.0f}{r['rps_ratio']:>7.2f}"
-            f"{d['p50_us'] / 1000:>10.3f}ms{g['p50_us'] / 1000:>7.3f}ms"
-            f"{d['p99_us'] / 1000:>10.3f}ms{g['p99_us'] / 1000:>7.3f}ms"
-            f"{r['added_p50_ms']:>9.3f}ms{d['errors'] + g['errors']:>8}"
+            f"target: gateway >= {TARGET_RATIO:.0%} of the bare relay's req/s at "
+            f"{SCENARIOS[TARGET_SCENARIO][0]}: {ratio:.1%}, {verdict} "
+            f"(by CPU per request: {target['gateway_to_bare_cpu']:.1%})"
         )
+    for name, profile in profiles.items():
+        print(f"\n{name} profile under chat c=32:")
+        print(render(profile))
     result = {
         "benchmark": "overhead",
         "cores": cores,
@@ -376,7 +487,9 @@ def main() -> int:
         "metrics": True,
         "workers": 1,
         "python": sys.version.split()[0],
+        "target": {"scenario": TARGET_SCENARIO, "gateway_to_bare_rps": TARGET_RATIO},
         "rows": rows,
+        "profiles": profiles,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(args.out)
@@ -384,6 +497,32 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    """One line per scenario and target: req/s, p50, p99, added p50, and the gateway's ratio."""
+    header = (
+        f"{'scenario':<26}{'target':<12}{'req/s':>10}{'p50':>11}{'p99':>11}"
+        f"{'added p50':>11}{'cpu/req':>10}{'errors':>8}{'gw/bare':>9}{'by cpu':>8}"
+    )
+    lines = [header]
+    for r in rows:
+        for name in ("direct", "bare_relay", "gateway"):
+            run = r[name]
+            added = (run["p50_us"] - r["direct"]["p50_us"]) / 1000
+            added_cell = "" if name == "direct" else f"{added:+.3f}ms"
+            gw = name == "gateway"
+            ratio_cell = f"{r['gateway_to_bare_rps']:.1%}" if gw else ""
+            cpu_ratio_cell = f"{r['gateway_to_bare_cpu']:.1%}" if gw else ""
+            cpu = run.get("cpu_us_per_req")
+            cpu_cell = "" if cpu is None else f"{cpu:.0f}us"
+            lines.append(
+                f"{r['scenario'] if name == 'direct' else '':<26}{name:<12}{run['rps']:>10,.0f}"
+                f"{run['p50_us'] / 1000:>9.3f}ms{run['p99_us'] / 1000:>9.3f}ms"
+                f"{added_cell:>11}{cpu_cell:>10}{run['errors']:>8}{ratio_cell:>9}"
+                f"{cpu_ratio_cell:>8}"
+            )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

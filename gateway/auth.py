@@ -44,8 +44,8 @@ class Authenticator:
         entries = [k for k in keys if k]
         if master_key:
             entries.append(master_key)
-        self._known = [(_digest(k), key_id_of(k)) for k in entries]
-        self._master = _digest(master_key) if master_key else None
+        # One Principal per key, made once: authenticating is on every request's path.
+        self._known = [(_digest(k), _principal(k, admin=k == master_key)) for k in entries]
 
     @property
     def enabled(self) -> bool:
@@ -66,11 +66,15 @@ class Authenticator:
                 "Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key"
             )
         digest = _digest(presented)
-        found: str | None = None
-        for known, key_id in self._known:
+        found: Principal | None = None
+        for known, principal in self._known:
             if hmac.compare_digest(digest, known):
-                found = key_id
+                found = principal
         if found is None:
             raise AuthenticationError("Incorrect API key provided.")
-        admin = self._master is not None and hmac.compare_digest(digest, self._master)
-        return Principal(key_id=found, admin=admin, limit_scopes=(f"key:{found}",))
+        return found
+
+
+def _principal(key: str, *, admin: bool) -> Principal:
+    key_id = key_id_of(key)
+    return Principal(key_id=key_id, admin=admin, limit_scopes=(f"key:{key_id}",))

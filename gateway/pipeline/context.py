@@ -173,11 +173,17 @@ class RequestContext:
         when the name is the same, else with ``model`` replaced (encoded once per name)."""
         if model == self.payload.model:
             return self.body
-        return self.encoded(model, lambda: encode({**self.raw, "model": model}))
+        bodies = self._bodies
+        if bodies is None:
+            bodies = self._bodies = {}
+        found = bodies.get(model)
+        if found is None:
+            found = bodies[model] = encode({**self.raw, "model": model})
+        return found
 
     def encoded(self, key: str, make: Callable[[], bytes]) -> bytes:
-        """``make()``, made once per request and ``key`` (an upstream body per model name, so
-        that retries and fallbacks reuse it)."""
+        """``make()``, made once per request and ``key`` (``key`` must not be a model name:
+        those are :meth:`body_for`'s), so that retries and fallbacks reuse it."""
         bodies = self._bodies
         if bodies is None:
             bodies = self._bodies = {}

@@ -32,7 +32,7 @@ from gateway.pipeline.caching import CacheStage
 from gateway.pipeline.context import Dialect, RequestContext
 from gateway.pipeline.fallback import FallbackPolicy
 from gateway.pipeline.streams import relay_stream
-from gateway.pipeline.telemetry import InFlight, Telemetry, usage_of
+from gateway.pipeline.telemetry import InFlight, Telemetry
 from gateway.routes.calls import Call
 from gateway.routes.responses import EventStream, RawResponse
 from gateway.routing.dispatch import Dispatched, OpenStream
@@ -118,7 +118,7 @@ class Pipeline:
     def account(self, ctx: RequestContext, backend: str, prompt: int, completion: int) -> None:
         """Stage 10: what a finished request used. Metrics now; usage records, spend and the
         budget reconciliation go here with governance (issue 12), through the off-path queue."""
-        self.telemetry.tokens(ctx.model_group.name, backend, prompt, completion)
+        self.telemetry.tokens(ctx, backend, prompt, completion)
 
     def _stream(self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight) -> ASGIApp:
         backend = opened.backend
@@ -149,15 +149,10 @@ class Pipeline:
         return EventStream(store.flight.subscribe(store.keep_usage), headers)
 
     def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
-        telemetry = self.telemetry
-        backend = out.backend.name
-        telemetry.outcome(ctx.model_group, out.backend, None)
         in_flight.dec()
+        backend = out.backend.name
         body, status = out.response.body, out.response.status
-        total = time.perf_counter() - ctx.started
-        telemetry.upstream(ctx, backend, total - out.upstream_s)
-        telemetry.answered(ctx, backend, status)
-        usage = usage_of(body)
+        total, usage = self.telemetry.body_answered(ctx, out.backend, status, body)
         if usage is not None:
             self.account(ctx, backend, usage.prompt, usage.completion)
         store = ctx.cache_store

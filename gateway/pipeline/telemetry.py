@@ -64,6 +64,22 @@ class Telemetry:
         gauge.inc()
         return gauge
 
+    def body_answered(
+        self, ctx: RequestContext, backend: Backend, status: int, body: bytes
+    ) -> tuple[float, TokenCounts | None]:
+        """A dispatched request answered with a whole body: everything it records at once
+        (its latency, the upstream wait, the backend's state); returns the total seconds
+        and the usage the body reports."""
+        total = time.perf_counter() - ctx.started
+        group = ctx.model_group.name
+        m = self.metrics.exchange(group, backend.name, ctx.dialect.endpoint)
+        m.upstream_seconds.observe(ctx.upstream_s)
+        m.overhead_seconds.observe(total - ctx.upstream_s)
+        m.request(status, total)
+        m.breaker_state.set(_BREAKER_STATES[backend.breaker])
+        m.backend_in_flight.set(backend.in_flight)
+        return total, usage_of(body)
+
     def answered(self, ctx: RequestContext, backend: str, status: int) -> float:
         """A request fully answered (body sent, or stream ended); returns its total seconds."""
         total = time.perf_counter() - ctx.started
@@ -90,8 +106,11 @@ class Telemetry:
                 time.perf_counter() - ctx.started,
             )
 
-    def tokens(self, group: str, backend: str, prompt: int, completion: int) -> None:
-        self.metrics.record_tokens(group, backend, prompt, completion)
+    def tokens(self, ctx: RequestContext, backend: str, prompt: int, completion: int) -> None:
+        """Token usage the upstream reported for a request."""
+        if prompt or completion:
+            m = self.metrics.exchange(ctx.model_group.name, backend, ctx.dialect.endpoint)
+            m.tokens(prompt, completion)
 
     def first_token(self, ctx: RequestContext, backend: Backend) -> None:
         """A stream's first chunk arrived: its time to first token, for metrics and routing."""

@@ -82,6 +82,51 @@ class _Children:
         return child  # type: ignore[return-value]
 
 
+class ExchangeMetrics:
+    """The labelled children one (model, backend, endpoint) records into, looked up once per
+    request instead of once per metric."""
+
+    __slots__ = (
+        "_labels",
+        "_requests",
+        "_statuses",
+        "backend_in_flight",
+        "breaker_state",
+        "completion_tokens",
+        "overhead_seconds",
+        "prompt_tokens",
+        "request_seconds",
+        "upstream_seconds",
+    )
+
+    def __init__(self, m: GatewayMetrics, model: str, backend: str, endpoint: str) -> None:
+        self._requests = m.requests
+        self._statuses: dict[int, Counter] = {}
+        self._labels = (model, backend, endpoint)
+        self.request_seconds = m.request_seconds.labels(model, endpoint)
+        self.upstream_seconds = m.upstream_seconds.labels(model, backend)
+        self.overhead_seconds = m.overhead_seconds.labels(endpoint)
+        self.prompt_tokens = m.prompt_tokens.labels(model, backend)
+        self.completion_tokens = m.completion_tokens.labels(model, backend)
+        self.breaker_state = m.breaker_state.labels(model, backend)
+        self.backend_in_flight = m.backend_in_flight.labels(model, backend)
+
+    def request(self, status: int, total_s: float) -> None:
+        """Count a finished request and its end-to-end latency."""
+        counter = self._statuses.get(status)
+        if counter is None:
+            counter = self._statuses[status] = self._requests.labels(*self._labels, str(status))
+        counter.inc()
+        self.request_seconds.observe(total_s)
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        """Add token usage reported by the upstream."""
+        if prompt:
+            self.prompt_tokens.inc(prompt)
+        if completion:
+            self.completion_tokens.inc(completion)
+
+
 class GatewayMetrics:
     """The gateway's metrics and the cheap methods the request path records them with."""
 
@@ -186,6 +231,15 @@ class GatewayMetrics:
             "gateway_cache_errors", "Failed cache tier calls.", ["tier"], registry=r
         )
         self._children = _Children()
+        self._exchanges: dict[tuple[str, str, str], ExchangeMetrics] = {}
+
+    def exchange(self, model: str, backend: str, endpoint: str) -> ExchangeMetrics:
+        """The cached children of one (model, backend, endpoint)."""
+        key = (model, backend, endpoint)
+        found = self._exchanges.get(key)
+        if found is None:
+            found = self._exchanges[key] = ExchangeMetrics(self, model, backend, endpoint)
+        return found
 
     def child(self, metric: M, *values: str) -> M:
         """The cached labelled child of ``metric``."""
@@ -195,25 +249,15 @@ class GatewayMetrics:
         self, model: str, backend: str, endpoint: str, status: int, total_s: float
     ) -> None:
         """Count a finished request and its end-to-end latency."""
-        c = self._children
-        c.get(self.requests, model, backend, endpoint, str(status)).inc()
-        c.get(self.request_seconds, model, endpoint).observe(total_s)
+        self.exchange(model, backend, endpoint).request(status, total_s)
 
     def record_upstream(
         self, model: str, backend: str, endpoint: str, upstream_s: float, overhead_s: float
     ) -> None:
         """Record time spent waiting on the upstream and the gateway's own share."""
-        c = self._children
-        c.get(self.upstream_seconds, model, backend).observe(upstream_s)
-        c.get(self.overhead_seconds, endpoint).observe(overhead_s)
-
-    def record_tokens(self, model: str, backend: str, prompt: int, completion: int) -> None:
-        """Add token usage reported by the upstream."""
-        c = self._children
-        if prompt:
-            c.get(self.prompt_tokens, model, backend).inc(prompt)
-        if completion:
-            c.get(self.completion_tokens, model, backend).inc(completion)
+        exchange = self.exchange(model, backend, endpoint)
+        exchange.upstream_seconds.observe(upstream_s)
+        exchange.overhead_seconds.observe(overhead_s)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type; totals across workers when multi-process."""

@@ -137,9 +137,7 @@ def start_background_tasks(state: GatewayState) -> list[asyncio.Task[None]]:
     whose strategy routes on them."""
     return [
         asyncio.create_task(probe_forever(state.catalog), name="health-probes"),
-        asyncio.create_task(
-            scrape_forever(state.providers.http, state.catalog), name="engine-scraper"
-        ),
+        asyncio.create_task(scrape_forever(state.catalog), name="engine-scraper"),
     ]
 
 

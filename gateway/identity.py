@@ -37,7 +37,7 @@ class Principal:
     limit_scopes: tuple[str, ...] = ()
     budget_scopes: tuple[str, ...] = ()
     priority: int = 0
-    metadata: Mapping[str, str] = field(default=_EMPTY)
+    metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     admin: bool = False
 
     @property

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class EngineMetrics:
-    """A backend's engine load, scraped from its vLLM ``/metrics``.
+    """A backend's engine load, as its provider reports it (``EngineMetricsSource``).
 
     Attributes:
         waiting: requests queued in the engine.
@@ -46,7 +46,7 @@ class BackendView(Protocol):
         ttft_s: peak-EWMA time to first token of its recent streams (None before the first).
         error_rate: share of failures among its recent outcomes.
         breaker: ``closed``, ``open`` or ``half_open``.
-        engine: its scraped engine metrics, when a strategy asked for them.
+        engine: its engine metrics, when the group's strategy :class:`UsesEngineMetrics`.
         input_price / output_price: US dollars per million tokens.
         context_window: longest prompt plus output in tokens (0: unknown).
     """
@@ -129,13 +129,25 @@ class RoutingStrategy(Protocol):
         ...
 
 
+@runtime_checkable
+class UsesEngineMetrics(Protocol):
+    """Capability of a strategy: it routes on engine load.
+
+    When ``needs_engine_metrics`` is true, the gateway asks each of the group's backends whose
+    provider is an ``EngineMetricsSource`` (``gateway.providers.base``) for its load every 500 ms
+    and keeps the reading in the backend's ``engine``.
+
+    Attributes:
+        needs_engine_metrics: whether to collect engine metrics for the strategy's group.
+    """
+
+    needs_engine_metrics: bool
+
+
 class RoutingStrategyFactory(Protocol):
     """What ``register_routing_strategies`` registers.
 
     Called with the group's ``routing.params`` as keyword arguments.
-
-    A strategy may set ``needs_engine_metrics = True``: the gateway then scrapes its group's
-    vLLM ``/metrics`` (every 500 ms) into each backend's ``engine``.
 
     Raises:
         TypeError or ValueError: bad parameters; the gateway names the config field.

@@ -9,7 +9,7 @@ tools (``gateway.tools``) as it sees fit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -84,7 +84,6 @@ class Agent(Protocol):
         ...
 
 
-class AgentFactory(Protocol):
-    """What ``register_agents`` registers; called with the agent's config options."""
-
-    def __call__(self, **options: Any) -> Agent: ...
+AgentFactory: TypeAlias = Callable[..., Agent]
+"""What ``register_agents`` registers; called with the agent's config options as keyword
+arguments (``TypeError``/``ValueError`` for bad ones become config errors)."""

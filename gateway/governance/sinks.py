@@ -10,9 +10,9 @@ control plane folds into its ledger. A batch may be delivered again after a fail
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from gateway.cost import base
 
@@ -63,11 +63,6 @@ class UsageSink(Protocol):
         ...
 
 
-class UsageSinkFactory(Protocol):
-    """What ``register_usage_sinks`` registers; called with the sink's config options.
-
-    Raises:
-        TypeError or ValueError: bad options; the gateway names the config field.
-    """
-
-    def __call__(self, **options: Any) -> UsageSink: ...
+UsageSinkFactory: TypeAlias = Callable[..., UsageSink]
+"""What ``register_usage_sinks`` registers; called with the sink's config options as keyword
+arguments (``TypeError``/``ValueError`` for bad ones become config errors)."""

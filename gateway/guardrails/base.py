@@ -11,9 +11,9 @@ path, so keep them quick: a check that needs a slow service belongs on the reque
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from gateway.identity import Principal
 
@@ -108,11 +108,6 @@ class Guardrail(Protocol):
         ...
 
 
-class GuardrailFactory(Protocol):
-    """What ``register_guardrails`` registers; called with the guardrail's config options.
-
-    Raises:
-        TypeError or ValueError: bad options; the gateway names the config field.
-    """
-
-    def __call__(self, **options: Any) -> Guardrail: ...
+GuardrailFactory: TypeAlias = Callable[..., Guardrail]
+"""What ``register_guardrails`` registers; called with the guardrail's config options as keyword
+arguments (``TypeError``/``ValueError`` for bad ones become config errors)."""

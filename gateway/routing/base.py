@@ -8,9 +8,9 @@ backends: keep it pure (no I/O), so it is cheap and unit-testable without an eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +144,9 @@ class UsesEngineMetrics(Protocol):
     needs_engine_metrics: bool
 
 
-class RoutingStrategyFactory(Protocol):
-    """What ``register_routing_strategies`` registers.
+RoutingStrategyFactory: TypeAlias = Callable[..., RoutingStrategy]
+"""What ``register_routing_strategies`` registers (a strategy class, typically).
 
-    Called with the group's ``routing.params`` as keyword arguments.
-
-    Raises:
-        TypeError or ValueError: bad parameters; the gateway names the config field.
-    """
-
-    def __call__(self, **params: Any) -> RoutingStrategy: ...
+Called with the group's ``routing.params`` as keyword arguments; raises ``TypeError`` or
+``ValueError`` for bad parameters, and the gateway names the config field.
+"""

@@ -15,9 +15,10 @@ picks the backend (the strategy does) and never talks to the upstream.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from gateway.identity import Principal
 
@@ -75,12 +76,7 @@ class Scheduler(Protocol):
         ...
 
 
-class SchedulerFactory(Protocol):
-    """What ``register_schedulers`` registers; called with the scheduler's config options,
-    once per model group that names it.
-
-    Raises:
-        TypeError or ValueError: bad options; the gateway names the config field.
-    """
-
-    def __call__(self, **options: Any) -> Scheduler: ...
+SchedulerFactory: TypeAlias = Callable[..., Scheduler]
+"""What ``register_schedulers`` registers; called with the scheduler's config options as keyword
+arguments, once per model group that names it (``TypeError``/``ValueError`` become config
+errors)."""

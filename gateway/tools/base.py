@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -109,11 +109,6 @@ class ToolSource(Protocol):
         ...
 
 
-class ToolSourceFactory(Protocol):
-    """What ``register_tool_sources`` registers; called with the source's config options.
-
-    Raises:
-        TypeError or ValueError: bad options; the gateway names the config field.
-    """
-
-    def __call__(self, **options: Any) -> ToolSource: ...
+ToolSourceFactory: TypeAlias = Callable[..., ToolSource]
+"""What ``register_tool_sources`` registers; called with the source's config options as keyword
+arguments (``TypeError``/``ValueError`` for bad ones become config errors)."""

@@ -3,7 +3,7 @@
 Plugins offer it, so the core names no vendor:
 - each :class:`DefaultSource` (``register_default_sources``) reads the environment for backends
   it knows how to reach (a provider plugin reads its own API key, a URL list...); model groups
-  of the same name from several sources are merged, in registration order;
+  of the same name from several sources are merged, sources taken in the order of their names;
 - ``GATEWAY_MASTER_KEY`` (here) requires that key on ``/v1`` routes;
 - when the environment names no backend, each :class:`EmbeddedDefault`
   (``register_embedded_defaults``; the simulator plugin offers one) starts its backends in this

@@ -88,8 +88,8 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def items(self) -> list[tuple[str, T]]:
-        """``(name, object)`` pairs in registration order (the order plugins were loaded)."""
-        return list(self._items.items())
+        """``(name, object)`` pairs, sorted by name."""
+        return [(name, self._items[name]) for name in self.names()]
 
     def owner(self, name: str) -> str:
         """The plugin that registered ``name``."""

@@ -3,7 +3,7 @@
 Run by the app's lifespan. Every ``interval_s``, each backend of a group whose strategy
 :class:`~gateway.routing.base.UsesEngineMetrics` and whose provider is an
 :class:`~gateway.providers.base.EngineMetricsSource` is asked for its load, within the interval.
-Reading the engine is the provider's business (a vLLM plugin parses its ``/metrics``): this loop
+Reading the engine is the provider's business (its plugin knows the engine's metrics): this loop
 names no engine. A failed reading leaves the old one, which then goes stale.
 """
 

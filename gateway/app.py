@@ -93,7 +93,7 @@ def start_background_tasks(state: GatewayState) -> None:
     """The app's own background work, in its task group: health probes, and engine-metric
     scrapes for groups whose strategy routes on them."""
     state.background.spawn(probe_forever(state.catalog))
-    state.background.spawn(scrape_forever(state.providers.http, state.catalog))
+    state.background.spawn(scrape_forever(state.catalog))
 
 
 def _lifespan(state: GatewayState) -> Any:

@@ -43,37 +43,27 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-def _start_default_simulators() -> list[str]:
-    """Two in-process simulator replicas on free loopback ports; returns their URLs."""
-    from gateway_sim.app import SimConfig, create_sim_app
-
-    from gateway.server import BackgroundServer
-
-    servers = [BackgroundServer(create_sim_app(SimConfig())).start() for _ in range(2)]
-    return [s.url for s in servers]
-
-
 def resolve_settings(config: str | None) -> tuple[Settings, list[str]]:
-    """The settings to serve and banner notes: the file, else the environment, else simulators.
+    """The settings to serve and banner notes: the file, else what the plugins' default sources
+    find in the environment, else the backends their embedded defaults start (the simulator's).
 
     Raises:
-        ConfigError: the config (file or environment) is invalid.
+        ConfigError: the config (file or environment) is invalid, or there is nothing to serve.
+        PluginError: the plugins could not be loaded.
     """
-    from gateway.defaults import settings_from_environment, simulator_settings
+    from gateway.defaults import embedded_settings, settings_from_environment
 
     path = config or os.environ.get(CONFIG_ENV)
     if path:
         return load_settings(path), []
-    settings = settings_from_environment(os.environ)
+    registries = collect_registries(make_plugin_manager())
+    sources = [source for _, source in registries.default_sources.items()]
+    settings = settings_from_environment(os.environ, sources)
     if settings is not None:
         return settings, [f"no config file: serving backends from the environment; {DOCS_HINT}"]
-    urls = _start_default_simulators()
-    notes = [
-        f"no config file and no backends in the environment: started 2 simulator replicas "
-        f"({', '.join(urls)}) as model `sim-chat`",
-        DOCS_HINT,
-    ]
-    return simulator_settings(urls, os.environ), notes
+    started = [default.start() for _, default in registries.embedded_defaults.items()]
+    notes = [f"no config file and no backends in the environment: {s.note}" for s in started]
+    return embedded_settings(started, os.environ), [*notes, DOCS_HINT]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

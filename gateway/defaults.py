@@ -1,14 +1,13 @@
 """The embedded default configuration, used when no config file is given.
 
-Serves what the environment offers:
-- ``GATEWAY_VLLM_URLS``: comma-separated OpenAI-compatible servers; each is asked for its models
-  (``GET /v1/models``) and every model becomes a group over the servers that serve it.
-- ``OPENAI_API_KEY`` (with ``OPENAI_BASE_URL``) and ``ANTHROPIC_API_KEY`` (with
-  ``ANTHROPIC_BASE_URL``): that provider's models, from ``GATEWAY_OPENAI_MODELS`` /
-  ``GATEWAY_ANTHROPIC_MODELS`` (comma-separated) or else from its ``/v1/models``.
-- ``GATEWAY_MASTER_KEY``: requires that key on ``/v1`` routes.
-When the environment offers no backend, the caller starts two in-process simulator replicas and
-serves them as the model group ``sim-chat``.
+Plugins offer it, so the core names no vendor:
+- each :class:`DefaultSource` (``register_default_sources``) reads the environment for backends
+  it knows how to reach (a provider plugin reads its own API key, a URL list...); model groups
+  of the same name from several sources are merged, sources taken in the order of their names;
+- ``GATEWAY_MASTER_KEY`` (here) requires that key on ``/v1`` routes;
+- when the environment names no backend, each :class:`EmbeddedDefault`
+  (``register_embedded_defaults``; the simulator plugin offers one) starts its backends in this
+  process and they are served instead.
 """
 
 from __future__ import annotations
@@ -16,51 +15,68 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from gateway.config_loader import ConfigError, settings_from_mapping
 from gateway.settings import Settings
 
-VLLM_URLS_ENV = "GATEWAY_VLLM_URLS"
-SIM_GROUP = "sim-chat"
-SIM_MODEL = "sim-model"
+MASTER_KEY_ENV = "GATEWAY_MASTER_KEY"
+ModelGroupMapping: TypeAlias = Mapping[str, Any]
+"""One entry of the config's ``models:`` list, as a mapping (``name``, ``backends``...)."""
 
 
-@dataclass(frozen=True)
-class CloudSource:
-    """How the environment names one cloud provider."""
+@runtime_checkable
+class DefaultSource(Protocol):
+    """Backends the environment names, served when there is no config file."""
 
-    provider: str
-    key_env: str
-    url_env: str
-    models_env: str
-    default_url: str
-    key_header: str
+    def discover(self, env: Mapping[str, str]) -> Sequence[ModelGroupMapping]:
+        """Model groups for what ``env`` names; empty when it names nothing of this source's.
 
+        Runs once, before the gateway serves; it may block (list an upstream's models).
 
-CLOUDS = (
-    CloudSource(
-        "openai",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "GATEWAY_OPENAI_MODELS",
-        "https://api.openai.com",
-        "authorization",
-    ),
-    CloudSource(
-        "anthropic",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_BASE_URL",
-        "GATEWAY_ANTHROPIC_MODELS",
-        "https://api.anthropic.com",
-        "x-api-key",
-    ),
-)
+        Raises:
+            ConfigError: the environment names a backend that cannot be used; the message
+                names the variable.
+        """
+        ...
 
 
-def _discover_models(url: str, source: str, headers: Mapping[str, str] | None = None) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class EmbeddedBackends:
+    """Backends an :class:`EmbeddedDefault` started, and how to tell the operator.
+
+    Attributes:
+        models: the model groups serving them.
+        description: what they are, for the settings' source (``in-process simulator``).
+        note: the start-up banner's note (``started 2 simulator replicas (...) as model ...``).
+    """
+
+    models: Sequence[ModelGroupMapping]
+    description: str
+    note: str
+
+
+@runtime_checkable
+class EmbeddedDefault(Protocol):
+    """Backends started inside the gateway's process when nothing else is configured."""
+
+    def start(self) -> EmbeddedBackends:
+        """Start the backends (they live as long as the process) and describe them.
+
+        Raises:
+            RuntimeError: they could not be started.
+        """
+        ...
+
+
+def list_models(url: str, variable: str, headers: Mapping[str, str] | None = None) -> list[str]:
+    """The model ids an OpenAI-style ``GET {url}/v1/models`` lists.
+
+    Raises:
+        ConfigError: naming ``variable`` (the environment variable that named ``url``).
+    """
     listing = f"{url.rstrip('/')}/v1/models"
     request = urllib.request.Request(listing, headers=dict(headers or {}))  # noqa: S310
     try:
@@ -68,68 +84,97 @@ def _discover_models(url: str, source: str, headers: Mapping[str, str] | None = 
             data = json.load(answer)
         return [str(card["id"]) for card in data["data"]]
     except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(source, url, f"could not list its models: {exc}") from None
+        raise ConfigError(variable, url, f"could not list its models: {exc}") from None
 
 
-def _auth(env: Mapping[str, str]) -> dict[str, str]:
-    key = env.get("GATEWAY_MASTER_KEY")
-    return {"master_key": key} if key else {}
-
-
-def _split(value: str | None) -> list[str]:
+def split_list(value: str | None) -> list[str]:
+    """The items of a comma-separated environment value, stripped, empty ones dropped."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _cloud_backends(env: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for cloud in CLOUDS:
-        key = env.get(cloud.key_env)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKeySource:
+    """A :class:`DefaultSource` for a hosted API the environment names by its API key.
+
+    With ``key_env`` set, every model in ``models_env`` (comma-separated), else every model the
+    API lists, becomes a group of one backend of ``provider``.
+
+    Attributes:
+        provider: the registered provider type.
+        key_env: the variable holding the API key.
+        url_env: the variable that may override the base URL (a trailing ``/v1`` is dropped).
+        models_env: the variable that may list the models instead of asking the API.
+        default_url: the API's base URL, for listing models.
+        listing_headers: the headers that authenticate a model listing, given the key.
+    """
+
+    provider: str
+    key_env: str
+    url_env: str
+    models_env: str
+    default_url: str
+    listing_headers: Callable[[str], Mapping[str, str]] = field(
+        default=lambda key: {"authorization": f"Bearer {key}"}
+    )
+
+    def discover(self, env: Mapping[str, str]) -> list[ModelGroupMapping]:
+        key = env.get(self.key_env)
         if not key:
-            continue
-        url = (env.get(cloud.url_env) or "").rstrip("/").removesuffix("/v1")
-        models = _split(env.get(cloud.models_env))
-        if not models:
-            token = f"Bearer {key}" if cloud.key_header == "authorization" else key
-            headers = {cloud.key_header: token, "anthropic-version": "2023-06-01"}
-            models = _discover_models(url or cloud.default_url, cloud.key_env, headers)
-        for model in models:
-            out.append(
-                (model, {"provider": cloud.provider, "url": url, "model": model, "api_key": key})
-            )
-    return out
+            return []
+        url = (env.get(self.url_env) or "").rstrip("/").removesuffix("/v1")
+        models = split_list(env.get(self.models_env)) or list_models(
+            url or self.default_url, self.key_env, self.listing_headers(key)
+        )
+        backend = {"provider": self.provider, "url": url, "api_key": key}
+        return [{"name": m, "backends": [{**backend, "model": m}]} for m in models]
 
 
-def settings_from_environment(env: Mapping[str, str]) -> Settings | None:
-    """Settings for the backends named in the environment, or None when it names none.
+def merge_groups(groups: Iterable[ModelGroupMapping]) -> list[dict[str, Any]]:
+    """Groups of the same name as one, their backends in order; first appearance sets the order."""
+    merged: dict[str, dict[str, Any]] = {}
+    for group in groups:
+        name = str(group["name"])
+        if name in merged:
+            merged[name]["backends"] = [*merged[name]["backends"], *group["backends"]]
+        else:
+            merged[name] = dict(group)
+    return list(merged.values())
+
+
+def _auth(env: Mapping[str, str]) -> dict[str, str]:
+    key = env.get(MASTER_KEY_ENV)
+    return {"master_key": key} if key else {}
+
+
+def settings_from_environment(
+    env: Mapping[str, str], sources: Iterable[DefaultSource]
+) -> Settings | None:
+    """Settings for the backends ``sources`` find in the environment, or None when none does.
 
     Raises:
-        ConfigError: a server or provider in the environment did not list its models.
+        ConfigError: a source could not use what the environment names.
     """
-    backends: list[tuple[str, dict[str, Any]]] = []
-    for url in _split(env.get(VLLM_URLS_ENV)):
-        backends += [
-            (model, {"provider": "vllm", "url": url})
-            for model in _discover_models(url, VLLM_URLS_ENV)
-        ]
-    backends += _cloud_backends(env)
-    if not backends:
+    models = merge_groups(group for source in sources for group in source.discover(env))
+    if not models:
         return None
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for model, backend in backends:
-        groups.setdefault(model, []).append(backend)
-    models = [{"name": name, "backends": members} for name, members in groups.items()]
     data = {"models": models, "auth": _auth(env)}
     return settings_from_mapping(data, "environment", interpolate=False)
 
 
-def simulator_settings(urls: Sequence[str], env: Mapping[str, str]) -> Settings:
-    """Settings serving the in-process simulator replicas at ``urls`` as ``sim-chat``."""
-    backends = [
-        {"provider": "vllm", "url": url, "model": SIM_MODEL, "name": f"sim-{i}"}
-        for i, url in enumerate(urls)
-    ]
-    data = {
-        "models": [{"name": SIM_GROUP, "backends": backends, "owned_by": "simulator"}],
-        "auth": _auth(env),
-    }
-    return settings_from_mapping(data, "embedded default (in-process simulator)", interpolate=False)
+def embedded_settings(started: Sequence[EmbeddedBackends], env: Mapping[str, str]) -> Settings:
+    """Settings serving the backends that embedded defaults started.
+
+    Raises:
+        ConfigError: nothing was started (no plugin offers an embedded default).
+    """
+    if not started:
+        raise ConfigError(
+            "embedded default",
+            None,
+            "no config file, no backends in the environment, and no plugin offers embedded "
+            "backends: see docs/configuration.md",
+        )
+    models = merge_groups(group for s in started for group in s.models)
+    data = {"models": models, "auth": _auth(env)}
+    described = ", ".join(s.description for s in started)
+    return settings_from_mapping(data, f"embedded default ({described})", interpolate=False)

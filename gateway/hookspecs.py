@@ -2,9 +2,10 @@
 
 Plugins are modules or objects with functions decorated by ``gateway.hookimpl``, found through the
 ``gateway`` entry-point group (built-ins included). Registration hooks run once, when the app (or
-the CLI) is built; each receives a ``register(name, obj)`` callback. The host rejects a duplicate
-name or an object of the wrong kind with an error naming the plugin. The request path then calls
-the registered objects directly through their Protocols: no hook is called per request.
+the CLI) is built; each receives a typed ``register(name, obj)`` callback (the ``Register*``
+aliases below). The host rejects a duplicate name or an object of the wrong kind with an error
+naming the plugin. The request path then calls the registered objects directly through their
+Protocols: no hook is called per request.
 
 ``docs/plugins.md`` documents each hook; ``tests/contract`` keeps it in step with this module.
 """
@@ -12,34 +13,64 @@ the registered objects directly through their Protocols: no hook is called per r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import pluggy
 
 if TYPE_CHECKING:
+    from litestar import Router
+    from litestar.handlers import BaseRouteHandler
+
+    from gateway.agents.base import AgentFactory
+    from gateway.cache.base import CacheBackend
+    from gateway.commands import Command
+    from gateway.cost.base import CostPolicy
+    from gateway.defaults import DefaultSource, EmbeddedDefault
+    from gateway.governance.sinks import UsageSinkFactory
+    from gateway.guardrails.base import GuardrailFactory
+    from gateway.providers.base import ProviderFactory
+    from gateway.routing.base import RoutingStrategyFactory
+    from gateway.scheduling.base import SchedulerFactory
     from gateway.state import GatewayState
+    from gateway.tools.base import Tool, ToolSourceFactory
 
 PROJECT_NAME = "gateway"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-Register = Callable[[str, Any], None]
+# Forward references as strings: importing the contracts here would make `import gateway` (for
+# `hookimpl`) load litestar and aiohttp. Type checkers resolve them through TYPE_CHECKING.
+RegisterProvider: TypeAlias = Callable[[str, "ProviderFactory"], None]
+RegisterRoutingStrategy: TypeAlias = Callable[[str, "RoutingStrategyFactory"], None]
+RegisterCacheBackend: TypeAlias = Callable[[str, "Callable[..., CacheBackend]"], None]
+RegisterCostPolicy: TypeAlias = Callable[[str, "Callable[..., CostPolicy]"], None]
+RegisterTool: TypeAlias = Callable[[str, "Tool"], None]
+RegisterToolSource: TypeAlias = Callable[[str, "ToolSourceFactory"], None]
+RegisterAgent: TypeAlias = Callable[[str, "AgentFactory"], None]
+RegisterGuardrail: TypeAlias = Callable[[str, "GuardrailFactory"], None]
+RegisterScheduler: TypeAlias = Callable[[str, "SchedulerFactory"], None]
+RegisterUsageSink: TypeAlias = Callable[[str, "UsageSinkFactory"], None]
+RegisterRoute: TypeAlias = Callable[[str, "BaseRouteHandler | Router"], None]
+RegisterCommand: TypeAlias = Callable[[str, "Command"], None]
+RegisterDefaultSource: TypeAlias = Callable[[str, "DefaultSource"], None]
+RegisterEmbeddedDefault: TypeAlias = Callable[[str, "EmbeddedDefault"], None]
 
 
 @hookspec
-def register_providers(register: Register) -> None:
+def register_providers(register: RegisterProvider) -> None:
     """Register provider types, the ways to talk to an upstream.
 
     Call ``register(name, factory)`` once per type. ``name`` is what a backend's ``provider:``
     names in the config. ``factory(spec: BackendSpec, context: ProviderContext) -> Provider``
     (``gateway.providers``) builds the provider for one backend when the app is built; it may raise
-    ``ValueError`` for unusable options, which the gateway reports with the config field.
+    ``ValueError`` for unusable options, which the gateway reports with the config field. A
+    provider may also offer capabilities (``gateway.providers.base.CAPABILITIES``).
     """
 
 
 @hookspec
-def register_routing_strategies(register: Register) -> None:
+def register_routing_strategies(register: RegisterRoutingStrategy) -> None:
     """Register routing strategies, the ways a model group picks a backend.
 
     Call ``register(name, factory)``. ``name`` is what ``routing.strategy`` names in the config.
@@ -49,7 +80,7 @@ def register_routing_strategies(register: Register) -> None:
 
 
 @hookspec
-def register_cache_backends(register: Register) -> None:
+def register_cache_backends(register: RegisterCacheBackend) -> None:
     """Register response-cache backends.
 
     Call ``register(name, factory)``; ``factory(**options) -> CacheBackend``
@@ -59,7 +90,7 @@ def register_cache_backends(register: Register) -> None:
 
 
 @hookspec
-def register_cost_policies(register: Register) -> None:
+def register_cost_policies(register: RegisterCostPolicy) -> None:
     """Register cost policies, the ways usage is priced.
 
     Call ``register(name, factory)``; ``factory(**options) -> CostPolicy`` (``gateway.cost.base``)
@@ -68,26 +99,67 @@ def register_cost_policies(register: Register) -> None:
 
 
 @hookspec
-def register_tools(register: Register) -> None:
+def register_tools(register: RegisterTool) -> None:
     """Register tools that agents (and server-side tool execution) may call.
 
-    Call ``register(name, tool)`` with an object satisfying ``Tool`` (``gateway.agents.base``);
-    ``name`` must equal ``tool.name``.
+    Call ``register(name, tool)`` with an object satisfying ``Tool`` (``gateway.tools.base``);
+    ``name`` must equal ``tool.name``. ``tool.call(arguments, context)`` returns a ``ToolResult``.
     """
 
 
 @hookspec
-def register_agents(register: Register) -> None:
+def register_tool_sources(register: RegisterToolSource) -> None:
+    """Register tool sources, which list tools at run time (MCP servers, tool catalogues).
+
+    Call ``register(name, factory)``; ``factory(**options) -> ToolSource``
+    (``gateway.tools.base``) is called with the source's config options. Its
+    ``list_tools()`` is awaited when tools are needed; its ``aclose()`` at shutdown.
+    """
+
+
+@hookspec
+def register_agents(register: RegisterAgent) -> None:
     """Register agents, served as model names.
 
     Call ``register(name, factory)``; ``factory(**options) -> Agent`` (``gateway.agents.base``) is
-    called with the agent's config options. ``Agent.run(request, client)`` answers a chat request,
-    calling models through ``client`` (the gateway's own dispatch) and tools as it sees fit.
+    called with the agent's config options. ``Agent.run(request, client)`` answers a chat request
+    and ``Agent.stream(request, client)`` yields its events, calling models through ``client``
+    (a ``ModelClient`` bound to the caller, going through the gateway's own pipeline).
     """
 
 
 @hookspec
-def register_routes(register: Register) -> None:
+def register_guardrails(register: RegisterGuardrail) -> None:
+    """Register guardrails, checks on what passes through the gateway.
+
+    Call ``register(name, factory)``; ``factory(**options) -> Guardrail``
+    (``gateway.guardrails.base``) is called with the guardrail's config options. Its checks of
+    the request, the response and each stream chunk return a verdict: allow, block or rewrite.
+    """
+
+
+@hookspec
+def register_schedulers(register: RegisterScheduler) -> None:
+    """Register schedulers, the admission point between limits and routing.
+
+    Call ``register(name, factory)``; ``factory(**options) -> Scheduler``
+    (``gateway.scheduling.base``) is called once per model group that names it.
+    ``scheduler.admit(ticket)`` is an async context manager held around the upstream call.
+    """
+
+
+@hookspec
+def register_usage_sinks(register: RegisterUsageSink) -> None:
+    """Register usage sinks, where usage records are written off the hot path.
+
+    Call ``register(name, factory)``; ``factory(**options) -> UsageSink``
+    (``gateway.governance.sinks``) is called with the sink's config options. Its
+    ``write(records)`` receives batches and must be idempotent by ``request_id``.
+    """
+
+
+@hookspec
+def register_routes(register: RegisterRoute) -> None:
     """Add HTTP routes to the gateway.
 
     Call ``register(name, handler)`` with a Litestar route handler (``@get``/``@post``...) or a
@@ -97,12 +169,32 @@ def register_routes(register: Register) -> None:
 
 
 @hookspec
-def register_commands(register: Register) -> None:
+def register_commands(register: RegisterCommand) -> None:
     """Add ``gateway <name>`` CLI subcommands.
 
     Call ``register(name, command)`` with a ``gateway.commands.Command``: its ``help`` line, an
     ``add_arguments(parser)`` that declares its options, and ``run(args)`` returning the exit
     status. Built-in command names (serve, check, plugins) cannot be replaced.
+    """
+
+
+@hookspec
+def register_default_sources(register: RegisterDefaultSource) -> None:
+    """Register what ``gateway serve`` without a config file may find in the environment.
+
+    Call ``register(name, source)`` with a ``DefaultSource`` (``gateway.defaults``):
+    ``source.discover(env)`` returns model groups (config mappings) for the backends the
+    environment names, or nothing. Groups of the same name from several sources are merged.
+    """
+
+
+@hookspec
+def register_embedded_defaults(register: RegisterEmbeddedDefault) -> None:
+    """Register backends to start in-process when neither a file nor the environment names any.
+
+    Call ``register(name, default)`` with an ``EmbeddedDefault`` (``gateway.defaults``):
+    ``default.start()`` starts its backends and returns their model groups and a banner note.
+    Every registered one is started and served.
     """
 
 

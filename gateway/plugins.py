@@ -9,13 +9,28 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import pluggy
 
 from gateway import hookspecs
-from gateway.agents.base import Tool
 from gateway.commands import Command
+from gateway.defaults import DefaultSource, EmbeddedDefault
+from gateway.tools.base import Tool
+
+if TYPE_CHECKING:
+    from litestar import Router
+    from litestar.handlers import BaseRouteHandler
+
+    from gateway.agents.base import AgentFactory
+    from gateway.cache.base import CacheBackend
+    from gateway.cost.base import CostPolicy
+    from gateway.governance.sinks import UsageSinkFactory
+    from gateway.guardrails.base import GuardrailFactory
+    from gateway.providers.base import ProviderFactory
+    from gateway.routing.base import RoutingStrategyFactory
+    from gateway.scheduling.base import SchedulerFactory
+    from gateway.tools.base import ToolSourceFactory
 
 T = TypeVar("T")
 
@@ -25,16 +40,23 @@ class PluginError(Exception):
 
 
 class Registry(Generic[T]):
-    """Named objects of one kind, each remembered with the plugin that registered it."""
+    """Named objects of one kind, each remembered with the plugin that registered it.
 
-    def __init__(self, kind: str, check: Callable[[Any], bool], expected: str) -> None:
+    Args:
+        kind: what the objects are, for error messages (``routing strategy``).
+        check: whether an object is of this kind; ``add`` rejects the others. Factories are
+            only checked to be callable: their signatures are the Protocols' contract.
+        expected: what an object should be, for error messages (``a strategy factory``).
+    """
+
+    def __init__(self, kind: str, check: Callable[[object], bool], expected: str) -> None:
         self.kind = kind
         self._check = check
         self._expected = expected
         self._items: dict[str, T] = {}
         self._owners: dict[str, str] = {}
 
-    def add(self, plugin: str, name: str, obj: Any) -> None:
+    def add(self, plugin: str, name: str, obj: object) -> None:
         """Register ``obj`` under ``name`` on behalf of ``plugin``.
 
         Raises:
@@ -54,7 +76,7 @@ class Registry(Generic[T]):
                 f"plugin `{plugin}` registered {self.kind} `{name}` as "
                 f"{type(obj).__name__}; expected {self._expected}"
             )
-        self._items[name] = obj
+        self._items[name] = cast(T, obj)  # `check` just vouched for it
         self._owners[name] = plugin
 
     def get(self, name: str) -> T | None:
@@ -64,6 +86,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        """``(name, object)`` pairs, sorted by name."""
+        return [(name, self._items[name]) for name in self.names()]
 
     def owner(self, name: str) -> str:
         """The plugin that registered ``name``."""
@@ -76,42 +102,62 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-def _is_route(obj: Any) -> bool:
+def _is_route(obj: object) -> bool:
     from litestar import Router
     from litestar.handlers import BaseRouteHandler
 
     return isinstance(obj, BaseRouteHandler | Router)
 
 
+def _factories(kind: str, expected: str) -> Callable[[], Registry[Any]]:
+    return lambda: Registry(kind, callable, expected)
+
+
+def _instances(kind: str, protocol: type, expected: str) -> Callable[[], Registry[Any]]:
+    return lambda: Registry(kind, lambda obj: isinstance(obj, protocol), expected)
+
+
 @dataclass
 class Registries:
-    """Everything the plugins registered, by kind (field names match the hook names)."""
+    """Everything the plugins registered, by kind (field ``x`` is filled by hook ``register_x``)."""
 
-    providers: Registry[Any] = field(
-        default_factory=lambda: Registry("provider", callable, "a provider factory")
+    providers: Registry[ProviderFactory] = field(
+        default_factory=_factories("provider", "a provider factory")
     )
-    routing_strategies: Registry[Any] = field(
-        default_factory=lambda: Registry("routing strategy", callable, "a strategy factory")
+    routing_strategies: Registry[RoutingStrategyFactory] = field(
+        default_factory=_factories("routing strategy", "a strategy factory")
     )
-    cache_backends: Registry[Any] = field(
-        default_factory=lambda: Registry("cache backend", callable, "a cache backend factory")
+    cache_backends: Registry[Callable[..., CacheBackend]] = field(
+        default_factory=_factories("cache backend", "a cache backend factory")
     )
-    cost_policies: Registry[Any] = field(
-        default_factory=lambda: Registry("cost policy", callable, "a cost policy factory")
+    cost_policies: Registry[Callable[..., CostPolicy]] = field(
+        default_factory=_factories("cost policy", "a cost policy factory")
     )
-    tools: Registry[Tool] = field(
-        default_factory=lambda: Registry("tool", lambda o: isinstance(o, Tool), "a Tool")
+    tools: Registry[Tool] = field(default_factory=_instances("tool", Tool, "a Tool"))
+    tool_sources: Registry[ToolSourceFactory] = field(
+        default_factory=_factories("tool source", "a tool source factory")
     )
-    agents: Registry[Any] = field(
-        default_factory=lambda: Registry("agent", callable, "an agent factory")
+    agents: Registry[AgentFactory] = field(default_factory=_factories("agent", "an agent factory"))
+    guardrails: Registry[GuardrailFactory] = field(
+        default_factory=_factories("guardrail", "a guardrail factory")
     )
-    routes: Registry[Any] = field(
+    schedulers: Registry[SchedulerFactory] = field(
+        default_factory=_factories("scheduler", "a scheduler factory")
+    )
+    usage_sinks: Registry[UsageSinkFactory] = field(
+        default_factory=_factories("usage sink", "a usage sink factory")
+    )
+    routes: Registry[BaseRouteHandler | Router] = field(
         default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router")
     )
     commands: Registry[Command] = field(
-        default_factory=lambda: Registry(
-            "command", lambda o: isinstance(o, Command), "a gateway.commands.Command"
-        )
+        default_factory=_instances("command", Command, "a gateway.commands.Command")
+    )
+    default_sources: Registry[DefaultSource] = field(
+        default_factory=_instances("default source", DefaultSource, "a DefaultSource")
+    )
+    embedded_defaults: Registry[EmbeddedDefault] = field(
+        default_factory=_instances("embedded default", EmbeddedDefault, "an EmbeddedDefault")
     )
 
     def kinds(self) -> dict[str, Registry[Any]]:
@@ -175,7 +221,7 @@ def collect_registries(pm: pluggy.PluginManager) -> Registries:
             plugin = impl.plugin_name
 
             def register(
-                name: str, obj: Any, _plugin: str = plugin, _registry: Registry[Any] = registry
+                name: str, obj: object, _plugin: str = plugin, _registry: Registry[Any] = registry
             ) -> None:
                 _registry.add(_plugin, name, obj)
 

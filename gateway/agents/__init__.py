@@ -1,1 +1,1 @@
-"""Tools and agents: their contracts."""
+"""Agents: the agent contract and the model client it drives (``gateway.agents.base``)."""

@@ -6,6 +6,10 @@ built (so ``gateway check`` validates provider options without touching the netw
 resources are taken from ``context`` at call time, once the app has started.
 
 Requests and responses speak OpenAI's wire format: a provider for another API translates both ways.
+
+Beyond ``send`` and ``open_stream``, a provider may offer *capabilities*: small runtime-checkable
+Protocols (:data:`CAPABILITIES`) that the gateway tests with ``isinstance`` when it builds its
+background work, never by probing attribute names. ``docs/plugins.md`` documents each one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from gateway.routing.base import EngineMetrics
 from gateway.settings import TimeoutSettings
 
 
@@ -30,27 +35,6 @@ class Endpoint(enum.StrEnum):
 
 
 OPENAI_ENDPOINTS = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
-
-
-def endpoints_of(provider: object) -> frozenset[Endpoint]:
-    """The endpoints ``provider`` serves natively (its ``endpoints`` attribute, else OpenAI's).
-
-    A request for another endpoint reaches it translated (``/v1/messages`` as chat) or not at all.
-    """
-    endpoints: frozenset[Endpoint] = getattr(provider, "endpoints", OPENAI_ENDPOINTS)
-    return endpoints
-
-
-@runtime_checkable
-class TokenCounter(Protocol):
-    """A provider that counts a Messages request's input tokens exactly."""
-
-    async def count_tokens(self, body: Mapping[str, Any]) -> int: ...
-
-
-def token_counter_of(provider: object) -> TokenCounter | None:
-    """``provider`` as a :class:`TokenCounter`, or None when it cannot count."""
-    return provider if isinstance(provider, TokenCounter) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +149,9 @@ class UpstreamStream(Protocol):
 class Provider(Protocol):
     """One upstream deployment.
 
-    A provider may declare ``endpoints: frozenset[Endpoint]``, the endpoints it serves natively;
-    without it, the OpenAI three are assumed. Bodies and responses are in the endpoint's own
-    format (OpenAI's for chat, completions and embeddings; Anthropic's for messages).
+    Bodies and responses are in the endpoint's own format (OpenAI's for chat, completions and
+    embeddings; Anthropic's for messages). A provider that is not :class:`ServesEndpoints` is
+    taken to serve the OpenAI three.
 
     Both methods raise ``gateway.errors.UpstreamConnectionError`` (refused, reset),
     ``UpstreamTimeoutError`` (connect, first byte, idle, total) or ``UpstreamStatusError``
@@ -192,3 +176,68 @@ class ProviderFactory(Protocol):
     """
 
     def __call__(self, spec: BackendSpec, context: ProviderContext) -> Provider: ...
+
+
+@runtime_checkable
+class ServesEndpoints(Protocol):
+    """Capability: declares the endpoints the provider serves natively.
+
+    A request for another endpoint reaches it translated (``/v1/messages`` as chat) or not at all.
+
+    Attributes:
+        endpoints: the endpoints served natively; fixed once the provider is built.
+    """
+
+    endpoints: frozenset[Endpoint]
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """Capability: the provider can be probed; the gateway then runs active health checks."""
+
+    async def health(self) -> bool:
+        """Whether the upstream can serve now. The caller bounds the time; an exception or a
+        timeout counts as unhealthy."""
+        ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Capability: exact input-token counts for ``/v1/messages/count_tokens``."""
+
+    async def count_tokens(self, body: Mapping[str, Any]) -> int:
+        """The input tokens of a Messages request ``body`` (its ``model`` is the upstream's).
+
+        Raises:
+            gateway.errors.GatewayError: the upstream failed; without this capability (or on a
+                failure the caller chooses to absorb) the gateway estimates instead.
+        """
+        ...
+
+
+@runtime_checkable
+class EngineMetricsSource(Protocol):
+    """Capability: reports the upstream engine's load, for strategies that route on it
+    (:class:`gateway.routing.base.UsesEngineMetrics`)."""
+
+    async def engine_metrics(self) -> EngineMetrics | None:
+        """The engine's current load, or None when it could not be read (the old reading then
+        goes stale). Called at most every 500 ms per backend, within a time bound set by the
+        caller; it should not raise."""
+        ...
+
+
+CAPABILITIES: tuple[type, ...] = (ServesEndpoints, HealthChecked, TokenCounter, EngineMetricsSource)
+
+
+def endpoints_of(provider: object) -> frozenset[Endpoint]:
+    """The endpoints ``provider`` serves natively: its own if it :class:`ServesEndpoints`, else
+    the OpenAI three."""
+    if isinstance(provider, ServesEndpoints):
+        return provider.endpoints
+    return OPENAI_ENDPOINTS
+
+
+def token_counter_of(provider: object) -> TokenCounter | None:
+    """``provider`` as a :class:`TokenCounter`, or None when it cannot count tokens."""
+    return provider if isinstance(provider, TokenCounter) else None

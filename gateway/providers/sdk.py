@@ -1,7 +1,7 @@
-"""Plumbing shared by providers built on vendors' official SDKs (OpenAI's and Anthropic's share a
-generator, and so their shapes): raw responses, error mapping and held-open streams.
+"""Plumbing shared by providers built on vendors' official Python SDKs that come from one code
+generator (and so share their shapes): raw responses, error mapping and held-open streams.
 
-Nothing here imports a vendor SDK; objects are used through the attributes both SDKs have.
+Nothing here imports a vendor SDK; objects are used through the attributes those SDKs share.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.providers.base import BackendSpec
+from gateway.providers.http import PASSED_HEADERS
 
-_PASSED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 _REFUSED = ("ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror")
 
 
@@ -93,7 +93,7 @@ def map_sdk_error(exc: Exception, where: str) -> GatewayError:
         error = error if isinstance(error, dict) else (body if isinstance(body, dict) else {})
         message = str(error.get("message") or getattr(exc, "message", "") or exc)
         headers = getattr(getattr(exc, "response", None), "headers", {}) or {}
-        passed = {k: headers[k] for k in _PASSED_HEADERS if k in headers}
+        passed = {k: headers[k] for k in PASSED_HEADERS if k in headers}
         code = error.get("code")
         return UpstreamStatusError(
             status,

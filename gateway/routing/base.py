@@ -8,14 +8,14 @@ backends: keep it pure (no I/O), so it is cheap and unit-testable without an eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
 class EngineMetrics:
-    """A backend's engine load, scraped from its vLLM ``/metrics``.
+    """A backend's engine load, as its provider reports it (``EngineMetricsSource``).
 
     Attributes:
         waiting: requests queued in the engine.
@@ -46,7 +46,7 @@ class BackendView(Protocol):
         ttft_s: peak-EWMA time to first token of its recent streams (None before the first).
         error_rate: share of failures among its recent outcomes.
         breaker: ``closed``, ``open`` or ``half_open``.
-        engine: its scraped engine metrics, when a strategy asked for them.
+        engine: its engine metrics, when the group's strategy :class:`UsesEngineMetrics`.
         input_price / output_price: US dollars per million tokens.
         context_window: longest prompt plus output in tokens (0: unknown).
     """
@@ -129,16 +129,24 @@ class RoutingStrategy(Protocol):
         ...
 
 
-class RoutingStrategyFactory(Protocol):
-    """What ``register_routing_strategies`` registers.
+@runtime_checkable
+class UsesEngineMetrics(Protocol):
+    """Capability of a strategy: it routes on engine load.
 
-    Called with the group's ``routing.params`` as keyword arguments.
+    When ``needs_engine_metrics`` is true, the gateway asks each of the group's backends whose
+    provider is an ``EngineMetricsSource`` (``gateway.providers.base``) for its load every 500 ms
+    and keeps the reading in the backend's ``engine``.
 
-    A strategy may set ``needs_engine_metrics = True``: the gateway then scrapes its group's
-    vLLM ``/metrics`` (every 500 ms) into each backend's ``engine``.
-
-    Raises:
-        TypeError or ValueError: bad parameters; the gateway names the config field.
+    Attributes:
+        needs_engine_metrics: whether to collect engine metrics for the strategy's group.
     """
 
-    def __call__(self, **params: Any) -> RoutingStrategy: ...
+    needs_engine_metrics: bool
+
+
+RoutingStrategyFactory: TypeAlias = Callable[..., RoutingStrategy]
+"""What ``register_routing_strategies`` registers (a strategy class, typically).
+
+Called with the group's ``routing.params`` as keyword arguments; raises ``TypeError`` or
+``ValueError`` for bad parameters, and the gateway names the config field.
+"""

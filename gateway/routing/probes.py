@@ -1,4 +1,4 @@
-"""Active health checks: probe each backend whose provider can be probed, on an interval.
+"""Active health checks: probe each backend whose provider is ``HealthChecked``, on an interval.
 
 A backend is taken out of routing after ``unhealthy_after`` failed probes in a row and put back
 after ``healthy_after`` good ones. Passive signals (errors on real traffic, the breaker) work
@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 
+from gateway.providers.base import HealthChecked
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 
 log = logging.getLogger("gateway.health")
@@ -22,8 +23,9 @@ TICK_S = 0.1
 class Prober:
     """Probes one backend and turns consecutive results into its ``healthy`` flag."""
 
-    def __init__(self, backend: Backend, group: ModelGroup) -> None:
+    def __init__(self, backend: Backend, check: HealthChecked, group: ModelGroup) -> None:
         self.backend = backend
+        self.check = check
         self.settings = group.settings.health_check
         self.next_at = 0.0
         self.task: asyncio.Task[bool] | None = None
@@ -31,11 +33,8 @@ class Prober:
         self._good = 0
 
     async def probe(self) -> bool:
-        check = getattr(self.backend.provider, "health", None)
-        if check is None:
-            return True
         try:
-            ok = bool(await asyncio.wait_for(check(), self.settings.timeout_s))
+            ok = bool(await asyncio.wait_for(self.check.health(), self.settings.timeout_s))
         except Exception:  # noqa: BLE001 - any failure of a probe means "not healthy"
             ok = False
         health = self.backend.health
@@ -71,9 +70,10 @@ async def probe_forever(catalog: ModelCatalog) -> None:
                 if not group.settings.health_check.enabled:
                     continue
                 for backend in group.backends:
-                    if getattr(backend.provider, "health", None) is None:
+                    provider = backend.provider
+                    if not isinstance(provider, HealthChecked):
                         continue
-                    prober = probers.get(id(backend)) or Prober(backend, group)
+                    prober = probers.get(id(backend)) or Prober(backend, provider, group)
                     live[id(backend)] = prober
                     if prober.due(now):
                         prober.start(now)

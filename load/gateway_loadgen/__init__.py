@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from gateway import hookimpl
-from gateway.hookspecs import Register
+from gateway.hookspecs import RegisterCommand
 from gateway_loadgen.cli import LOAD_COMMAND
 
 
 @hookimpl
-def register_commands(register: Register) -> None:
+def register_commands(register: RegisterCommand) -> None:
     """Register ``gateway load``."""
     register("load", LOAD_COMMAND)

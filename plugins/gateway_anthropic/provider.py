@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anthropic
@@ -136,8 +137,8 @@ class AnthropicProvider:
         rewriter = TranslatingStream(MessagesStreamToChat(include_usage)) if translated else None
         return HeldStream(context, response, self._where, rewriter, ERRORS)
 
-    async def count_tokens(self, body: dict[str, Any]) -> int:
-        """Exact input tokens from Anthropic's count_tokens endpoint."""
+    async def count_tokens(self, body: Mapping[str, Any]) -> int:
+        """Exact input tokens from Anthropic's count_tokens endpoint (``TokenCounter``)."""
         params = {k: body[k] for k in COUNT_TOKENS_PARAMS if k in body}
         try:
             result = await self.client.messages.count_tokens(**params)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from gateway import hookimpl
-from gateway.hookspecs import Register
+from gateway.hookspecs import RegisterRoutingStrategy
 from gateway_balancers.strategies import (
     CostStrategy,
     LeastInflightStrategy,
@@ -18,7 +18,7 @@ from gateway_balancers.strategies import (
 
 
 @hookimpl
-def register_routing_strategies(register: Register) -> None:
+def register_routing_strategies(register: RegisterRoutingStrategy) -> None:
     """Register the balancers."""
     register("weighted", WeightedStrategy)
     register("least_inflight", LeastInflightStrategy)

@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 
 from gateway import hookimpl
-from gateway.hookspecs import Register
+from gateway.hookspecs import RegisterCacheBackend
 
 
 class MemoryCacheBackend:
@@ -51,6 +51,6 @@ class MemoryCacheBackend:
 
 
 @hookimpl
-def register_cache_backends(register: Register) -> None:
+def register_cache_backends(register: RegisterCacheBackend) -> None:
     """Register ``memory``."""
     register("memory", MemoryCacheBackend)

@@ -12,7 +12,7 @@ import zlib
 import redis.asyncio as aioredis
 
 from gateway import hookimpl
-from gateway.hookspecs import Register
+from gateway.hookspecs import RegisterCacheBackend
 
 
 class RedisCacheBackend:
@@ -58,6 +58,6 @@ class RedisCacheBackend:
 
 
 @hookimpl
-def register_cache_backends(register: Register) -> None:
+def register_cache_backends(register: RegisterCacheBackend) -> None:
     """Register ``redis``."""
     register("redis", RedisCacheBackend)

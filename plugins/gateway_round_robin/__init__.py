@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Sequence
 
 from gateway import hookimpl
-from gateway.hookspecs import Register
+from gateway.hookspecs import RegisterRoutingStrategy
 from gateway.routing.base import BackendView, RouteRequest
 
 
@@ -22,6 +22,6 @@ class RoundRobinStrategy:
 
 
 @hookimpl
-def register_routing_strategies(register: Register) -> None:
+def register_routing_strategies(register: RegisterRoutingStrategy) -> None:
     """Register ``round_robin``."""
     register("round_robin", RoundRobinStrategy)

@@ -96,3 +96,44 @@ def test_a_plugin_route_may_not_take_an_inference_route() -> None:
     pm = make_plugin_manager(extra=[("shadow", Shadowing())])
     with pytest.raises(PluginError, match="plugin `shadow` registered route `my-chat` on /v1/chat"):
         create_app(settings, plugin_manager=pm)
+
+
+class NotAGuardrailFactory:
+    @hookimpl
+    def register_guardrails(self, register: Any) -> None:
+        register("strict", "not callable")
+
+
+class TwoSources:
+    class Source:
+        def __init__(self, tag: str) -> None:
+            self.tag = tag
+
+        def discover(self, env: Any) -> list[Any]:
+            return []
+
+    @hookimpl
+    def register_default_sources(self, register: Any) -> None:
+        register("zz-first", self.Source("first"))
+        register("aa-second", self.Source("second"))
+
+
+def test_new_kinds_check_what_they_get() -> None:
+    with pytest.raises(PluginError, match="plugin `bad` registered guardrail `strict` as str"):
+        collect_registries(make_plugin_manager(extra=[("bad", NotAGuardrailFactory())]))
+
+
+def test_items_are_sorted_by_name() -> None:
+    pm = make_plugin_manager(entry_points=False, extra=[("two", TwoSources())])
+    sources = collect_registries(pm).default_sources
+    assert [(name, s.tag) for name, s in sources.items()] == [
+        ("aa-second", "second"),
+        ("zz-first", "first"),
+    ]
+    assert sources.owner("zz-first") == "two"
+
+
+def test_builtins_offer_the_defaults() -> None:
+    registries = collect_registries(make_plugin_manager())
+    assert registries.default_sources.names() == ["anthropic_key", "openai_key", "vllm_urls"]
+    assert registries.embedded_defaults.owner("simulator") == "sim"

@@ -1,0 +1,1 @@
+"""Governance: keys and tenants, limits, usage records and where they are written."""

@@ -1,0 +1,1 @@
+"""Guardrails: checks on requests, responses and stream chunks (``gateway.guardrails.base``)."""

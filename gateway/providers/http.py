@@ -1,0 +1,185 @@
+"""Relaying to an HTTP upstream over the gateway's pooled aiohttp session: what every HTTP
+provider needs, so that a provider for an OpenAI-compatible server is a few lines.
+
+Timeouts (from the backend's settings): ``connect`` for the TCP connection, ``first_byte`` until
+the response headers, ``idle`` between two reads of the body or stream, ``total`` for the whole
+exchange. Closing a stream early closes its connection, which cancels the request upstream.
+Every failure becomes a ``gateway.errors`` upstream error, as the Provider contract requires.
+
+Example, a complete provider::
+
+    class MyProvider:
+        def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
+            self._relay = HttpRelay(context, spec.timeouts, bearer_headers(spec.api_key))
+            self._base = f"{spec.url}/v1/"
+
+        async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+            return await self._relay.send(self._base + request.endpoint.value, request)
+
+        async def open_stream(self, request: UpstreamRequest) -> RelayedStream:
+            return await self._relay.open_stream(self._base + request.endpoint.value, request)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from gateway.errors import (
+    UpstreamConnectError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+from gateway.providers.base import ProviderContext, UpstreamRequest, UpstreamResponse
+from gateway.settings import TimeoutSettings
+
+_decode = msgspec.json.Decoder()
+PASSED_HEADERS = ("retry-after", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
+"""Upstream response headers an error passes on to the client (rate-limit hints)."""
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def status_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamStatusError:
+    """An :class:`UpstreamStatusError` carrying the upstream's own message, type, param and code.
+
+    Understands OpenAI's envelope ``{"error": {...}}``, a flat ``{"object": "error", ...}`` and
+    plain text; passes on the :data:`PASSED_HEADERS`.
+    """
+    message, error_type, param, code = "", None, None, None
+    try:
+        data = _decode.decode(body)
+    except msgspec.DecodeError:
+        data = None
+    if isinstance(data, dict):
+        nested = data.get("error")
+        inner: dict[str, Any] = nested if isinstance(nested, dict) else data
+        message = str(inner.get("message") or "")
+        error_type = _str_or_none(inner.get("type"))
+        param = _str_or_none(inner.get("param"))
+        code = None if inner.get("code") is None else str(inner["code"])
+    if not message:
+        text = body[:500].decode("utf-8", "replace").strip()
+        message = text or f"The upstream answered with status {status}."
+    passed = {k: headers[k] for k in PASSED_HEADERS if k in headers}
+    return UpstreamStatusError(
+        status, message, error_type=error_type, param=param, code=code, headers=passed
+    )
+
+
+def map_client_error(exc: BaseException, url: str) -> UpstreamError:
+    """An aiohttp failure (or timeout) talking to ``url`` as the gateway's upstream error.
+
+    A refused connection is :class:`UpstreamConnectError`, which is safe to retry elsewhere.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"Could not connect to the upstream {url}: {exc.strerror}")
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeoutError(f"The upstream {url} did not answer in time.")
+    return UpstreamConnectionError(f"The upstream {url} failed: {type(exc).__name__}: {exc}")
+
+
+def bearer_headers(api_key: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """JSON request headers with ``authorization: Bearer <api_key>`` when there is a key."""
+    headers = {"content-type": "application/json", **(extra or {})}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+class RelayedStream:
+    """An open upstream response whose body is relayed chunk by chunk.
+
+    Satisfies :class:`gateway.providers.UpstreamStream`.
+    """
+
+    __slots__ = ("_response", "_url")
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self._response = response
+        self._url = url
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_client_error(exc, self._url) from None
+
+    async def aclose(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()  # finished: the connection goes back to the pool
+        else:
+            self._response.close()  # unfinished: drop the connection, cancelling upstream
+
+
+class HttpRelay:
+    """POSTs request bodies as they are to URLs of one upstream, and relays the answers.
+
+    Args:
+        context: the providers' shared resources (the pooled session, used at call time).
+        timeouts: the backend's effective timeouts.
+        headers: sent with every request (``x-request-id`` is added per request).
+    """
+
+    def __init__(
+        self, context: ProviderContext, timeouts: TimeoutSettings, headers: Mapping[str, str]
+    ) -> None:
+        self._context = context
+        self._headers = dict(headers)
+        self._first_byte = timeouts.first_byte
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.idle
+        )
+
+    async def _post(self, url: str, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        headers = {**self._headers, "x-request-id": request.request_id}
+        try:
+            async with asyncio.timeout(self._first_byte):
+                return await self._context.http.post(
+                    url, data=request.body, headers=headers, timeout=self._timeout
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_client_error(exc, url) from None
+
+    async def send(self, url: str, request: UpstreamRequest) -> UpstreamResponse:
+        """POST ``request.body`` to ``url``; the whole successful answer.
+
+        Raises:
+            UpstreamError, UpstreamStatusError: as the Provider contract says.
+        """
+        response = await self._post(url, request)
+        try:
+            body = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_client_error(exc, url) from None
+        finally:
+            response.release()
+        if response.status >= 400:
+            raise status_error(response.status, body, response.headers)
+        return UpstreamResponse(response.status, body)
+
+    async def open_stream(self, url: str, request: UpstreamRequest) -> RelayedStream:
+        """POST ``request.body`` to ``url``; the open stream once the upstream answered success.
+
+        Raises:
+            UpstreamError, UpstreamStatusError: as the Provider contract says.
+        """
+        response = await self._post(url, request)
+        if response.status >= 400:
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                body = b""
+            finally:
+                response.release()
+            raise status_error(response.status, body, response.headers)
+        return RelayedStream(response, url)

@@ -1,0 +1,1 @@
+"""Scheduling: admission around dispatch, the scheduler contract (``gateway.scheduling.base``)."""

@@ -1,0 +1,1 @@
+"""Tools: the contract of a tool and of a source of tools (``gateway.tools.base``)."""

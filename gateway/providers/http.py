@@ -22,7 +22,6 @@ Example, a complete provider::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -135,20 +134,35 @@ class HttpRelay:
     ) -> None:
         self._context = context
         self._headers = dict(headers)
-        self._first_byte = timeouts.first_byte
+        self._idle = timeouts.idle
+        # aiohttp's read timeout runs from the moment the request is sent, so until the headers
+        # arrive it is the first-byte timeout; then it becomes the idle one (see _post). One
+        # timer instead of a per-request asyncio.timeout() around the call: cheaper per request.
         self._timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.idle
+            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.first_byte
         )
 
     async def _post(self, url: str, request: UpstreamRequest) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-request-id": request.request_id}
         try:
-            async with asyncio.timeout(self._first_byte):
-                return await self._context.http.post(
-                    url, data=request.body, headers=headers, timeout=self._timeout
-                )
+            response = await self._context.http.post(
+                url, data=request.body, headers=headers, timeout=self._timeout
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise map_client_error(exc, url) from None
+        connection = response.connection
+        if connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = self._idle  # the body's reads: idle timeout
+        return response
+
+    @staticmethod
+    def _idle_from_now(response: aiohttp.ClientResponse) -> None:
+        """Restart the read timer with the idle timeout: a stream's first chunk may not wait
+        for what is left of the first-byte timeout (a finished body needs no timer)."""
+        connection = response.connection
+        protocol = connection.protocol if connection is not None else None
+        if protocol is not None and not response.content.at_eof():
+            protocol.start_timeout()
 
     async def send(self, url: str, request: UpstreamRequest) -> UpstreamResponse:
         """POST ``request.body`` to ``url``; the whole successful answer.
@@ -182,4 +196,5 @@ class HttpRelay:
             finally:
                 response.release()
             raise status_error(response.status, body, response.headers)
+        self._idle_from_now(response)
         return RelayedStream(response, url)

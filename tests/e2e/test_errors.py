@@ -155,6 +155,25 @@ def test_upstream_timeout_is_504(sim: Sim) -> None:
         assert raised.value.code == "upstream_timeout"
 
 
+def test_a_stream_silent_past_the_idle_timeout_ends_with_an_error_event(sim: Sim) -> None:
+    sim.set_faults(stall_rate=1.0, stall_ms=5000)
+    timeouts = {"first_byte": 30, "idle": 0.3}
+    config = {"models": [group("chat", sim.url, timeouts=timeouts)]}
+    with (
+        running_gateway(config) as gw,
+        openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as client,
+    ):
+        stream = client.chat.completions.create(
+            model="chat", messages=USER, stream=True, max_tokens=20
+        )
+        received = []
+        with pytest.raises(openai.APIError) as raised:
+            for chunk in stream:
+                received.append(chunk)
+        assert received  # the stream had started: the failure is an event, not a status
+        assert "did not answer in time" in raised.value.message
+
+
 def test_unknown_route_and_method(gateway_url: str) -> None:
     status, _, body = http_json("GET", f"{gateway_url}/v1/unknown")
     assert status == 404

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.routing.base import BackendView, Choice, RouteRequest
+from gateway.tokens import TOKENS_PER_MESSAGE, estimate_tokens
 
 
 def _rng(seed: int | None) -> random.Random:
@@ -129,21 +130,18 @@ class SessionStrategy:
         return self._fallback.choose(request, backends)
 
 
-def estimate_tokens(payload: Any) -> tuple[int, int]:
-    """(prompt, output) token estimates of a request: ~4 characters per token."""
-    chars = 0
+def request_tokens(payload: Any) -> tuple[int, int]:
+    """(prompt, output) token estimates of a request: the gateway's estimator over its messages
+    or prompt, and its ``max_completion_tokens``/``max_tokens`` (256 when it sets neither)."""
+    prompt = estimate_tokens(getattr(payload, "prompt", None) or "")
     for message in getattr(payload, "messages", None) or []:
-        content = message.content
-        chars += len(content) if isinstance(content, str) else len(str(content or ""))
-    prompt = getattr(payload, "prompt", None)
-    if isinstance(prompt, str):
-        chars += len(prompt)
+        prompt += TOKENS_PER_MESSAGE + estimate_tokens(message.content or "")
     output = (
         getattr(payload, "max_completion_tokens", None)
         or getattr(payload, "max_tokens", None)
         or 256
     )
-    return chars // 4 + 1, int(output)
+    return prompt, int(output)
 
 
 class CostStrategy:
@@ -154,7 +152,7 @@ class CostStrategy:
     """
 
     def choose(self, request: RouteRequest, backends: Sequence[BackendView]) -> Choice:
-        prompt, output = estimate_tokens(request.payload)
+        prompt, output = request_tokens(request.payload)
         fitting = [
             i
             for i, b in enumerate(backends)

@@ -116,6 +116,7 @@ def test_refused_connection_is_502() -> None:
         status, _, body = http_json("GET", f"{gw.url}/readyz")
         assert status == 503
         assert body["unavailable_models"] == ["chat"]
+        assert http_json("GET", f"{gw.url}/health")[0] == 503  # vLLM's semantics: not ready
 
 
 def test_refused_backend_fails_over_to_the_next(sim: Sim) -> None:

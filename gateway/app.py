@@ -1,4 +1,4 @@
-"""Build the gateway's ASGI app: ``create_app(settings, *, plugin_manager=None) -> GatewayApp``.
+"""Build the gateway's ASGI app: ``create_app(settings, *, plugin_manager=None, clock=None)``.
 
 The inference routes are served by the front (:mod:`gateway.routes.front`); Litestar serves the
 rest (models, health, admin, metrics, plugin routes) and owns the lifespan.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from litestar.handlers import BaseRouteHandler
 
 from gateway.auth import Authenticator
 from gateway.cache.tiered import TieredCache
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config_loader import ConfigError
 from gateway.errors import (
     ErrorBody,
@@ -143,10 +145,26 @@ def start_background_tasks(state: GatewayState) -> list[asyncio.Task[None]]:
     ]
 
 
+def _takes_clock(factory: Any) -> bool:
+    """Whether a cache-backend factory accepts the ``clock`` keyword (built-in ``memory`` does;
+    others, Redis's TTLs live in the server, are called with their options only)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "clock" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+    )
+
+
 def build_cache(
-    settings: Settings, registries: Registries, metrics: GatewayMetrics
+    settings: Settings,
+    registries: Registries,
+    metrics: GatewayMetrics,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> TieredCache | None:
-    """The response cache's tiers, when some model group caches.
+    """The response cache's tiers, when some model group caches; every tier that reads time
+    (and the tiers' own bookkeeping) reads ``clock``.
 
     Raises:
         ConfigError: an unknown cache backend or options it rejects (naming the field).
@@ -164,20 +182,26 @@ def build_cache(
                 f"{', '.join(registries.cache_backends.names()) or 'none'}",
             )
         try:
-            tiers.append((tier.backend, factory(**tier.options)))
+            extra = {"clock": clock} if _takes_clock(factory) else {}
+            tiers.append((tier.backend, factory(**tier.options, **extra)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(settings.source, f"cache.tiers[{i}].options", str(exc)) from None
     return TieredCache(
         tiers,
         settings.cache.retry_after_s,
         on_error=lambda name: metrics.child(metrics.cache_errors, name).inc(),
+        clock=clock,
     )
 
 
 def build_state(
-    settings: Settings, plugin_manager: pluggy.PluginManager | None = None
+    settings: Settings,
+    plugin_manager: pluggy.PluginManager | None = None,
+    clock: Clock | None = None,
 ) -> GatewayState:
-    """Load plugins and build everything the app needs, without starting anything.
+    """Load plugins and build everything the app needs, without starting anything; what
+    expires (breakers, latency averages, cache entries) reads ``clock`` (the real one unless
+    given).
 
     Raises:
         PluginError: a plugin failed to load or register.
@@ -186,9 +210,10 @@ def build_state(
     pm = plugin_manager or make_plugin_manager(settings.plugins.disabled)
     registries = collect_registries(pm)
     providers = ProviderContext()
-    catalog = build_catalog(settings, registries, providers)
+    clock = clock or SYSTEM_CLOCK
+    catalog = build_catalog(settings, registries, providers, clock)
     metrics = GatewayMetrics()
-    cache = build_cache(settings, registries, metrics)
+    cache = build_cache(settings, registries, metrics, clock)
     keys = [
         *settings.auth.api_keys,
         *([settings.auth.master_key] if settings.auth.master_key else []),
@@ -206,14 +231,18 @@ def build_state(
 
 
 def create_app(
-    settings: Settings, *, plugin_manager: pluggy.PluginManager | None = None
+    settings: Settings,
+    *,
+    plugin_manager: pluggy.PluginManager | None = None,
+    clock: Clock | None = None,
 ) -> GatewayApp:
     """The gateway as an ASGI app; its lifespan owns the HTTP session and plugin lifecycle.
+    ``clock``: the time that expiring state reads (tests pass a ``ManualClock``).
 
     Raises:
         PluginError, ConfigError: see :func:`build_state`.
     """
-    state = build_state(settings, plugin_manager)
+    state = build_state(settings, plugin_manager, clock)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from litestar.types import ASGIApp
 
 from gateway.cache.coalesce import Flight
 from gateway.cache.keys import cache_key, tenant_namespace
-from gateway.cache.policy import CacheStore, age_of, is_deterministic, parse_cache_control
+from gateway.cache.policy import CacheStore, is_deterministic, parse_cache_control
 from gateway.cache.streams import replay
 from gateway.errors import GatewayError, status_of
 from gateway.routes.front import openai_error_response
@@ -85,7 +85,7 @@ async def consult_cache(
         found = await state.cache.get(key)
         if found is not None:
             entry, tier = found
-            age = age_of(entry.created)
+            age = state.cache.age_of(entry)
             if control.max_age is None or age <= control.max_age:
                 metrics.child(metrics.cache_requests, group.name, "hit", tier).inc()
                 backend = f"cache:{tier}"

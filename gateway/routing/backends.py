@@ -6,6 +6,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config_loader import ConfigError
 from gateway.errors import ModelNotFoundError
 from gateway.plugins import Registries
@@ -36,7 +37,11 @@ class Backend:
     )
 
     def __init__(
-        self, spec: BackendSpec, provider: Provider, breaker: BreakerSettings | None = None
+        self,
+        spec: BackendSpec,
+        provider: Provider,
+        breaker: BreakerSettings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.spec = spec
         self.provider = provider
@@ -45,7 +50,7 @@ class Backend:
         self.model = spec.model
         self.weight = spec.weight
         self.in_flight = 0
-        self.health = BackendHealth(breaker)
+        self.health = BackendHealth(breaker, clock)
         self.engine: EngineMetrics | None = None
         self.draining = False
 
@@ -107,8 +112,9 @@ class ModelGroup:
 class ModelCatalog:
     """Resolves the ``model`` a client sent to its :class:`ModelGroup`."""
 
-    def __init__(self, groups: list[ModelGroup]) -> None:
+    def __init__(self, groups: list[ModelGroup], clock: Clock = SYSTEM_CLOCK) -> None:
         self.groups = groups
+        self.clock = clock  # what the backends' health reads
         self._by_name: dict[str, ModelGroup] = {}
         for group in groups:
             for name in (group.name, *group.settings.aliases):
@@ -144,6 +150,7 @@ def build_backend(
     context: ProviderContext,
     source: str,
     where: str = "",
+    clock: Clock = SYSTEM_CLOCK,
 ) -> Backend:
     """One backend of group ``gs`` from its settings (``where`` prefixes error field paths).
 
@@ -180,11 +187,14 @@ def build_backend(
     breaker = BreakerSettings(
         b.consecutive_failures, b.failure_rate, b.window, b.min_requests, b.cooldown_s
     )
-    return Backend(spec, provider, breaker)
+    return Backend(spec, provider, breaker, clock)
 
 
 def build_catalog(
-    settings: Settings, registries: Registries, context: ProviderContext
+    settings: Settings,
+    registries: Registries,
+    context: ProviderContext,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ModelCatalog:
     """Build providers and strategies for every model group.
 
@@ -194,14 +204,20 @@ def build_catalog(
     """
     return ModelCatalog(
         [
-            build_group(gs, gi, registries, context, settings.source)
+            build_group(gs, gi, registries, context, settings.source, clock)
             for gi, gs in enumerate(settings.models)
-        ]
+        ],
+        clock,
     )
 
 
 def build_group(
-    gs: ModelGroupSettings, gi: int, registries: Registries, context: ProviderContext, source: str
+    gs: ModelGroupSettings,
+    gi: int,
+    registries: Registries,
+    context: ProviderContext,
+    source: str,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ModelGroup:
     """Model group ``gs`` (the ``gi``-th of its file) with its backends and strategy.
 
@@ -209,7 +225,9 @@ def build_group(
         ConfigError: see :func:`build_catalog`.
     """
     backends = [
-        build_backend(bs, gs, bi, registries, context, source, f"models[{gi}].backends[{bi}]")
+        build_backend(
+            bs, gs, bi, registries, context, source, f"models[{gi}].backends[{bi}]", clock
+        )
         for bi, bs in enumerate(gs.backends)
     ]
     strategy_factory = registries.routing_strategies.get(gs.routing.strategy)

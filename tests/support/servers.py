@@ -68,6 +68,36 @@ class Sim:
                 return stats
             time.sleep(0.02)
 
+    def close_gate(self, name: str = "gate", *, all: bool = True, after_tokens: int = 0) -> None:
+        """Close a gate of the simulator (see docs/simulator.md): by default every request waits
+        at it before being handled; ``after_tokens`` N holds them after N tokens instead."""
+        body = {"all": all, "after_tokens": after_tokens}
+        status, _, answer = http_json("POST", f"{self.url}/sim/gates/{name}", body)
+        assert status == 200, answer
+
+    def release_gate(self, name: str = "gate") -> int:
+        """Open a gate; returns how many requests it was holding."""
+        status, _, answer = http_json("POST", f"{self.url}/sim/gates/{name}/release", b"")
+        assert status == 200, answer
+        released: int = answer["released"]
+        return released
+
+    def wait_held(self, count: int, timeout_s: float = 10) -> None:
+        """Wait (bounded) until ``count`` requests are held at gates; fails the test otherwise."""
+        stats = self.wait_for(lambda s: s["held"] >= count, timeout_s)
+        assert stats["held"] == count, f"{stats['held']} requests held, expected {count}"
+
+    @contextmanager
+    def gate(
+        self, name: str = "gate", *, all: bool = True, after_tokens: int = 0
+    ) -> Iterator[None]:
+        """A closed gate for the duration of the block (released at its end whatever happens)."""
+        self.close_gate(name, all=all, after_tokens=after_tokens)
+        try:
+            yield
+        finally:
+            self.release_gate(name)
+
 
 @contextmanager
 def running_sim(

@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import pytest
 import redis as redis_client
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.clock import ManualClock
@@ -24,7 +25,7 @@ from tests.support.servers import (
 )
 from tests.support.spec import validate
 
-USER = [{"role": "user", "content": "tell me about caches"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "tell me about caches"}]
 
 
 def cached_group(sim: Sim, **cache: Any) -> dict[str, Any]:
@@ -125,7 +126,9 @@ def test_streams_are_stored_and_replayed_both_ways(memory_gateway: str) -> None:
         assert plain.headers["x-gateway-cache"] == "hit"
         assert plain.parse().choices[0].message.content == live_text
         assert plain.parse().usage.completion_tokens == live[-1].usage.completion_tokens
-        other = [{"role": "user", "content": "a different question"}]
+        other: list[ChatCompletionMessageParam] = [
+            {"role": "user", "content": "a different question"}
+        ]
         client.chat.completions.create(model="chat", messages=other, temperature=0)
         replayed = client.chat.completions.with_raw_response.create(
             model="chat",

@@ -11,6 +11,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.servers import (
     GatewayServer,
@@ -23,7 +24,9 @@ from tests.support.servers import (
 
 pytestmark = pytest.mark.anyio
 
-USER = [{"role": "user", "content": "a long story about coalescing, please"}]
+USER: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "a long story about coalescing, please"}
+]
 REQUEST: dict[str, Any] = {"model": "chat", "messages": USER, "temperature": 0, "max_tokens": 40}
 HELD_AFTER = 10  # tokens the upstream stream sends before the gate holds it
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import openai
 from gateway_sim.app import create_sim_app
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.clock import ManualClock
 from gateway.server import BackgroundServer
 from tests.support.servers import Sim, eventually, http_json, running_gateway, running_sim
 
-USER = [{"role": "user", "content": "hello"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 FAST_RECOVERY = {
     "breaker": {"cooldown_s": 0.3},
     "health_check": {"interval_s": 0.2, "timeout_s": 0.5},

@@ -130,9 +130,11 @@ async def test_a_failed_batch_is_retried_alone_so_each_caller_gets_its_own_outco
         ["fine", "too"],
     ]
     good, bad, other = results
-    assert isinstance(good, bytes) and vectors(good) == [(0, "good")]
+    assert isinstance(good, bytes)
+    assert vectors(good) == [(0, "good")]
     assert isinstance(bad, UpstreamStatusError)
-    assert isinstance(other, bytes) and vectors(other) == [(0, "fine"), (1, "too")]
+    assert isinstance(other, bytes)
+    assert vectors(other) == [(0, "fine"), (1, "too")]
 
 
 def test_inputs_and_token_estimates() -> None:

@@ -117,8 +117,10 @@ async def test_a_late_subscriber_gets_what_was_sent_then_the_rest_live() -> None
     await leader.aclose()
     await follower.aclose()
     assert flight.finished
-    assert flight.body is not None and b"three" in flight.body
-    assert upstream.closed and not upstream.cancelled
+    assert flight.body is not None
+    assert b"three" in flight.body
+    assert upstream.closed
+    assert not upstream.cancelled
 
 
 async def test_join_on_a_plain_answer_gives_no_subscription() -> None:
@@ -159,8 +161,10 @@ async def test_the_upstream_is_cancelled_when_every_waiter_left() -> None:
     assert not upstream.cancelled
     await subs[1].aclose()
     await settle()
-    assert upstream.cancelled and upstream.closed
-    assert flight.finished and flight.body is None  # nothing complete to share or store
+    assert upstream.cancelled
+    assert upstream.closed
+    assert flight.finished
+    assert flight.body is None
 
 
 async def test_a_failing_shared_stream_fails_its_subscribers() -> None:
@@ -176,7 +180,8 @@ async def test_a_failing_shared_stream_fails_its_subscribers() -> None:
     with pytest.raises(RuntimeError, match="failed"):
         await sub.__anext__()
     await sub.aclose()
-    assert flight.finished and flight.body is None
+    assert flight.finished
+    assert flight.body is None
 
 
 def test_usage_only_events_are_recognised() -> None:

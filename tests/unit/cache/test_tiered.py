@@ -84,13 +84,15 @@ async def test_a_lower_hit_is_promoted_for_its_remaining_ttl(
     del tiers[0].items["k"]  # evicted from memory, still in Redis
     clock.advance(20)
     found = await cache.get("k")
-    assert found is not None and found[1] == "redis"
+    assert found is not None
+    assert found[1] == "redis"
     assert cache.age_of(found[0]) == 20
     value, ttl = tiers[0].items["k"]
     assert ttl == pytest.approx(40)
     assert value == tiers[1].items["k"][0]
     found = await cache.get("k")
-    assert found is not None and found[1] == "memory"
+    assert found is not None
+    assert found[1] == "memory"
 
 
 async def test_expired_entries_are_misses_whatever_a_tier_returns(
@@ -119,14 +121,16 @@ async def test_a_failing_tier_is_skipped_for_retry_after_then_retried(
     await cache.set("other", b"x", 60)
     assert await cache.get("k") is None
     assert redis.calls == calls  # skipped while down
-    assert "other" in memory.items and "other" not in redis.items
+    assert "other" in memory.items
+    assert "other" not in redis.items
     clock.advance(1.9)
     assert await cache.get("k") is None
     assert redis.calls == calls
     redis.failing = False
     clock.advance(0.1)  # retry_after_s passed: the tier is tried again
     found = await cache.get("k")
-    assert found is not None and found[1] == "redis"
+    assert found is not None
+    assert found[1] == "redis"
     assert redis.calls == calls + 1
     assert errors == ["redis"]
 
@@ -139,7 +143,8 @@ async def test_a_failing_upper_tier_does_not_hide_the_lower(
     await cache.set("k", b"body", 60)
     tiers[0].failing = True
     found = await cache.get("k")
-    assert found is not None and found[1] == "redis"
+    assert found is not None
+    assert found[1] == "redis"
     assert errors == ["memory"]
 
 
@@ -147,4 +152,5 @@ async def test_aclose_closes_every_tier(
     tiers: tuple[FakeTier, FakeTier], clock: ManualClock
 ) -> None:
     await cache_over(tiers, clock).aclose()
-    assert tiers[0].closed and tiers[1].closed
+    assert tiers[0].closed
+    assert tiers[1].closed

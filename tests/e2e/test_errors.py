@@ -6,11 +6,12 @@ import socket
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway
 from tests.support.spec import validate
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def post(url: str, body: object, **headers: str) -> tuple[int, dict[str, str], dict]:

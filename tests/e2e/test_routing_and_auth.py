@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 import gateway
 from tests.support.servers import group, http_json, running_gateway, running_sim
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def test_round_robin_spreads_evenly_across_replicas() -> None:

@@ -982,3 +982,48 @@ def test_text_deltas_concatenate_to_the_text(pieces: list[str], finish: str) -> 
         completion({"content": text}, finish), REQUEST, response_id=RID, created_at=100
     )
     assert final["output"] == body["output"]
+
+
+def test_the_openai_sdk_reads_the_translations() -> None:
+    """The official client parses the body and accumulates the stream into the same answer."""
+    httpx = pytest.importorskip("httpx")
+    openai = pytest.importorskip("openai")
+    request = {"model": "m", "input": "hi", "tools": [{**FUNCTION_TOOL, "strict": False}]}
+    calls = [{"id": "call_a", "type": "function", "function": {"name": "get_weather"}}]
+
+    def handler(http_request: Any) -> Any:
+        if json.loads(http_request.content).get("stream"):
+            translator = ChatStreamToResponses(request, response_id=RID, created_at=100)
+            raw = b"".join(
+                out
+                for c in [
+                    chunk({"content": "Hel"}),
+                    chunk({"content": "lo"}),
+                    chunk({"tool_calls": [{"index": 0, **calls[0]}]}),
+                    chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":1}'}}]}),
+                    chunk({}, "tool_calls"),
+                    usage_chunk(),
+                ]
+                for out in translator.feed(Event(None, json.dumps(c).encode()))
+            )
+            raw += b"".join(translator.finish())
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=raw)
+        body = completion({"content": "Hello", "tool_calls": []}, "stop", USAGE)
+        return httpx.Response(
+            200, json=chat_response_to_response(body, request, response_id=RID, created_at=100)
+        )
+
+    client = openai.OpenAI(
+        api_key="k",
+        base_url="http://gateway.test/v1",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
+    plain = client.responses.create(model="m", input="hi")
+    assert plain.output_text == "Hello"
+    assert plain.usage.input_tokens_details.cached_tokens == 8
+    with client.responses.stream(model="m", input="hi") as events:
+        final = events.get_final_response()
+    assert final.output_text == "Hello"
+    assert final.status == "completed"
+    assert final.output[-1].type == "function_call"
+    assert final.output[-1].arguments == '{"a":1}'

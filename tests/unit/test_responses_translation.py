@@ -3,6 +3,7 @@ validated against OpenAI's published schemas (``Response``, ``ResponseStreamEven
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -1027,3 +1028,114 @@ def test_the_openai_sdk_reads_the_translations() -> None:
     assert final.status == "completed"
     assert final.output[-1].type == "function_call"
     assert final.output[-1].arguments == '{"a":1}'
+
+
+words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=15)
+call_ids = st.from_regex(r"call_[a-z0-9]{1,8}", fullmatch=True)
+
+
+@st.composite
+def items(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A stateless conversation as Responses items: user and assistant messages, reasoning,
+    function calls and their outputs."""
+    out: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["user", "assistant", "reasoning", "calls"]))
+        if kind == "user":
+            out.append({"role": "user", "content": draw(words)})
+        elif kind == "assistant":
+            part = {"type": "output_text", "text": draw(words), "annotations": []}
+            out.append({"type": "message", "role": "assistant", "content": [part]})
+        elif kind == "reasoning":
+            out.append({"type": "reasoning", "id": "rs_1", "summary": []})
+        else:
+            ids = draw(st.lists(call_ids, min_size=1, max_size=3, unique=True))
+            out += [
+                {"type": "function_call", "call_id": i, "name": "f", "arguments": "{}"} for i in ids
+            ]
+            out += [
+                {"type": "function_call_output", "call_id": i, "output": draw(words)} for i in ids
+            ]
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(items())
+def test_items_keep_their_order_and_ids(conversation: list[dict[str, Any]]) -> None:
+    """Every text and call id survives, in order; reasoning is dropped; function calls join
+    the assistant message before them."""
+    messages = responses_request_to_chat({"model": "m", "input": conversation})["messages"]
+    expected = []
+    for item in conversation:
+        if item.get("type") == "function_call":
+            expected.append(("call", item["call_id"]))
+        elif item.get("type") == "function_call_output":
+            expected.append(("tool", item["call_id"], item["output"]))
+        elif item.get("role") == "user":
+            expected.append(("user", item["content"]))
+        elif item.get("role") == "assistant":
+            expected.append(("assistant", item["content"][0]["text"]))
+    got = []
+    for m in messages:
+        if m["role"] == "tool":
+            got.append(("tool", m["tool_call_id"], m["content"]))
+            continue
+        if m["content"] is not None:
+            got.append((m["role"], m["content"]))
+        got += [("call", c["id"]) for c in m.get("tool_calls") or []]
+    assert got == expected
+    for before, after in itertools.pairwise(messages):
+        if after.get("tool_calls") and after["content"] is None:  # calls with no text before
+            assert before["role"] != "assistant" or "tool_calls" in before
+
+
+def split(draw: st.DrawFn, value: str) -> list[str]:
+    cuts = sorted(draw(st.lists(st.integers(0, len(value)), max_size=4)))
+    bounds = [0, *cuts, len(value)]
+    return [value[a:b] for a, b in itertools.pairwise(bounds) if value[a:b]]
+
+
+@st.composite
+def chat_answers(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A chat answer (text and/or tool calls) and a stream of chunks that adds up to it."""
+    text = draw(st.one_of(st.none(), words))
+    arguments = [
+        json.dumps(draw(st.dictionaries(names_, st.integers(), max_size=2)))
+        for _ in range(draw(st.integers(0 if text else 1, 3)))
+    ]
+    finish = draw(st.sampled_from(["stop", "length", "tool_calls"]))
+    calls = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": "f", "arguments": a}}
+        for i, a in enumerate(arguments)
+    ]
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": piece}) for piece in split(draw, text or "")]
+    for i, call in enumerate(calls):
+        head = {"index": i, "id": call["id"], "type": "function", "function": {"name": "f"}}
+        chunks.append(chunk({"tool_calls": [head]}))
+        chunks += [
+            chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+            for piece in split(draw, call["function"]["arguments"])
+        ]
+    chunks += [chunk({}, finish), usage_chunk()]
+    message: dict[str, Any] = {"content": text}
+    if calls:
+        message["tool_calls"] = calls
+    return completion(message, finish, USAGE), chunks
+
+
+names_ = st.from_regex(r"[a-z]{1,6}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(chat_answers())
+def test_a_streamed_answer_ends_as_the_same_response(
+    answer: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    body, chunks = answer
+    _, translator = stream(chunks)
+    streamed = translator.response()
+    validate("Response", streamed)
+    expected = respond(body)
+    for key in ("status", "output", "usage", "incomplete_details"):
+        assert streamed[key] == expected[key]

@@ -1,4 +1,11 @@
-"""Built-in plugin: the ``memory`` cache backend (per process, LRU bounded by bytes, TTL)."""
+"""Built-in plugin: the ``memory`` cache backend (per process, LRU bounded by bytes, TTL), and
+the ``sqlite`` response store (``response_store.py``).
+
+The response store lives here for packaging's sake only: new entry points cannot be added in
+this session (the installed metadata would not follow), so it rides on an existing built-in
+plugin that needs nothing beyond the standard library. A later change can give it its own
+distribution (``gateway-store-sqlite``) without touching the store itself.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ import time
 from collections import OrderedDict
 
 from gateway import hookimpl
-from gateway.hookspecs import RegisterCacheBackend
+from gateway.hookspecs import RegisterCacheBackend, RegisterResponseStore
+from gateway_cache_memory.response_store import SqliteResponseStore
 
 
 class MemoryCacheBackend:
@@ -54,3 +62,9 @@ class MemoryCacheBackend:
 def register_cache_backends(register: RegisterCacheBackend) -> None:
     """Register ``memory``."""
     register("memory", MemoryCacheBackend)
+
+
+@hookimpl
+def register_response_stores(register: RegisterResponseStore) -> None:
+    """Register ``sqlite``."""
+    register("sqlite", SqliteResponseStore)

@@ -2,6 +2,10 @@
 
 Values are zlib-compressed; every call has a tight timeout (``timeout_ms``, 20 by default) so a
 slow or dead Redis costs a request at most that, and the tiered cache then skips it for a while.
+
+Also the ``redis`` response store (``response_store.py``), here because it needs the same client
+library and new entry points cannot be added in this session (the installed metadata would not
+follow); a later change can give it its own distribution without touching the store itself.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import zlib
 import redis.asyncio as aioredis
 
 from gateway import hookimpl
-from gateway.hookspecs import RegisterCacheBackend
+from gateway.hookspecs import RegisterCacheBackend, RegisterResponseStore
+from gateway_cache_redis.response_store import RedisResponseStore
 
 
 class RedisCacheBackend:
@@ -61,3 +66,9 @@ class RedisCacheBackend:
 def register_cache_backends(register: RegisterCacheBackend) -> None:
     """Register ``redis``."""
     register("redis", RedisCacheBackend)
+
+
+@hookimpl
+def register_response_stores(register: RegisterResponseStore) -> None:
+    """Register ``redis``."""
+    register("redis", RedisResponseStore)

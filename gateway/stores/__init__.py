@@ -17,6 +17,7 @@ from gateway.stores.base import (
     StoredObject,
     StoredPage,
     StoreUnavailableError,
+    check_metadata,
 )
 from gateway.stores.chain import (
     MAX_CHAIN_DEPTH,
@@ -42,5 +43,6 @@ __all__ = [
     "StoredObject",
     "StoredPage",
     "chain",
+    "check_metadata",
     "conversation",
 ]

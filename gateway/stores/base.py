@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequestError
 
 Kind: TypeAlias = Literal["response", "chat.completion"]
 """What a stored object is: a Responses API ``response`` or a stored ``chat.completion``."""
@@ -195,6 +195,47 @@ def check_ttl(ttl_s: object) -> float:
     if not math.isfinite(ttl_s) or ttl_s <= 0:
         raise ValueError(f"`ttl_s` must be positive, got {ttl_s!r}")
     return float(ttl_s)
+
+
+def check_record(record: StoredObject) -> None:
+    """Raises ``ValueError`` for a record no store can keep (an unknown ``kind``, no ``id``)."""
+    if record.kind not in KINDS:
+        raise ValueError(f"unknown stored object kind {record.kind!r}; one of {KINDS}")
+    if not record.id:
+        raise ValueError("a stored object needs an id")
+
+
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+def check_metadata(metadata: object, param: str = "metadata") -> dict[str, str]:
+    """A client's ``metadata`` checked as OpenAI does: at most 16 pairs of strings, keys up to
+    64 characters, values up to 512.
+
+    Raises:
+        InvalidRequestError: it is not such a mapping (``param`` names the field).
+    """
+    if not isinstance(metadata, Mapping):
+        raise InvalidRequestError(f"`{param}` must be an object of strings", param=param)
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise InvalidRequestError(
+            f"`{param}` has {len(metadata)} pairs; at most {MAX_METADATA_PAIRS}", param=param
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidRequestError(f"`{param}` keys and values must be strings", param=param)
+        if len(key) > MAX_METADATA_KEY:
+            raise InvalidRequestError(
+                f"`{param}` key `{key[:20]}...` is over {MAX_METADATA_KEY} characters",
+                param=param,
+            )
+        if len(value) > MAX_METADATA_VALUE:
+            raise InvalidRequestError(
+                f"`{param}.{key}` is over {MAX_METADATA_VALUE} characters", param=param
+            )
+    return dict(metadata)
 
 
 def check_list_args(limit: int, order: str) -> None:

@@ -26,6 +26,7 @@ from gateway.stores.base import (
     StoredPage,
     StoreUnavailableError,
     check_list_args,
+    check_record,
     check_ttl,
     decode_record,
     encode_record,
@@ -139,6 +140,7 @@ class SqliteResponseStore:
     # -- the contract --------------------------------------------------------------------------
 
     async def put(self, namespace: str, record: StoredObject) -> None:
+        check_record(record)
         now = self._clock.time()
         row = (
             namespace,

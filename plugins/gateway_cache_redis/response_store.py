@@ -34,6 +34,7 @@ from gateway.stores.base import (
     StoredPage,
     StoreUnavailableError,
     check_list_args,
+    check_record,
     check_ttl,
 )
 
@@ -170,6 +171,7 @@ class RedisResponseStore:
     # -- the contract --------------------------------------------------------------------------
 
     async def put(self, namespace: str, record: StoredObject) -> None:
+        check_record(record)
         now = self._clock.time()
         expires_at = now + self.ttl_s
         keys = [

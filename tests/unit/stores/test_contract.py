@@ -297,3 +297,9 @@ async def test_objects_survive_a_reopen(make_store: StoreMaker) -> None:
     second = make_store()
     assert await second.get(NS, "c1") == record
     assert [r.id for r in (await second.list(NS, "chat.completion")).data] == ["c1"]
+
+
+async def test_a_record_of_an_unknown_kind_is_refused(store: ResponseStore) -> None:
+    odd = StoredObject(id="x", kind="thread", created_at=1.0, model="m", body={})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind"):
+        await store.put(NS, odd)

@@ -85,6 +85,21 @@ return redis.call('ZREVRANGE', KEYS[1], start, stop)
 """
 
 
+# KEYS: the expiry set, the listings (ARGV[2] of them), then the objects of ARGV[3...].
+# ARGV: now, the number of listings, the ids. Only ids still dead are unlisted: an object put
+# again since the listing read it stays. (An envelope is `[expires_at,{record}]`.)
+_UNLIST_DEAD = """
+local listings = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  local value = redis.call('GET', KEYS[listings + i - 1])
+  local expires_at = value and tonumber(string.match(value, '^%[([^,]+),'))
+  if not value or (expires_at and expires_at <= tonumber(ARGV[1])) then
+    for k = 1, listings + 1 do redis.call('ZREM', KEYS[k], ARGV[i]) end
+  end
+end
+"""
+
+
 class RedisResponseStore:
     """Stored objects under ``prefix`` in one Redis database.
 
@@ -133,6 +148,7 @@ class RedisResponseStore:
         )
         self._put = self._client.register_script(_PUT)
         self._page_ids = self._client.register_script(_PAGE_IDS)
+        self._unlist_dead = self._client.register_script(_UNLIST_DEAD)
 
     # -- keys and plumbing ---------------------------------------------------------------------
 
@@ -255,11 +271,12 @@ class RedisResponseStore:
         return list(await self._client.mget(keys))
 
     async def _unlist(self, namespace: str, ids: Sequence[str]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zrem(self._expiry(namespace), *ids)
-        for kind in KINDS:
-            pipe.zrem(self._listing(namespace, kind), *ids)
-        await pipe.execute()
+        keys = [
+            self._expiry(namespace),
+            *(self._listing(namespace, kind) for kind in KINDS),
+            *(self._object(namespace, id) for id in ids),
+        ]
+        await self._unlist_dead(keys=keys, args=[repr(self._clock.time()), len(KINDS), *ids])
 
     async def update_metadata(
         self, namespace: str, id: str, metadata: Mapping[str, str]

@@ -7,6 +7,7 @@ import pytest
 import redis
 from gateway_cache_redis.response_store import RedisResponseStore
 
+from gateway.clock import ManualClock
 from gateway.stores import StoredObject, StoreUnavailableError
 from tests.support.redis_server import RedisServer
 
@@ -74,3 +75,22 @@ def test_bad_options() -> None:
         RedisResponseStore(prefix=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sweep_limit"):
         RedisResponseStore(sweep_limit=-5)
+
+
+async def test_listing_unlists_only_what_is_still_dead(redis_server: RedisServer) -> None:
+    clock = ManualClock(start=1000.0)
+    store = RedisResponseStore(
+        url=redis_server.url, prefix="t-gone:", ttl_s=10, sweep_limit=0, clock=clock
+    )
+    await store.put("ns", record("old", 1.0))
+    clock.advance(10)
+    await store.put("ns", record("new", 2.0))
+    sync = redis.Redis.from_url(redis_server.url)
+    assert sync.zcard("t-gone:{ns}:i:response") == 2  # no sweep on writes
+    assert [r.id for r in (await store.list("ns", "response")).data] == ["new"]
+    assert sync.zrange("t-gone:{ns}:i:response", 0, -1) == [b"new"]
+    assert sync.zrange("t-gone:{ns}:x", 0, -1) == [b"new"]
+    await store._unlist("ns", ["new"])  # raced by a put: a live object stays listed
+    assert sync.zrange("t-gone:{ns}:i:response", 0, -1) == [b"new"]
+    sync.close()
+    await store.aclose()

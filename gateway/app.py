@@ -31,6 +31,7 @@ from gateway.routes.errors import error_format_for
 from gateway.routes.front import GatewayApp
 from gateway.routes.health import build_health_routes
 from gateway.routes.openai import build_inference_routes, build_model_routes
+from gateway.routes.stored import build_stored_routes
 from gateway.routing.probes import probe_forever
 from gateway.routing.scraper import scrape_forever
 from gateway.settings import Settings
@@ -121,6 +122,7 @@ def _lifespan(state: GatewayState) -> Any:
             await state.providers.close()
             if state.cache is not None:
                 await state.cache.aclose()
+            await state.store.aclose()
             state.metrics.mark_process_dead()
 
     return lifespan
@@ -151,6 +153,7 @@ def create_app(
     plugin_routes: list[Any] = [state.registries.routes.get(n) for n in state.registries.routes]
     handlers: list[Any] = [
         *build_model_routes(state),
+        *build_stored_routes(state),
         *build_health_routes(state),
         *build_admin_routes(state),
     ]

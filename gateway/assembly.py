@@ -27,6 +27,7 @@ from gateway.routing.health import BreakerSettings
 from gateway.routing.retry import RetryBudget
 from gateway.settings import BackendSettings, ModelGroupSettings, Settings
 from gateway.state import GatewayState
+from gateway.stores.base import ResponseStore
 from gateway.telemetry.metrics import GatewayMetrics
 
 
@@ -178,6 +179,27 @@ def build_cache(
     )
 
 
+def build_store(settings: Settings, registries: Registries, clock: Clock) -> ResponseStore:
+    """The response store (built, not opened: stores connect on first use).
+
+    Raises:
+        ConfigError: an unknown store or options it rejects (naming the field).
+    """
+    config = settings.store
+    factory = registries.response_stores.get(config.backend)
+    if factory is None:
+        raise ConfigError(
+            settings.source,
+            "store.backend",
+            f"unknown response store `{config.backend}`; registered: "
+            f"{', '.join(registries.response_stores.names()) or 'none'}",
+        )
+    try:
+        return factory(**config.options, clock=clock)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(settings.source, "store.options", str(exc)) from None
+
+
 def build_state(
     settings: Settings,
     plugin_manager: pluggy.PluginManager | None = None,
@@ -209,5 +231,6 @@ def build_state(
         background=background,
         clock=clock,
         cache=build_cache(settings, registries, metrics, clock),
+        store=build_store(settings, registries, clock),
         coalescer=Coalescer(background.spawn),
     )

@@ -253,6 +253,20 @@ class CacheSettings(_Config):
     retry_after_s: PositiveFloat = 1.0
 
 
+class StoreSettings(_Config):
+    """Where stored responses (the Responses API's ``store``, ``previous_response_id``) and
+    stored chat completions (``store: true``) are kept.
+
+    Attributes:
+        backend: a registered response store: ``sqlite`` (one box; the default) or ``redis``
+            (shared by a fleet).
+        options: the store's options (``path`` or ``url``, ``ttl_s`` retention...).
+    """
+
+    backend: str = "sqlite"
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class PluginSettings(_Config):
     """Plugin loading.
 
@@ -271,6 +285,8 @@ class Settings(_Config):
         server: HTTP server settings.
         auth: client authentication.
         plugins: plugin loading.
+        cache: the response cache's tiers.
+        store: the response store.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -280,4 +296,5 @@ class Settings(_Config):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     source: str = "<memory>"

@@ -16,6 +16,7 @@ from gateway.plugins import Registries
 from gateway.providers.base import ProviderContext
 from gateway.routing.backends import ModelCatalog
 from gateway.settings import Settings
+from gateway.stores.base import ResponseStore
 from gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class GatewayState:
         background: the lifespan's task group and off-path write queue.
         clock: the app's time source.
         cache: the response cache's tiers (None when no model group caches).
+        store: stored responses and chat completions.
         coalescer: identical cacheable requests in flight, sharing one upstream call.
     """
 
@@ -52,4 +54,5 @@ class GatewayState:
     background: Background
     clock: Clock
     cache: TieredCache | None
+    store: ResponseStore
     coalescer: Coalescer

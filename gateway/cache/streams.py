@@ -33,6 +33,11 @@ class StreamAssembler:
         self._done = False
         self._broken = False
 
+    @property
+    def complete(self) -> bool:
+        """Whether the stream ended with ``[DONE]`` (its answer is then :meth:`result`)."""
+        return self._done and not self._broken
+
     def feed(self, chunk: bytes) -> None:
         if self._broken:
             return

@@ -19,6 +19,7 @@ from gateway.routes.errors import ErrorFormat
 if TYPE_CHECKING:
     from gateway.cache.policy import CacheStore
     from gateway.routing.backends import Backend, ModelGroup
+    from gateway.stores.base import ResponseStore, StoredObject
 
 
 class StreamConverter(Protocol):
@@ -42,6 +43,23 @@ class Converter(Protocol):
 
     def stream(self) -> StreamConverter:
         """A fresh converter for one stream."""
+        ...
+
+
+class StreamRecorder(Protocol):
+    """Watches a stream in the client's format and assembles its final answer."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether the final answer is known (the stream's closing event was seen)."""
+        ...
+
+    def feed(self, chunk: bytes) -> None:
+        """Read the bytes of one chunk of the stream."""
+        ...
+
+    def result(self) -> bytes | None:
+        """The answer as one JSON object (a complete stream's), or None."""
         ...
 
 
@@ -86,6 +104,31 @@ class Dialect(Protocol):
         are."""
         ...
 
+    def keeps(self, ctx: RequestContext) -> bool:
+        """Whether the answer is to be kept in the response store (``store``)."""
+        ...
+
+    def record(self, ctx: RequestContext, answer: bytes) -> StoredObject:
+        """The stored object for a successful answer (in the client's format)."""
+        ...
+
+    def recorder(self, ctx: RequestContext) -> StreamRecorder:
+        """Assembles a streamed answer (in the client's format) for :meth:`record`."""
+        ...
+
+
+class KeepsNothing:
+    """For dialects whose answers are never stored (Anthropic Messages, embeddings...)."""
+
+    def keeps(self, ctx: RequestContext) -> bool:
+        return False
+
+    def record(self, ctx: RequestContext, answer: bytes) -> StoredObject:
+        raise RuntimeError(f"{type(self).__name__} keeps nothing")
+
+    def recorder(self, ctx: RequestContext) -> StreamRecorder:
+        raise RuntimeError(f"{type(self).__name__} keeps nothing")
+
 
 class RequestContext:
     """One request on its way through the pipeline.
@@ -105,6 +148,8 @@ class RequestContext:
         response_headers: headers added to the answer by the stages (``x-gateway-cache``...).
         cache_store: where a cache miss stores its answer, if anywhere.
         upstream_s: time waiting on the upstream (to its full body, or its stream's headers).
+        store: the response store (earlier turns, and where kept answers go).
+        turn: what the dialect prepared for this request (ids, history, a translation).
     """
 
     __slots__ = (
@@ -121,8 +166,10 @@ class RequestContext:
         "request_id",
         "response_headers",
         "started",
+        "store",
         "stream",
         "translated",
+        "turn",
         "upstream_s",
     )
 
@@ -142,6 +189,8 @@ class RequestContext:
         self.response_headers: dict[str, str] = {}
         self.cache_store: CacheStore | None = None
         self.upstream_s = 0.0
+        self.store: ResponseStore | None = None
+        self.turn: Any = None
         # A dialect's translated request (Anthropic Messages to chat), when it needs one.
         self.translated: dict[str, Any] | None = None
         self._raw: dict[str, Any] | None = None

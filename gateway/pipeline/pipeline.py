@@ -12,7 +12,9 @@ Stages, in order (those in brackets arrive with the next features; their seams a
 7. (**admission**): wait in the scheduler's queue while the group is saturated;
 8. **dispatch**: route, retry, fall back (or the embedding batcher);
 9. **convert** to the client's format, and (**guardrails, post**) on bodies and chunks;
-10. **account**: metrics and usage, recorded off the response's path.
+10. **keep**: answers the client asked to store (``store``) go to the response store, before
+    the client sees their end, so a next turn can always find them;
+11. **account**: metrics and usage, recorded off the response's path.
 
 A dialect (:class:`~gateway.pipeline.context.Dialect`: OpenAI chat, completions, embeddings;
 Anthropic Messages) says how its requests are decoded, sent and answered; everything else is
@@ -21,7 +23,9 @@ the same for all of them.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import AsyncIterator
 
 from litestar.types import ASGIApp
 
@@ -29,7 +33,7 @@ from gateway.auth import Authenticator
 from gateway.errors import GatewayError, PermissionDeniedError
 from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
-from gateway.pipeline.context import Dialect, RequestContext
+from gateway.pipeline.context import Dialect, RequestContext, StreamRecorder
 from gateway.pipeline.fallback import FallbackPolicy
 from gateway.pipeline.streams import relay_stream
 from gateway.pipeline.telemetry import InFlight, Telemetry
@@ -37,6 +41,9 @@ from gateway.routes.calls import Call
 from gateway.routes.responses import EventStream, RawResponse
 from gateway.routing.dispatch import Dispatched, OpenStream
 from gateway.state import GatewayState
+from gateway.stores.base import StoreUnavailableError
+
+log = logging.getLogger("gateway")
 
 
 class Pipeline:
@@ -55,6 +62,7 @@ class Pipeline:
         )
         self._fallback = FallbackPolicy(state.catalog, telemetry)
         self._batching = EmbeddingBatching(telemetry, background.spawn)
+        self._store = state.store
 
     async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
         """Answer one request (a body or a stream).
@@ -87,7 +95,7 @@ class Pipeline:
         # seam: guardrails (post) on the body, or on each chunk in relay_stream.
         if isinstance(result, OpenStream):
             return self._stream(ctx, result, in_flight)
-        return self._body(ctx, result, in_flight)
+        return await self._body(ctx, result, in_flight)
 
     async def intake(self, call: Call, dialect: Dialect) -> RequestContext:
         """Stages 1 to 3: authenticate, decode and validate, resolve the model.
@@ -96,6 +104,7 @@ class Pipeline:
             GatewayError: 401, 400, 413, 404 or 403; counted as a rejected request.
         """
         ctx = RequestContext(dialect, call.headers, call.request_id, time.perf_counter())
+        ctx.store = self._store
         try:
             ctx.principal = principal = self._auth.authenticate(ctx.headers)
             ctx.body = await call.body(self._max_body)
@@ -115,8 +124,35 @@ class Pipeline:
             raise
         return ctx
 
+    async def keep(self, ctx: RequestContext, answer: bytes) -> None:
+        """Stage 10: store a successful answer the client asked to keep. A store that fails
+        costs the stored copy, not the answer: logged, and the client is answered."""
+        try:
+            await self._store.put(ctx.principal.namespace, ctx.dialect.record(ctx, answer))
+        except StoreUnavailableError as exc:
+            log.warning("request %s: the answer was not stored: %s", ctx.request_id, exc)
+
+    async def _kept(
+        self, ctx: RequestContext, chunks: AsyncIterator[bytes], recorder: StreamRecorder
+    ) -> AsyncIterator[bytes]:
+        """``chunks``, with the answer stored as soon as it is complete, before the chunk that
+        completes it goes out."""
+        kept = False
+        try:
+            async for chunk in chunks:
+                if not kept:
+                    recorder.feed(chunk)
+                    if recorder.complete and (answer := recorder.result()) is not None:
+                        kept = True
+                        await self.keep(ctx, answer)
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     def account(self, ctx: RequestContext, backend: str, prompt: int, completion: int) -> None:
-        """Stage 10: what a finished request used. Metrics now; usage records, spend and the
+        """Stage 11: what a finished request used. Metrics now; usage records, spend and the
         budget reconciliation go here with governance (issue 12), through the off-path queue."""
         self.telemetry.tokens(ctx, backend, prompt, completion)
 
@@ -140,6 +176,8 @@ class Pipeline:
             in_flight,
             self.account,
         )
+        if ctx.dialect.keeps(ctx):
+            chunks = self._kept(ctx, chunks, ctx.dialect.recorder(ctx))
         store = ctx.cache_store
         if store is None:
             return EventStream(chunks, headers)
@@ -148,7 +186,7 @@ class Pipeline:
         store.flight.pump(chunks)
         return EventStream(store.flight.subscribe(store.keep_usage), headers)
 
-    def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
+    async def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
         in_flight.dec()
         backend = out.backend.name
         body, status = out.response.body, out.response.status
@@ -164,6 +202,8 @@ class Pipeline:
         converter = ctx.dialect.converter(ctx, out.backend)
         if converter is not None:
             body = converter.body(body)
+        if status == 200 and ctx.dialect.keeps(ctx):
+            await self.keep(ctx, body)
         headers = {
             "x-request-id": ctx.request_id,
             "x-gateway-backend": backend,

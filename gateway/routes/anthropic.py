@@ -14,7 +14,7 @@ import msgspec
 from litestar.types import ASGIApp
 
 from gateway.codec import decode, decode_request, encode
-from gateway.pipeline.context import Converter, RequestContext, StreamConverter
+from gateway.pipeline.context import Converter, KeepsNothing, RequestContext, StreamConverter
 from gateway.pipeline.pipeline import Pipeline
 from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of, token_counter_of
 from gateway.routes.calls import Call
@@ -46,7 +46,7 @@ class ChatToMessages:
         return TranslatingStream(ChatStreamToMessages(self.model))
 
 
-class MessagesDialect:
+class MessagesDialect(KeepsNothing):
     """Anthropic's Messages, relayed to native backends and translated for the others.
 
     Satisfies :class:`gateway.pipeline.context.Dialect`.

@@ -37,10 +37,13 @@ class HotRoute:
     Attributes:
         handler: answers a call with an ASGI response; raises :class:`GatewayError` for errors.
         render_error: renders those errors in the route's API format.
+        shared: other methods on the path are Litestar's (``GET /v1/chat/completions`` lists
+            stored completions); otherwise they get 405.
     """
 
     handler: Handler
     render_error: ErrorRenderer = openai_error_response
+    shared: bool = False
 
 
 class GatewayApp:
@@ -62,7 +65,7 @@ class GatewayApp:
             route = self._routes.get(path)
             if route is None and path.endswith("/"):
                 route = self._routes.get(path.rstrip("/"))
-            if route is not None:
+            if route is not None and (scope["method"] == "POST" or not route.shared):
                 await self._serve(route, scope, receive, send)
                 return
         await self.litestar(scope, receive, send)

@@ -11,6 +11,7 @@ Response headers: ``x-request-id`` (the client's, or a new one; also sent upstre
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -18,14 +19,16 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
-from gateway.codec import decode_request, encode
+from gateway.cache.streams import StreamAssembler
+from gateway.codec import decode, decode_request, encode
 from gateway.errors import ModelNotFoundError
-from gateway.pipeline.context import Converter, RequestContext
+from gateway.pipeline.context import Converter, Dialect, RequestContext, StreamRecorder
 from gateway.pipeline.pipeline import Pipeline
 from gateway.providers.base import Endpoint, UpstreamRequest
 from gateway.routes.calls import Call, request_id_for
 from gateway.routes.errors import OPENAI_ERRORS
 from gateway.routes.front import HotRoute
+from gateway.routes.openai_responses import RESPONSES
 from gateway.routing.backends import Backend
 from gateway.schemas.openai import (
     ChatCompletionRequest,
@@ -35,6 +38,7 @@ from gateway.schemas.openai import (
     ModelList,
 )
 from gateway.state import GatewayState
+from gateway.stores.base import StoredObject
 
 JSON = "application/json"
 
@@ -72,6 +76,25 @@ class OpenAIDialect:
     def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
         return None
 
+    def keeps(self, ctx: RequestContext) -> bool:
+        """Stored completions: chat requests with ``store: true``."""
+        return self._upstream is Endpoint.CHAT and ctx.payload.store is True
+
+    def record(self, ctx: RequestContext, answer: bytes) -> StoredObject:
+        body = decode(answer)
+        return StoredObject(
+            id=str(body.get("id") or ctx.request_id),
+            kind="chat.completion",
+            created_at=float(body.get("created") or time.time()),
+            model=ctx.model,
+            body=body,
+            metadata=dict(ctx.payload.metadata or {}),
+            input_items=list(ctx.raw.get("messages") or []),
+        )
+
+    def recorder(self, ctx: RequestContext) -> StreamRecorder:
+        return StreamAssembler(self.endpoint)
+
 
 CHAT = OpenAIDialect(Endpoint.CHAT, ChatCompletionRequest, streams=True)
 COMPLETIONS = OpenAIDialect(Endpoint.COMPLETIONS, CompletionRequest, streams=True)
@@ -79,18 +102,19 @@ EMBEDDINGS = OpenAIDialect(Endpoint.EMBEDDINGS, EmbeddingRequest, streams=False,
 
 
 def build_inference_routes(pipeline: Pipeline) -> dict[str, HotRoute]:
-    """The OpenAI inference routes served by ``pipeline``, by path."""
+    """The OpenAI inference routes served by ``pipeline``, by path (``/v1/responses`` too)."""
 
-    def route(dialect: OpenAIDialect) -> HotRoute:
+    def route(dialect: Dialect, shared: bool = False) -> HotRoute:
         async def handle(call: Call) -> ASGIApp:
             return await pipeline.serve(call, dialect)
 
-        return HotRoute(handle, OPENAI_ERRORS.response)
+        return HotRoute(handle, OPENAI_ERRORS.response, shared)
 
     return {
-        "/v1/chat/completions": route(CHAT),
+        "/v1/chat/completions": route(CHAT, shared=True),
         "/v1/completions": route(COMPLETIONS),
         "/v1/embeddings": route(EMBEDDINGS),
+        "/v1/responses": route(RESPONSES),
     }
 
 

@@ -97,6 +97,8 @@ class ChatCompletionRequest(Struct, omit_defaults=True):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     cache_salt: str | None = None  # vLLM: partitions prefix-cache reuse (and cache_aware routing)
+    store: bool | None = None  # keep the completion (GET /v1/chat/completions/{id})
+    metadata: dict[str, str] | None = None
 
 
 # A string, a list of strings, a token array, or a list of token arrays. msgspec allows one

@@ -1,0 +1,217 @@
+"""OpenAI's Responses API: the ``POST /v1/responses`` dialect.
+
+Backends that speak it natively (OpenAI; a vLLM with ``responses: true``) get the client's bytes
+relayed, as for chat; every other backend gets the request translated to Chat Completions and
+its answers, plain or streamed, translated back (:mod:`gateway.translate.responses`).
+
+The gateway owns the conversation state, whatever the backend: a stored response
+(``store`` defaults to true) goes to the response store under the caller's namespace, and a
+``previous_response_id`` is resolved there into the earlier turns, sent as ``input`` (to a
+native backend too, which then needs no state of its own, so any replica can serve any turn).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway.codec import decode, decode_request, encode
+from gateway.errors import InvalidRequestError
+from gateway.pipeline.context import Converter, RequestContext, StreamConverter
+from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of
+from gateway.routes.errors import OPENAI_ERRORS
+from gateway.routing.backends import Backend
+from gateway.schemas.responses import ResponsesRequest
+from gateway.sse import SSEParser
+from gateway.stores.base import StoredObject
+from gateway.stores.chain import conversation
+from gateway.translate.responses import (
+    chat_response_to_response,
+    input_items,
+    new_response_id,
+    responses_request_to_chat,
+)
+from gateway.translate.responses_stream import ChatStreamToResponses
+from gateway.translate.streams import TranslatingStream
+
+# The events that end a Responses stream, each carrying the final Response.
+FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+_FINAL_MARKS = tuple(f'"{kind}"'.encode() for kind in FINAL_EVENTS)
+
+
+def _is_final(name: str | None, data: bytes) -> bool:
+    """Whether an event closes the stream: by its ``event:`` name, or by the type at the start
+    of its data for streams that send no names."""
+    if name:
+        return name in FINAL_EVENTS
+    head = data[:80]
+    return any(mark in head for mark in _FINAL_MARKS)
+
+
+def speaks_responses(backend: Backend) -> bool:
+    """Whether ``backend`` serves the Responses API natively."""
+    return Endpoint.RESPONSES in endpoints_of(backend.provider)
+
+
+@dataclass(slots=True)
+class Turn:
+    """What one Responses request prepared before dispatch.
+
+    Attributes:
+        response_id: the id of a translated answer (``resp_...``).
+        created_at: its creation time (Unix seconds).
+        history: the earlier turns' items, when it continues a stored response.
+        chat: the request translated to Chat Completions, when some backend needs it.
+    """
+
+    response_id: str
+    created_at: int
+    history: list[dict[str, Any]] | None = None
+    chat: dict[str, Any] | None = None
+
+
+class ChatToResponses:
+    """Converts a chat backend's answers to Responses objects and events."""
+
+    __slots__ = ("_request", "_turn")
+
+    def __init__(self, request: dict[str, Any], turn: Turn) -> None:
+        self._request = request
+        self._turn = turn
+
+    def body(self, data: bytes) -> bytes:
+        return encode(
+            chat_response_to_response(
+                decode(data),
+                self._request,
+                response_id=self._turn.response_id,
+                created_at=self._turn.created_at,
+                completed_at=int(time.time()),
+            )
+        )
+
+    def stream(self) -> StreamConverter:
+        translator = ChatStreamToResponses(
+            self._request, response_id=self._turn.response_id, created_at=self._turn.created_at
+        )
+        return TranslatingStream(translator)
+
+
+class ResponsesRecorder:
+    """Finds a Responses stream's final Response (in its closing event)."""
+
+    __slots__ = ("_final", "_parser")
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._final: bytes | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self._final is not None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._final is not None:
+            return
+        for event in self._parser.feed(chunk):
+            if _is_final(event.name, event.data):
+                try:
+                    data = decode(event.data)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(data, dict) and data.get("type") in FINAL_EVENTS:
+                    response = data.get("response")
+                    if isinstance(response, dict):
+                        self._final = encode(response)
+                        return
+
+    def result(self) -> bytes | None:
+        return self._final
+
+
+class ResponsesDialect:
+    """``POST /v1/responses``. Satisfies :class:`gateway.pipeline.context.Dialect`."""
+
+    endpoint = "responses"
+    errors = OPENAI_ERRORS
+    streams = True
+    cacheable = False  # every answer has its own id, and most are stored
+    batchable = False
+
+    def __init__(self) -> None:
+        self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ResponsesRequest)
+
+    def decode(self, body: bytes) -> Any:
+        return decode_request(body, self._decoder)
+
+    async def prepare(self, ctx: RequestContext) -> None:
+        """Load the earlier turns of ``previous_response_id``; translate for chat backends
+        (refusing, with the field named, what Chat Completions cannot carry)."""
+        raw = ctx.raw
+        turn = Turn(new_response_id(), int(time.time()))
+        previous = raw.get("previous_response_id")
+        if previous is not None:
+            if not isinstance(previous, str) or ctx.store is None:
+                raise InvalidRequestError(
+                    "`previous_response_id` must name a stored response.",
+                    param="previous_response_id",
+                )
+            turn.history = await conversation(ctx.store, ctx.principal.namespace, previous)
+        if not all(speaks_responses(b) for b in ctx.model_group.backends):
+            turn.chat = responses_request_to_chat(raw, history=turn.history)
+        ctx.turn = turn
+
+    def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
+        turn: Turn = ctx.turn
+        model = backend.model
+        if speaks_responses(backend):
+            if turn.history is None:
+                body = ctx.body_for(model)
+            else:
+                body = ctx.encoded(f"native:{model}", lambda: self._native_body(ctx, model))
+            return UpstreamRequest(Endpoint.RESPONSES, body, ctx.raw, ctx.stream, ctx.request_id)
+        chat = turn.chat
+        assert chat is not None  # prepared for every group with a chat backend
+        body = ctx.encoded(f"chat:{model}", lambda: encode({**chat, "model": model}))
+        return UpstreamRequest(Endpoint.CHAT, body, chat, ctx.stream, ctx.request_id)
+
+    @staticmethod
+    def _native_body(ctx: RequestContext, model: str) -> bytes:
+        """A continued conversation for a native backend: the history as ``input``, no link
+        to a response the backend never stored."""
+        turn: Turn = ctx.turn
+        body = {k: v for k, v in ctx.raw.items() if k != "previous_response_id"}
+        body["input"] = [*(turn.history or []), *input_items(ctx.raw)]
+        body["model"] = model
+        return encode(body)
+
+    def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
+        return None if speaks_responses(backend) else ChatToResponses(ctx.raw, ctx.turn)
+
+    def keeps(self, ctx: RequestContext) -> bool:
+        """Stored unless the client said ``store: false`` (OpenAI's default is to store)."""
+        return ctx.payload.store is not False
+
+    def record(self, ctx: RequestContext, answer: bytes) -> StoredObject:
+        body = decode(answer)
+        return StoredObject(
+            id=str(body.get("id") or ctx.turn.response_id),
+            kind="response",
+            created_at=float(body.get("created_at") or ctx.turn.created_at),
+            model=ctx.model,
+            body=body,
+            metadata=dict(ctx.payload.metadata or {}),
+            status=str(body.get("status") or "completed"),
+            input_items=input_items(ctx.raw),
+            previous_id=ctx.payload.previous_response_id,
+        )
+
+    def recorder(self, ctx: RequestContext) -> ResponsesRecorder:
+        return ResponsesRecorder()
+
+
+RESPONSES = ResponsesDialect()

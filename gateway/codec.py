@@ -48,16 +48,27 @@ def decode_request(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
             "The request body is not valid JSON.", code="invalid_json"
         ) from None
     except RecursionError:
-        raise InvalidRequestError(
-            "The request body nests too deeply.", code="invalid_json"
-        ) from None
+        raise _too_deep() from None
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
     """A client's body, already validated by :func:`decode_request`, as a plain dict (every
-    field kept, unknown ones included)."""
-    data: dict[str, Any] = _any.decode(body)
+    field kept, unknown ones included).
+
+    Raises:
+        InvalidRequestError: nested too deeply to decode here (the decoder's depth limit is
+            what is left of the interpreter's recursion limit, so a body that just passed
+            validation may still be too deep a few frames further down).
+    """
+    try:
+        data: dict[str, Any] = _any.decode(body)
+    except RecursionError:
+        raise _too_deep() from None
     return data
+
+
+def _too_deep() -> InvalidRequestError:
+    return InvalidRequestError("The request body nests too deeply.", code="invalid_json")
 
 
 def with_model(body: bytes, model: str) -> bytes:

@@ -31,6 +31,7 @@ from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
 from gateway.pipeline.context import Dialect, RequestContext
 from gateway.pipeline.fallback import FallbackPolicy
+from gateway.pipeline.limits import check_limits
 from gateway.pipeline.streams import relay_stream
 from gateway.pipeline.telemetry import InFlight, Telemetry
 from gateway.routes.calls import Call
@@ -107,6 +108,8 @@ class Pipeline:
                     param="model",
                     code="model_not_allowed",
                 )
+            if (limits := group.settings.limits) is not None:
+                check_limits(limits, payload, payload.model)
             ctx.stream = dialect.streams and bool(payload.stream)
             ctx.deadline = time.monotonic() + group.settings.timeouts.total
             dialect.prepare(ctx)

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         UsesEngineMetrics,
     )
     from gateway.scheduling.base import AdmissionTicket, Scheduler
+    from gateway.stores.base import ResponseStore, StoredObject, StoredPage
     from gateway.tools.base import Tool, ToolContext, ToolResult, ToolSource
 
 __version__ = "0.1.0"
@@ -100,6 +101,7 @@ _LAZY = {
         "UsesEngineMetrics",
     ),
     "gateway.scheduling.base": ("AdmissionTicket", "Scheduler"),
+    "gateway.stores.base": ("ResponseStore", "StoredObject", "StoredPage"),
     "gateway.tools.base": ("Tool", "ToolContext", "ToolResult", "ToolSource"),
 }
 _MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
@@ -131,10 +133,13 @@ __all__ = [
     "Provider",
     "ProviderContext",
     "RateLimitError",
+    "ResponseStore",
     "RouteRequest",
     "RoutingStrategy",
     "Scheduler",
     "ServesEndpoints",
+    "StoredObject",
+    "StoredPage",
     "TokenCounter",
     "Tool",
     "ToolContext",

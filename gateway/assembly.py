@@ -9,6 +9,9 @@ why this module, and not :mod:`gateway.routing`, knows the config loader.
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import pluggy
 
 from gateway.auth import Authenticator
@@ -87,7 +90,7 @@ class CatalogBuilder:
         breaker = BreakerSettings(
             b.consecutive_failures, b.failure_rate, b.window, b.min_requests, b.cooldown_s
         )
-        return Backend(spec, provider, breaker)
+        return Backend(spec, provider, breaker, self.clock)
 
     def group(self, gs: ModelGroupSettings, gi: int, source: str) -> ModelGroup:
         """Model group ``gs`` (the ``gi``-th of its file) with its backends and strategy.
@@ -121,14 +124,31 @@ class CatalogBuilder:
             ConfigError: see :meth:`group`.
         """
         return ModelCatalog(
-            [self.group(gs, gi, settings.source) for gi, gs in enumerate(settings.models)]
+            [self.group(gs, gi, settings.source) for gi, gs in enumerate(settings.models)],
+            self.clock,
         )
 
 
+def _takes_clock(factory: Any) -> bool:
+    """Whether a cache-backend factory accepts the ``clock`` keyword (built-in ``memory`` does;
+    others, such as Redis whose TTLs live in the server, get their options only)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "clock" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+    )
+
+
 def build_cache(
-    settings: Settings, registries: Registries, metrics: GatewayMetrics
+    settings: Settings,
+    registries: Registries,
+    metrics: GatewayMetrics,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> TieredCache | None:
-    """The response cache's tiers, when some model group caches.
+    """The response cache's tiers, when some model group caches; every tier that reads time
+    (and the tiers' own bookkeeping) reads ``clock``.
 
     Raises:
         ConfigError: an unknown cache backend or options it rejects (naming the field).
@@ -146,13 +166,15 @@ def build_cache(
                 f"{', '.join(registries.cache_backends.names()) or 'none'}",
             )
         try:
-            tiers.append((tier.backend, factory(**tier.options)))
+            extra = {"clock": clock} if _takes_clock(factory) else {}
+            tiers.append((tier.backend, factory(**tier.options, **extra)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(settings.source, f"cache.tiers[{i}].options", str(exc)) from None
     return TieredCache(
         tiers,
         settings.cache.retry_after_s,
         on_error=lambda name: metrics.child(metrics.cache_errors, name).inc(),
+        clock=clock,
     )
 
 
@@ -186,6 +208,6 @@ def build_state(
         auth=Authenticator(settings.auth.api_keys, settings.auth.master_key),
         background=background,
         clock=clock,
-        cache=build_cache(settings, registries, metrics),
+        cache=build_cache(settings, registries, metrics, clock),
         coalescer=Coalescer(background.spawn),
     )

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from gateway.routing.base import RoutingStrategyFactory
     from gateway.scheduling.base import SchedulerFactory
     from gateway.state import GatewayState
+    from gateway.stores.base import ResponseStoreFactory
     from gateway.tools.base import Tool, ToolSourceFactory
 
 PROJECT_NAME = "gateway"
@@ -51,6 +52,7 @@ RegisterAgent: TypeAlias = Callable[[str, "AgentFactory"], None]
 RegisterGuardrail: TypeAlias = Callable[[str, "GuardrailFactory"], None]
 RegisterScheduler: TypeAlias = Callable[[str, "SchedulerFactory"], None]
 RegisterUsageSink: TypeAlias = Callable[[str, "UsageSinkFactory"], None]
+RegisterResponseStore: TypeAlias = Callable[[str, "ResponseStoreFactory"], None]
 RegisterRoute: TypeAlias = Callable[[str, "BaseRouteHandler | Router"], None]
 RegisterCommand: TypeAlias = Callable[[str, "Command"], None]
 RegisterDefaultSource: TypeAlias = Callable[[str, "DefaultSource"], None]
@@ -155,6 +157,17 @@ def register_usage_sinks(register: RegisterUsageSink) -> None:
     Call ``register(name, factory)``; ``factory(**options) -> UsageSink``
     (``gateway.governance.sinks``) is called with the sink's config options. Its
     ``write(records)`` receives batches and must be idempotent by ``request_id``.
+    """
+
+
+@hookspec
+def register_response_stores(register: RegisterResponseStore) -> None:
+    """Register response stores, where stored responses and chat completions are kept.
+
+    Call ``register(name, factory)``; ``factory(**options, clock=clock) -> ResponseStore``
+    (``gateway.stores.base``) is called with the store's config options and the gateway's clock.
+    Records are keyed by ``(namespace, id)``, the namespace being the caller's
+    ``Principal.namespace``, and expire after the store's retention (``ttl_s``).
     """
 
 

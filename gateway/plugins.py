@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gateway.providers.base import ProviderFactory
     from gateway.routing.base import RoutingStrategyFactory
     from gateway.scheduling.base import SchedulerFactory
+    from gateway.stores.base import ResponseStoreFactory
     from gateway.tools.base import ToolSourceFactory
 
 T = TypeVar("T")
@@ -146,6 +147,9 @@ class Registries:
     )
     usage_sinks: Registry[UsageSinkFactory] = field(
         default_factory=_factories("usage sink", "a usage sink factory")
+    )
+    response_stores: Registry[ResponseStoreFactory] = field(
+        default_factory=_factories("response store", "a response store factory")
     )
     routes: Registry[BaseRouteHandler | Router] = field(
         default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router")

@@ -7,7 +7,6 @@ or ``max-age=N`` (accept an entry at most N seconds old).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,8 +107,3 @@ class CacheStore:
     def assembler(self) -> StreamAssembler:
         """Records a stream; call :meth:`save` with its result when it completed."""
         return StreamAssembler(self.endpoint)
-
-
-def age_of(created: float) -> int:
-    """Whole seconds since ``created`` (for the ``Age`` header)."""
-    return max(int(time.time() - created), 0)

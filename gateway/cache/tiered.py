@@ -4,18 +4,23 @@ A lookup tries each tier in order; a hit in a lower tier is promoted to the tier
 entry's remaining time to live. A tier that fails (Redis down or slower than its timeout) is
 skipped, logged and counted, and retried after ``retry_after_s``: the gateway serves without it
 and recovers on its own.
+
+Entries carry their creation time, so their age and remaining time to live are known in every
+tier. Time comes from the injected :class:`~gateway.clock.Clock`: wall time (``clock.time()``)
+for entries, which tiers shared between gateways compare, and monotonic time for a failed tier's
+``retry_after_s``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
 
 from gateway.cache.base import CacheBackend
+from gateway.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("gateway.cache")
 
@@ -49,13 +54,20 @@ class TieredCache:
         tiers: Sequence[tuple[str, CacheBackend]],
         retry_after_s: float = 1.0,
         on_error: Callable[[str], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.tiers = [Tier(name, backend) for name, backend in tiers]
+        self.clock = clock
         self.retry_after_s = retry_after_s
         self._on_error = on_error
 
+    def age_of(self, entry: CacheEntry) -> int:
+        """Whole seconds since ``entry`` was stored (for the ``Age`` header)."""
+        return max(int(self.clock.time() - entry.created), 0)
+
     def _failed(self, tier: Tier, exc: BaseException) -> None:
-        if time.monotonic() >= tier.down_until:
+        now = self.clock.monotonic()
+        if now >= tier.down_until:
             log.warning(
                 "cache tier %s failed (%s: %s); serving without it for %.1fs",
                 tier.name,
@@ -63,12 +75,12 @@ class TieredCache:
                 exc,
                 self.retry_after_s,
             )
-        tier.down_until = time.monotonic() + self.retry_after_s
+        tier.down_until = now + self.retry_after_s
         if self._on_error:
             self._on_error(tier.name)
 
     def _up(self) -> list[Tier]:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return [t for t in self.tiers if now >= t.down_until]
 
     async def get(self, key: str) -> tuple[CacheEntry, str] | None:
@@ -84,7 +96,7 @@ class TieredCache:
                 missed.append(tier)
                 continue
             entry = _decode(raw)
-            remaining = entry.created + entry.ttl_s - time.time()
+            remaining = entry.created + entry.ttl_s - self.clock.time()
             if remaining <= 0:
                 missed.append(tier)
                 continue
@@ -101,7 +113,7 @@ class TieredCache:
 
     async def set(self, key: str, body: bytes, ttl_s: float) -> None:
         """Store ``body`` in every tier that is up."""
-        raw = _encode(CacheEntry(time.time(), ttl_s, body))
+        raw = _encode(CacheEntry(self.clock.time(), ttl_s, body))
         for tier in self._up():
             await self._set_one(tier, key, raw, ttl_s)
 

@@ -13,7 +13,7 @@ from litestar.types import ASGIApp
 
 from gateway.cache.coalesce import Coalescer, Flight
 from gateway.cache.keys import cache_key
-from gateway.cache.policy import CacheStore, Submit, age_of, is_deterministic, parse_cache_control
+from gateway.cache.policy import CacheStore, Submit, is_deterministic, parse_cache_control
 from gateway.cache.streams import replay
 from gateway.cache.tiered import TieredCache
 from gateway.errors import GatewayError, status_of
@@ -62,7 +62,7 @@ class CacheStage:
             found = await self._cache.get(key)
             if found is not None:
                 entry, tier = found
-                age = age_of(entry.created)
+                age = self._cache.age_of(entry)
                 if control.max_age is None or age <= control.max_age:
                     telemetry.cache(group.name, "hit", tier)
                     backend = f"cache:{tier}"

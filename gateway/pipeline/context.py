@@ -71,9 +71,10 @@ class Dialect(Protocol):
         """
         ...
 
-    def prepare(self, ctx: RequestContext) -> None:
-        """Work done once the group is known, before any upstream call (a translation the
-        group's backends need). Raises ``GatewayError`` for a request they cannot serve."""
+    async def prepare(self, ctx: RequestContext) -> None:
+        """Work done once the group is known, before any upstream call: a translation the
+        group's backends need, or earlier turns loaded from the response store. Raises
+        ``GatewayError`` for a request they cannot serve."""
         ...
 
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:

@@ -112,7 +112,7 @@ class Pipeline:
                 check_limits(limits, payload, payload.model)
             ctx.stream = dialect.streams and bool(payload.stream)
             ctx.deadline = time.monotonic() + group.settings.timeouts.total
-            dialect.prepare(ctx)
+            await dialect.prepare(ctx)
         except GatewayError as exc:
             self.telemetry.rejected(ctx, exc)
             raise

@@ -32,6 +32,7 @@ class Endpoint(enum.StrEnum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"  # Anthropic's Messages API
+    RESPONSES = "responses"  # OpenAI's Responses API
 
 
 OPENAI_ENDPOINTS = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})

@@ -64,7 +64,7 @@ class MessagesDialect:
     def decode(self, body: bytes) -> Any:
         return decode_request(body, self._decoder)
 
-    def prepare(self, ctx: RequestContext) -> None:
+    async def prepare(self, ctx: RequestContext) -> None:
         """Translate to chat up front when some backend of the group needs it, so a request
         the translation cannot express is refused before any upstream call."""
         if not all(speaks_messages(b) for b in ctx.model_group.backends):
@@ -95,7 +95,7 @@ class CountTokensDialect(MessagesDialect):
     def __init__(self) -> None:
         super().__init__(CountTokensRequest)
 
-    def prepare(self, ctx: RequestContext) -> None:
+    async def prepare(self, ctx: RequestContext) -> None:
         return None
 
 

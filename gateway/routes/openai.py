@@ -61,7 +61,7 @@ class OpenAIDialect:
     def decode(self, body: bytes) -> Any:
         return decode_request(body, self._decoder)
 
-    def prepare(self, ctx: RequestContext) -> None:
+    async def prepare(self, ctx: RequestContext) -> None:
         return None
 
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:

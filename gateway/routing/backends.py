@@ -10,6 +10,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import ModelNotFoundError
 from gateway.providers.base import BackendSpec, Provider
 from gateway.routing.base import EngineMetrics, RoutingStrategy
@@ -38,7 +39,11 @@ class Backend:
     )
 
     def __init__(
-        self, spec: BackendSpec, provider: Provider, breaker: BreakerSettings | None = None
+        self,
+        spec: BackendSpec,
+        provider: Provider,
+        breaker: BreakerSettings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.spec = spec
         self.provider = provider
@@ -47,7 +52,7 @@ class Backend:
         self.model = spec.model
         self.weight = spec.weight
         self.in_flight = 0
-        self.health = BackendHealth(breaker)
+        self.health = BackendHealth(breaker, clock)
         self.engine: EngineMetrics | None = None
         self.draining = False
 
@@ -109,8 +114,9 @@ class ModelGroup:
 class ModelCatalog:
     """Resolves the ``model`` a client sent to its :class:`ModelGroup`."""
 
-    def __init__(self, groups: list[ModelGroup]) -> None:
+    def __init__(self, groups: list[ModelGroup], clock: Clock = SYSTEM_CLOCK) -> None:
         self.groups = groups
+        self.clock = clock  # what the backends' health reads
         self._by_name: dict[str, ModelGroup] = {}
         for group in groups:
             for name in (group.name, *group.settings.aliases):

@@ -8,15 +8,20 @@
   rate of at least ``failure_rate`` over ``window`` outcomes (once ``min_requests`` were seen);
   half-open after ``cooldown_s``, letting one probe through; closed again when it succeeds.
   A 429 with Retry-After opens it for that long.
+
+Time comes from the injected :class:`~gateway.clock.Clock` (the EWMA's decay, the breaker's
+cool-down and Retry-After), so tests move a :class:`~gateway.clock.ManualClock` instead of
+sleeping; a ``now`` passed to a method overrides it.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import time
 from collections import deque
 from dataclasses import dataclass
+
+from gateway.clock import SYSTEM_CLOCK, Clock
 
 
 class BreakerState(enum.StrEnum):
@@ -39,15 +44,16 @@ class BreakerSettings:
 class PeakEwma:
     """Peak-sensitive exponentially weighted moving average (seconds)."""
 
-    __slots__ = ("_at", "tau_s", "value")
+    __slots__ = ("_at", "clock", "tau_s", "value")
 
-    def __init__(self, tau_s: float = 10.0) -> None:
+    def __init__(self, tau_s: float = 10.0, clock: Clock = SYSTEM_CLOCK) -> None:
         self.tau_s = tau_s
+        self.clock = clock
         self.value: float | None = None
         self._at = 0.0
 
     def observe(self, sample: float, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         if self.value is None or sample > self.value:
             self.value = sample
         else:
@@ -59,10 +65,13 @@ class PeakEwma:
 class BackendHealth:
     """Live statistics and breaker of one backend."""
 
-    def __init__(self, settings: BreakerSettings | None = None) -> None:
+    def __init__(
+        self, settings: BreakerSettings | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.settings = settings or BreakerSettings()
-        self.latency = PeakEwma()
-        self.ttft = PeakEwma()
+        self.clock = clock
+        self.latency = PeakEwma(clock=clock)
+        self.ttft = PeakEwma(clock=clock)
         self._outcomes: deque[bool] = deque(maxlen=self.settings.window)
         self._consecutive = 0
         self.state = BreakerState.CLOSED
@@ -84,7 +93,7 @@ class BackendHealth:
 
     def current_state(self, now: float | None = None) -> BreakerState:
         """The breaker's state, moving from open to half-open once the cool-down passed."""
-        self._refresh(time.monotonic() if now is None else now)
+        self._refresh(self.clock.monotonic() if now is None else now)
         return self.state
 
     def admits(self, now: float | None = None) -> bool:
@@ -114,7 +123,7 @@ class BackendHealth:
             self._outcomes.clear()
 
     def on_failure(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         self._outcomes.append(False)
         self._consecutive += 1
         s = self.settings
@@ -127,7 +136,7 @@ class BackendHealth:
 
     def trip(self, seconds: float, now: float | None = None, *, rate_limited: bool = False) -> None:
         """Open the breaker for ``seconds`` (a 429's Retry-After, or the cool-down)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         if self.state is not BreakerState.OPEN:
             self.trips += 1
             self.rate_limited = rate_limited
@@ -137,5 +146,5 @@ class BackendHealth:
 
     def reopens_in(self, now: float | None = None) -> float:
         """Seconds until an open breaker lets a probe through (0 when not open)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         return max(self._open_until - now, 0.0) if self.state is BreakerState.OPEN else 0.0

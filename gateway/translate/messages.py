@@ -43,6 +43,7 @@ DROPPED_CHAT_FIELDS = (
     "service_tier",
     "store",
     "stream_options",
+    "reasoning_effort",  # from the Responses API's reasoning.effort; Anthropic rejects it
     "parallel_tool_calls",
     "user",
     "max_completion_tokens",

@@ -142,7 +142,8 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
             prompt, tools, _tool_choice(req.tool_choice), _last_is_user_question(req)
         )
         out: Output = call or generate(prompt, req.max_tokens, stop=req.stop_sequences or ())
-        job = make_job(state, split_tokens(prompt), [out], raw.get("cache_salt"))
+        gate = state.gate_for(request.headers)
+        job = make_job(state, split_tokens(prompt), [out], raw.get("cache_salt"), gate)
         mid = f"msg_{uuid.uuid4().hex[:24]}"
         reason = STOP_REASONS[out.finish_reason] if isinstance(out, Generation) else "tool_use"
         head = {"id": mid, "type": "message", "role": "assistant", "model": req.model}

@@ -3,7 +3,10 @@
 
 Admin routes: ``GET /sim/stats`` (counters and the most recent requests as received, headers
 included), ``GET/POST /sim/faults`` (read or replace fault injection at run time) and
-``POST /sim/reset`` (clear the stats).
+``POST /sim/reset`` (clear the stats), and gates that hold requests until released
+(:mod:`gateway_sim.gates`): ``POST /sim/gates/{name}`` closes one (body, optional:
+``{"all": bool, "after_tokens": int}``), ``POST /sim/gates/{name}/release`` opens it,
+``GET /sim/gates`` lists them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from litestar import Litestar, Request, Response, get, post
 
 from gateway_sim.anthropic_api import anthropic_error, build_anthropic_routes
 from gateway_sim.engine import PromptTooLongError
+from gateway_sim.gates import Gate, GateSpec
 from gateway_sim.openai_api import build_openai_routes
 from gateway_sim.serving import SimRequestError, openai_error
 from gateway_sim.state import Faults, SimConfig, SimState
@@ -38,6 +42,7 @@ def create_sim_app(config: SimConfig) -> Litestar:
         try:
             yield
         finally:
+            state.release_gates()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -74,6 +79,41 @@ def create_sim_app(config: SimConfig) -> Litestar:
         state.reset_stats()
         return Response(b"{}", media_type="application/json")
 
+    def gate_json(gate: Gate) -> dict[str, Any]:
+        return {
+            "closed": gate.closed,
+            "all": gate.all,
+            "after_tokens": gate.after_tokens,
+            "held": state.held_at(gate),
+        }
+
+    @get("/sim/gates")
+    async def list_gates() -> Response[Any]:
+        body = {name: gate_json(g) for name, g in state.gates.items()}
+        return Response(_json.encode(body), media_type="application/json")
+
+    @post("/sim/gates/{name:str}", status_code=200)
+    async def close_gate(request: Request[Any, Any, Any]) -> Response[Any]:
+        name = str(request.path_params["name"])
+        raw = await request.body()
+        try:
+            spec = msgspec.json.decode(raw, type=GateSpec) if raw.strip() else GateSpec()
+            gate = state.gate(name)
+            gate.close(spec)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+            raise SimRequestError(str(exc)) from None
+        return Response(_json.encode(gate_json(gate)), media_type="application/json")
+
+    @post("/sim/gates/{name:str}/release", status_code=200)
+    async def release_gate(request: Request[Any, Any, Any]) -> Response[Any]:
+        name = str(request.path_params["name"])
+        gate = state.gates.get(name)
+        if gate is None:
+            raise SimRequestError(f"no gate `{name}`", status=404)
+        held = gate_json(gate)["held"]
+        gate.release()
+        return Response(_json.encode({"released": held}), media_type="application/json")
+
     def rejected(request: Request[Any, Any, Any], exc: SimRequestError) -> Response[Any]:
         render = anthropic_error if request.url.path.startswith("/v1/messages") else openai_error
         return render(exc.status, str(exc), param=exc.param)
@@ -92,6 +132,9 @@ def create_sim_app(config: SimConfig) -> Litestar:
             get_faults,
             set_faults,
             reset,
+            list_gates,
+            close_gate,
+            release_gate,
         ],
         exception_handlers={SimRequestError: rejected, PromptTooLongError: too_long},
         lifespan=[lifespan],

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from gateway_sim.gates import Gate
 from gateway_sim.kv_cache import Allocation, KVCache
 from gateway_sim.profiles import EngineProfile
 from gateway_sim.vllm_metrics import VllmMetrics
@@ -35,6 +36,8 @@ class SimRequest:
         output_tokens: tokens to generate.
         finish_reason: reported when it finishes (``stop``, ``length``, ``tool_calls``).
         generated: tokens produced so far; ``progress`` is signalled on every change.
+        gate: the gate the request is subject to (:mod:`gateway_sim.gates`), if any: while it
+            holds, the engine generates nothing more for the request.
     """
 
     prompt_tokens: int
@@ -50,6 +53,12 @@ class SimRequest:
     done: bool = False
     allocation: Allocation | None = None
     progress: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: Gate | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether a gate holds the request now."""
+        return self.gate is not None and self.gate.holds_at(self.generated)
 
     def emit(self) -> None:
         """Wake whoever waits for more tokens."""
@@ -92,6 +101,15 @@ class Engine:
         self.waiting.append(request)
         self.metrics.waiting.set(len(self.waiting))
         self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the batch again (a gate opened)."""
+        self._wake.set()
+
+    @property
+    def held(self) -> int:
+        """Requests that a gate holds in the batch."""
+        return sum(1 for r in self.running if r.held)
 
     def abort(self, request: SimRequest) -> None:
         """Drop a request (its client went away); frees its blocks."""
@@ -191,13 +209,13 @@ class Engine:
         """Step forever (until cancelled); sleeps while there is nothing to do."""
         p = self.profile
         while True:
-            if not self.waiting and not self.running:
+            if not self.waiting and all(r.held for r in self.running):
                 self._update_gauges()
                 self._wake.clear()
                 await self._wake.wait()
             started = time.perf_counter()
             admitted, prefill_tokens = self._admit()
-            decoding = [r for r in self.running if r not in admitted]
+            decoding = [r for r in self.running if r not in admitted and not r.held]
             self._update_gauges()
             cost_ms = (
                 p.step_base_ms
@@ -210,5 +228,5 @@ class Engine:
             now = time.perf_counter()
             self.steps += 1
             for request in [*admitted, *decoding]:
-                if request in self.running:
+                if request in self.running and not request.held:
                     self._advance(request, now)

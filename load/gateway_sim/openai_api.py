@@ -37,6 +37,7 @@ from gateway.schemas.openai import (
     Usage,
 )
 from gateway_sim.engine import SimRequest
+from gateway_sim.gates import Gate
 from gateway_sim.generation import (
     Generation,
     ToolCallPlan,
@@ -76,9 +77,14 @@ class Job:
 
 
 def make_job(
-    state: SimState, prompt_tokens: list[Any], outputs: list[Output], cache_salt: str | None
+    state: SimState,
+    prompt_tokens: list[Any],
+    outputs: list[Output],
+    cache_salt: str | None,
+    gate: Gate | None = None,
 ) -> Job:
-    """Submit a sequence generating the longest output (choices advance in lockstep)."""
+    """Submit a sequence generating the longest output (choices advance in lockstep); a
+    ``gate`` holding after some tokens pauses it there."""
     profile = state.config.profile
     lengths = [len(o.tokens) for o in outputs]
     first = outputs[0]
@@ -88,6 +94,7 @@ def make_job(
         block_hashes(prompt_tokens, profile.block_size, cache_salt),
         max(max(lengths), 1),
         finish_reason=reason,
+        gate=gate,
     )
     state.engine.submit(sequence)
     return Job(outputs, sequence)
@@ -111,7 +118,7 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
     def usage(prompt: int, completion: int) -> Usage:
         return Usage(prompt, completion, prompt + completion)
 
-    def chat_job(req: ChatCompletionRequest, raw: dict[str, Any]) -> Job:
+    def chat_job(req: ChatCompletionRequest, raw: dict[str, Any], gate: Gate | None) -> Job:
         prompt = chat_template(req.messages)
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
         limit = req.max_completion_tokens or req.max_tokens
@@ -125,7 +132,7 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
                 if call
                 else generate(prompt, limit, i, stop=stop, ignore_eos=bool(raw.get("ignore_eos")))
             )
-        return make_job(state, split_tokens(prompt), outputs, raw.get("cache_salt"))
+        return make_job(state, split_tokens(prompt), outputs, raw.get("cache_salt"), gate)
 
     @post("/v1/chat/completions", status_code=200)
     async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -134,7 +141,7 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
             return fault
         req: ChatCompletionRequest = decode(ChatCompletionRequest, raw)
         check_model(req.model)
-        job = chat_job(req, raw)
+        job = chat_job(req, raw, state.gate_for(request.headers))
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -239,7 +246,9 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         outputs: list[Output] = [
             generate(text, limit, i, stop=stop, ignore_eos=ignore_eos) for i in range(req.n or 1)
         ]
-        job = make_job(state, prompt_tokens, outputs, raw.get("cache_salt"))
+        job = make_job(
+            state, prompt_tokens, outputs, raw.get("cache_salt"), state.gate_for(request.headers)
+        )
         rid = f"cmpl-{uuid.uuid4().hex}"
         now = int(time.time())
         if req.stream:

@@ -62,7 +62,8 @@ async def admit(
     kind: str,
     error: Callable[..., Response[Any]] = openai_error,
 ) -> tuple[dict[str, Any], Response[Any] | None]:
-    """Record an inference request and roll the fault dice.
+    """Record an inference request, wait at its gate if one holds it before handling
+    (:mod:`gateway_sim.gates`), and roll the fault dice.
 
     Returns:
         The decoded body, and a response to send instead when a fault fires.
@@ -79,6 +80,9 @@ async def admit(
     if not isinstance(raw, dict):
         raise SimRequestError("the body must be a JSON object")
     stats.recent.append({"path": request.url.path, "headers": dict(request.headers), "body": raw})
+    gate = state.gate_for(request.headers)
+    if gate is not None:
+        await gate.wait_before()
     faults = state.config.faults
     delay = faults.delay_ms + (faults.spike_ms if state.roll(faults.spike_rate) else 0.0)
     if delay:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from gateway_sim.engine import Engine
+from gateway_sim.gates import Gate
 from gateway_sim.profiles import DEFAULT_PROFILE, PROFILES, EngineProfile
 from gateway_sim.vllm_metrics import VllmMetrics
 
@@ -96,6 +98,39 @@ class SimState:
         # per input, so batching inputs into fewer calls pays off, as on a real GPU.
         self.embed_lock = asyncio.Lock()
         self.running_streams: set[asyncio.Task[Any]] = set()
+        self.gates: dict[str, Gate] = {}
+
+    GATE_HEADER = "x-sim-gate"
+
+    def gate(self, name: str) -> Gate:
+        """The gate called ``name`` (created open on first use)."""
+        gate = self.gates.get(name)
+        if gate is None:
+            gate = self.gates[name] = Gate(name, self.engine.wake)
+        return gate
+
+    def gate_for(self, headers: Mapping[str, str]) -> Gate | None:
+        """The closed gate a request is subject to: the one its ``x-sim-gate`` header names,
+        else the first closed with ``all``; None when none holds it."""
+        named = headers.get(self.GATE_HEADER)
+        if named is not None:
+            gate = self.gates.get(named)
+            return gate if gate is not None and gate.closed else None
+        return next((g for g in self.gates.values() if g.closed and g.all), None)
+
+    @property
+    def held(self) -> int:
+        """Requests waiting at gates, before being handled or in the batch."""
+        return sum(g.waiting for g in self.gates.values()) + self.engine.held
+
+    def held_at(self, gate: Gate) -> int:
+        """Requests waiting at ``gate``."""
+        return gate.waiting + sum(1 for r in self.engine.running if r.gate is gate and r.held)
+
+    def release_gates(self) -> None:
+        """Open every gate (on shutdown, so that no request is left waiting)."""
+        for gate in self.gates.values():
+            gate.release()
 
     @property
     def running(self) -> int:
@@ -115,6 +150,7 @@ class SimState:
             "prompt_tokens": s.prompt_tokens,
             "generation_tokens": s.generation_tokens,
             "injected_errors": s.injected_errors,
+            "held": self.held,
             "kv_cache_usage": self.engine.kv.usage,
             "steps": self.engine.steps,
             "recent": list(s.recent),

@@ -1,21 +1,26 @@
-"""Built-in plugin: the ``memory`` cache backend (per process, LRU bounded by bytes, TTL)."""
+"""Built-in plugin: the ``memory`` cache backend (per process, LRU bounded by bytes, TTL).
+
+Options: ``max_bytes``. The gateway also passes its ``clock`` (:class:`gateway.clock.Clock`),
+which the TTLs read, so tests expire entries by moving a manual clock.
+"""
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 
 from gateway import hookimpl
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.hookspecs import RegisterCacheBackend
 
 
 class MemoryCacheBackend:
     """An LRU map bounded by ``max_bytes`` of values; entries expire after their TTL."""
 
-    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024, *, clock: Clock = SYSTEM_CLOCK) -> None:
         if max_bytes <= 0:
             raise ValueError("`max_bytes` must be positive")
         self.max_bytes = max_bytes
+        self.clock = clock
         self.bytes = 0
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
@@ -24,7 +29,7 @@ class MemoryCacheBackend:
         if item is None:
             return None
         expires, value = item
-        if time.monotonic() >= expires:
+        if self.clock.monotonic() >= expires:
             await self.delete(key)
             return None
         self._items.move_to_end(key)
@@ -34,7 +39,7 @@ class MemoryCacheBackend:
         await self.delete(key)
         if len(value) > self.max_bytes:
             return
-        self._items[key] = (time.monotonic() + ttl_s, value)
+        self._items[key] = (self.clock.monotonic() + ttl_s, value)
         self.bytes += len(value)
         while self.bytes > self.max_bytes:
             _, (_, evicted) = self._items.popitem(last=False)

@@ -43,7 +43,9 @@ _NOT_PARAMS = {"extra_headers", "extra_query", "extra_body", "timeout"}
 class OpenAIProvider:
     """A :class:`gateway.providers.Provider` for OpenAI's API through its SDK."""
 
-    endpoints = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS})
+    endpoints = frozenset(
+        {Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RESPONSES}
+    )
 
     def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
         transport = check_sdk_options(spec, KNOWN_OPTIONS, "OPENAI_API_KEY")
@@ -95,6 +97,7 @@ class OpenAIProvider:
             Endpoint.CHAT: self.client.chat.completions,
             Endpoint.COMPLETIONS: self.client.completions,
             Endpoint.EMBEDDINGS: self.client.embeddings,
+            Endpoint.RESPONSES: self.client.responses,
         }[request.endpoint]
         create = resource.with_streaming_response.create
         known = frozenset(inspect.signature(create).parameters) - _NOT_PARAMS

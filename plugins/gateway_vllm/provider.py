@@ -22,14 +22,16 @@ from gateway.providers.http import HttpRelay, RelayedStream, bearer_headers
 from gateway.routing.base import EngineMetrics
 from gateway_vllm.metrics import parse_engine_metrics
 
-KNOWN_OPTIONS = ("headers", "messages")
+KNOWN_OPTIONS = ("headers", "messages", "responses")
 
 
 class OpenAICompatibleProvider:
     """A :class:`gateway.providers.Provider` for one OpenAI-compatible backend.
 
     Options: ``headers`` (sent with every request); ``messages: true`` when the server also
-    serves Anthropic's ``/v1/messages`` (newer vLLM versions do), which is then relayed as it is.
+    serves Anthropic's ``/v1/messages`` (newer vLLM versions do), and ``responses: true`` when
+    it serves OpenAI's ``/v1/responses`` (vLLM does): requests in that format are then relayed
+    as they are instead of being translated to Chat Completions.
     """
 
     def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
@@ -38,9 +40,15 @@ class OpenAICompatibleProvider:
         unknown = set(spec.options) - set(KNOWN_OPTIONS)
         if unknown:
             raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {list(KNOWN_OPTIONS)}")
-        self.endpoints = OPENAI_ENDPOINTS | (
-            {Endpoint.MESSAGES} if spec.options.get("messages") else set()
-        )
+        native = {
+            endpoint
+            for endpoint, option in (
+                (Endpoint.MESSAGES, "messages"),
+                (Endpoint.RESPONSES, "responses"),
+            )
+            if spec.options.get(option)
+        }
+        self.endpoints = OPENAI_ENDPOINTS | native
         self._context = context
         self._relay = HttpRelay(
             context, spec.timeouts, bearer_headers(spec.api_key, spec.options.get("headers"))

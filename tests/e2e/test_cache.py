@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
+import redis as redis_client
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.clock import ManualClock
 from tests.support.redis_server import RedisServer, running_redis
-from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
+from tests.support.servers import (
+    Sim,
+    eventually,
+    group,
+    http_json,
+    running_gateway,
+    running_sim,
+)
 from tests.support.spec import validate
 
-USER = [{"role": "user", "content": "tell me about caches"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "tell me about caches"}]
 
 
 def cached_group(sim: Sim, **cache: Any) -> dict[str, Any]:
@@ -35,9 +44,21 @@ def ask(
 
 
 @pytest.fixture
-def memory_gateway(sim: Sim) -> Iterator[str]:
-    with running_gateway({"models": [cached_group(sim)]}) as gw:
+def clock() -> ManualClock:
+    """The gateway's time: it moves only when a test advances it."""
+    return ManualClock()
+
+
+@pytest.fixture
+def memory_gateway(sim: Sim, clock: ManualClock) -> Iterator[str]:
+    with running_gateway({"models": [cached_group(sim)]}, clock=clock) as gw:
         yield gw.url
+
+
+def redis_keys(redis: RedisServer) -> int:
+    """How many entries the Redis tier holds."""
+    with redis_client.Redis.from_url(redis.url) as conn:
+        return int(conn.dbsize())
 
 
 def test_hit_miss_and_bypass(memory_gateway: str, sim: Sim) -> None:
@@ -58,10 +79,10 @@ def test_hit_miss_and_bypass(memory_gateway: str, sim: Sim) -> None:
     assert ask(memory_gateway, seed=7)[1]["x-gateway-cache"] == "miss"  # a seed: deterministic
 
 
-def test_max_age_ttl_and_body_extension(sim: Sim) -> None:
-    with running_gateway({"models": [cached_group(sim, ttl_s=1.0)]}) as gw:
+def test_max_age_ttl_and_body_extension(sim: Sim, clock: ManualClock) -> None:
+    with running_gateway({"models": [cached_group(sim, ttl_s=1.0)]}, clock=clock) as gw:
         ask(gw.url)
-        time.sleep(1.2)  # past the TTL
+        clock.advance(1.2)  # past the TTL
         assert ask(gw.url)[1]["x-gateway-cache"] == "miss"
         assert ask(gw.url)[1]["x-gateway-cache"] == "hit"
         _, headers, _ = ask(gw.url, cache_control="no-store")
@@ -69,9 +90,9 @@ def test_max_age_ttl_and_body_extension(sim: Sim) -> None:
         assert "cache_control" not in sim.stats()["recent"][-1]["body"]
 
 
-def test_max_age_rejects_older_entries(memory_gateway: str, sim: Sim) -> None:
+def test_max_age_rejects_older_entries(memory_gateway: str, sim: Sim, clock: ManualClock) -> None:
     ask(memory_gateway)
-    time.sleep(1.1)  # the entry is now at least a second old
+    clock.advance(1.1)  # the entry is now at least a second old
     assert ask(memory_gateway, cache_control="max-age=0")[1]["x-gateway-cache"] == "miss"
     assert ask(memory_gateway, {"cache-control": "max-age=3600"})[1]["x-gateway-cache"] == "hit"
     assert sim.stats()["completed"] == 2
@@ -105,7 +126,9 @@ def test_streams_are_stored_and_replayed_both_ways(memory_gateway: str) -> None:
         assert plain.headers["x-gateway-cache"] == "hit"
         assert plain.parse().choices[0].message.content == live_text
         assert plain.parse().usage.completion_tokens == live[-1].usage.completion_tokens
-        other = [{"role": "user", "content": "a different question"}]
+        other: list[ChatCompletionMessageParam] = [
+            {"role": "user", "content": "a different question"}
+        ]
         client.chat.completions.create(model="chat", messages=other, temperature=0)
         replayed = client.chat.completions.with_raw_response.create(
             model="chat",
@@ -167,19 +190,16 @@ def test_two_gateways_share_the_redis_tier(sim: Sim) -> None:
         running_gateway(redis_config(sim, redis)) as two,
     ):
         assert ask(one.url)[1]["x-gateway-cache"] == "miss"
-        until_stored = time.monotonic() + 5
-        while (
-            ask(two.url, {"cache-control": "max-age=3600"})[1]["x-gateway-backend"] != "cache:redis"
-            and time.monotonic() < until_stored
-        ):
-            time.sleep(0.05)
+        assert eventually(lambda: redis_keys(redis) == 1)  # stored after the answer was sent
+        shared = ask(two.url, {"cache-control": "max-age=3600"})[1]
+        assert shared["x-gateway-backend"] == "cache:redis"
         promoted = ask(two.url)[1]
         assert promoted["x-gateway-backend"] == "cache:memory"  # promoted on the Redis hit
         assert sim.stats()["completed"] == 1
 
 
-def test_redis_killed_mid_run_fails_open_and_recovers(sim: Sim) -> None:
-    with running_redis() as redis, running_gateway(redis_config(sim, redis)) as gw:
+def test_redis_killed_mid_run_fails_open_and_recovers(sim: Sim, clock: ManualClock) -> None:
+    with running_redis() as redis, running_gateway(redis_config(sim, redis), clock=clock) as gw:
         for i in range(3):
             assert ask(gw.url, messages=[{"role": "user", "content": f"q{i}"}])[0] == 200
         redis.stop()
@@ -197,10 +217,11 @@ def test_redis_killed_mid_run_fails_open_and_recovers(sim: Sim) -> None:
         )
         assert errors >= 1
         redis.start()
-        time.sleep(0.3)  # past retry_after_s: the tier is tried again
+        stored = redis_keys(redis)
+        clock.advance(0.3)  # past retry_after_s: the tier is tried again
         ask(gw.url, messages=[{"role": "user", "content": "after restart"}])
-        time.sleep(0.1)
-        with running_gateway(redis_config(sim, redis)) as fresh:
+        assert eventually(lambda: redis_keys(redis) == stored + 1)
+        with running_gateway(redis_config(sim, redis), clock=clock) as fresh:
             _, headers, _ = ask(fresh.url, messages=[{"role": "user", "content": "after restart"}])
             assert headers["x-gateway-backend"] == "cache:redis"
 
@@ -209,7 +230,7 @@ def test_identical_concurrent_requests_make_one_upstream_call() -> None:
     import concurrent.futures
 
     with (
-        running_sim(step_base_ms=20) as slow_sim,
+        running_sim() as slow_sim,
         running_gateway({"models": [cached_group(slow_sim)]}) as gw,
         openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as client,
     ):
@@ -227,13 +248,13 @@ def test_identical_concurrent_requests_make_one_upstream_call() -> None:
             text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
             return raw.headers["x-gateway-cache"], text
 
-        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        with concurrent.futures.ThreadPoolExecutor(10) as pool, slow_sim.gate():
             first = pool.submit(plain, 0)
-            until = time.monotonic() + 5
-            while slow_sim.stats()["requests"].get("chat", 0) == 0 and time.monotonic() < until:
-                time.sleep(0.005)
+            slow_sim.wait_held(1)  # the leader's call is upstream, held there
             others = [pool.submit(plain, i) for i in range(7)]
             others += [pool.submit(streamed, i) for i in range(2)]
+            gw.wait_coalesced(9)  # every other request waits on the leader's call
+            slow_sim.release_gate()
             results = [first.result(), *(f.result() for f in others)]
         assert slow_sim.stats()["requests"]["chat"] == 1  # one upstream call for all ten
         assert len({text for _, text in results}) == 1
@@ -245,16 +266,18 @@ def test_a_refresh_during_a_leader_does_not_strand_its_followers() -> None:
     import concurrent.futures
 
     with (
-        running_sim(step_base_ms=20) as slow_sim,
+        running_sim() as slow_sim,
         running_gateway({"models": [cached_group(slow_sim)]}) as gw,
         concurrent.futures.ThreadPoolExecutor(3) as pool,
+        slow_sim.gate(),
     ):
         leader = pool.submit(ask, gw.url, None, max_tokens=20)
-        until = time.monotonic() + 5
-        while slow_sim.stats()["requests"].get("chat", 0) == 0 and time.monotonic() < until:
-            time.sleep(0.005)
+        slow_sim.wait_held(1)
         refresh = pool.submit(ask, gw.url, {"cache-control": "no-cache"}, max_tokens=20)
+        slow_sim.wait_held(2)  # the refresh went upstream too
         follower = pool.submit(ask, gw.url, None, max_tokens=20)
+        gw.wait_coalesced(1)  # the follower waits on the leader
+        slow_sim.release_gate()
         results = [f.result(timeout=30) for f in (leader, refresh, follower)]
     assert [status for status, _, _ in results] == [200, 200, 200]
     assert results[1][1]["x-gateway-cache"] == "miss"

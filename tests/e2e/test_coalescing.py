@@ -1,5 +1,8 @@
 """Coalesced streams: late joiners follow the leader's stream live, and leaving cancels nothing
-for the others (one upstream call, counted at the simulator)."""
+for the others (one upstream call, counted at the simulator).
+
+The simulator's gate holds the one upstream stream after its first tokens, so "still running"
+is a fact the tests set up rather than a race they hope to win."""
 
 from __future__ import annotations
 
@@ -8,20 +11,34 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
+from tests.support.servers import (
+    GatewayServer,
+    Sim,
+    group,
+    http_json,
+    running_gateway,
+    running_sim,
+)
 
 pytestmark = pytest.mark.anyio
 
-USER = [{"role": "user", "content": "a long story about coalescing, please"}]
+USER: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "a long story about coalescing, please"}
+]
 REQUEST: dict[str, Any] = {"model": "chat", "messages": USER, "temperature": 0, "max_tokens": 40}
+HELD_AFTER = 10  # tokens the upstream stream sends before the gate holds it
 
 
 @pytest.fixture
 def slow() -> Iterator[tuple[Sim, str]]:
+    """A simulator whose streams pause after ``HELD_AFTER`` tokens until released, behind a
+    caching gateway."""
     with (
-        running_sim(step_base_ms=15) as sim,
+        running_sim() as sim,
         running_gateway({"models": [group("chat", sim.url, cache={"enabled": True})]}) as gw,
+        sim.gate(after_tokens=HELD_AFTER),
     ):
         yield sim, gw.url
 
@@ -57,6 +74,7 @@ async def test_a_late_joiner_gets_what_was_sent_then_the_rest_live(
         follower_chunks = await content_chunks(follower, 5)
         # Live: the one upstream generation is still running while the joiner reads.
         assert sim.stats()["running"] == 1
+        sim.release_gate()
         follower_chunks += [c async for c in follower]
         leader_chunks += [c async for c in leader]
     assert text_of(follower_chunks) == text_of(leader_chunks)
@@ -78,6 +96,7 @@ async def test_the_leader_leaving_does_not_cut_the_followers(slow: tuple[Sim, st
         follower = await client.chat.completions.create(**REQUEST, stream=True)
         follower_chunks = await content_chunks(follower, 3)
         await leader.close()
+        sim.release_gate()
         follower_chunks += [c async for c in follower]
         stats = sim.stats()
         assert (stats["completed"], stats["cancelled"]) == (1, 0)
@@ -108,15 +127,22 @@ def test_waiters_share_the_leaders_error_instead_of_piling_on() -> None:
     import concurrent.futures
 
     with running_sim() as sim:
-        sim.set_faults(delay_ms=300, error_rates={"400": 1.0})
+        sim.set_faults(error_rates={"400": 1.0})
         config = {"models": [group("chat", sim.url, cache={"enabled": True})]}
-        with running_gateway(config) as gw, concurrent.futures.ThreadPoolExecutor(6) as pool:
+        gw: GatewayServer
+        with (
+            running_gateway(config) as gw,
+            concurrent.futures.ThreadPoolExecutor(6) as pool,
+            sim.gate(),
+        ):
             leader = pool.submit(http_json, "POST", f"{gw.url}/v1/chat/completions", REQUEST)
-            sim.wait_for(lambda s: s["requests"].get("chat", 0) == 1)
+            sim.wait_held(1)  # the leader is upstream; its error comes once released
             followers = [
                 pool.submit(http_json, "POST", f"{gw.url}/v1/chat/completions", REQUEST)
                 for _ in range(5)
             ]
+            gw.wait_coalesced(5)
+            sim.release_gate()
             results = [f.result(timeout=30) for f in (leader, *followers)]
         assert [status for status, _, _ in results] == [400] * 6
         assert {r[1]["x-gateway-cache"] for r in results[1:]} == {"coalesced"}

@@ -6,11 +6,12 @@ import socket
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway
 from tests.support.spec import validate
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def post(url: str, body: object, **headers: str) -> tuple[int, dict[str, str], dict]:
@@ -116,6 +117,7 @@ def test_refused_connection_is_502() -> None:
         status, _, body = http_json("GET", f"{gw.url}/readyz")
         assert status == 503
         assert body["unavailable_models"] == ["chat"]
+        assert http_json("GET", f"{gw.url}/health")[0] == 503  # vLLM's semantics: not ready
 
 
 def test_refused_backend_fails_over_to_the_next(sim: Sim) -> None:

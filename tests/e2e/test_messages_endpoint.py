@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import anthropic
 import pytest
+from anthropic.types import MessageParam, ToolParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway
 
-TOOLS = [
+TOOLS: list[ToolParam] = [
     {
         "name": "get_weather",
         "description": "Weather for a city",
@@ -20,7 +21,7 @@ TOOLS = [
         },
     }
 ]
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+ASK: list[MessageParam] = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture(params=["translated", "native"])

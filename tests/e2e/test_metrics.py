@@ -6,9 +6,10 @@ import contextlib
 import urllib.request
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -11,11 +11,15 @@ import struct
 import urllib.request
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.servers import Sim, http_json
 from tests.support.spec import validate, validate_completion_chunk
 
-MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "hello there"},
+]
 
 
 def sse_events(url: str, body: dict[str, object]) -> list[str]:

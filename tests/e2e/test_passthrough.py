@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def test_extra_fields_reach_the_upstream_untouched(client: openai.OpenAI, sim: Sim) -> None:

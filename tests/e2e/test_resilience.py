@@ -5,19 +5,19 @@ No timing assertions: counts, states and outcomes."""
 from __future__ import annotations
 
 import concurrent.futures
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import openai
 from gateway_sim.app import create_sim_app
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.clock import ManualClock
 from gateway.server import BackgroundServer
-from tests.support.servers import Sim, http_json, running_gateway, running_sim
+from tests.support.servers import Sim, eventually, http_json, running_gateway, running_sim
 
-USER = [{"role": "user", "content": "hello"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 FAST_RECOVERY = {
     "breaker": {"cooldown_s": 0.3},
     "health_check": {"interval_s": 0.2, "timeout_s": 0.5},
@@ -46,13 +46,7 @@ def admin_state(gateway: str) -> dict[str, dict[str, Any]]:
     return {b["name"]: b for b in body["backends"]}
 
 
-def until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+until = eventually  # a bounded wait on a condition (health checks run on real time)
 
 
 def chat(gateway: str, **body: Any) -> tuple[int, dict[str, str], Any]:
@@ -71,7 +65,8 @@ def test_replica_killed_mid_load_then_revived() -> None:
         running_sim(step_base_ms=5) as c,
     ):
         config = {"models": [group_of("chat", [a, b, c])], "auth": {"master_key": "sk-master"}}
-        with running_gateway(config) as gw:
+        clock = ManualClock()  # the breakers' time: their cool-down passes when the test says
+        with running_gateway(config, clock=clock) as gw:
             port = b.server.port
             results: list[int] = []
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -87,6 +82,8 @@ def test_replica_killed_mid_load_then_revived() -> None:
             assert a.stats()["completed"] + c.stats()["completed"] >= 60
             revived = BackgroundServer(create_sim_app(b.config), port=port).start()
             try:
+                assert until(lambda: admin_state(gw.url)["chat-1"]["healthy"])  # probes see it
+                clock.advance(FAST_RECOVERY["breaker"]["cooldown_s"])  # half-open: a probe may go
                 assert until(
                     lambda: (
                         chat(gw.url)[1].get("x-gateway-backend") == "chat-1"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
+import gateway
 from tests.support.servers import group, http_json, running_gateway, running_sim
 
-USER = [{"role": "user", "content": "hi"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def test_round_robin_spreads_evenly_across_replicas() -> None:
@@ -62,3 +64,8 @@ def test_auth_missing_header_is_401_but_probes_stay_open(secured_url: str) -> No
     assert status == 401
     assert http_json("GET", f"{secured_url}/healthz")[0] == 200
     assert http_json("GET", f"{secured_url}/readyz")[0] == 200
+    # vLLM-ecosystem clients check /health (and read /version) before any load, without a key.
+    assert http_json("GET", f"{secured_url}/health")[0] == 200
+    status, _, body = http_json("GET", f"{secured_url}/version")
+    assert status == 200
+    assert body["version"] == gateway.__version__

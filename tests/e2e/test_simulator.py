@@ -273,3 +273,64 @@ def test_replicas_command_serves_independent_replicas() -> None:
         proc.terminate()
         assert proc.wait(20) == 0
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_gate_holds_requests_before_handling_until_released() -> None:
+    import concurrent.futures
+
+    body = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}]}
+    with running_sim() as sim, concurrent.futures.ThreadPoolExecutor(3) as pool:
+        sim.close_gate("g", all=False)
+        url = f"{sim.url}/v1/chat/completions"
+        held = [pool.submit(http_json, "POST", url, body, {"x-sim-gate": "g"}) for _ in range(2)]
+        sim.wait_held(2)
+        # Without the header a request is not subject to a gate closed without `all`.
+        assert http_json("POST", url, body)[0] == 200
+        stats = sim.stats()
+        assert (stats["completed"], stats["requests"]["chat"]) == (1, 3)
+        assert not any(f.done() for f in held)
+        gates = http_json("GET", f"{sim.url}/sim/gates")[2]
+        assert gates["g"] == {"closed": True, "all": False, "after_tokens": 0, "held": 2}
+        assert sim.release_gate("g") == 2
+        assert [f.result(timeout=10)[0] for f in held] == [200, 200]
+        # An open gate holds nothing; closing it with `all` holds every request.
+        assert http_json("POST", url, body, {"x-sim-gate": "g"})[0] == 200
+        sim.close_gate("g")
+        plain = pool.submit(http_json, "POST", url, body)
+        sim.wait_held(1)
+        assert not plain.done()
+        sim.release_gate("g")
+        assert plain.result(timeout=10)[0] == 200
+        assert sim.stats()["held"] == 0
+        assert http_json("POST", f"{sim.url}/sim/gates/nope/release", b"")[0] == 404
+        assert http_json("POST", f"{sim.url}/sim/gates/g", {"after_tokens": -1})[0] == 400
+
+
+@pytest.mark.anyio
+async def test_a_gate_after_tokens_pauses_a_stream_until_released() -> None:
+    with running_sim() as sim:
+        sim.close_gate(after_tokens=5)
+        async with openai.AsyncOpenAI(base_url=f"{sim.url}/v1", api_key="x", max_retries=0) as c:
+            stream = await c.chat.completions.create(
+                model="sim-model",
+                messages=[{"role": "user", "content": "a story"}],
+                max_tokens=20,
+                extra_body={"ignore_eos": True},
+                stream=True,
+            )
+            pieces: list[str] = []
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+                if len(pieces) == 5:
+                    break
+            sim.wait_held(1)
+            stats = sim.stats()
+            assert (stats["running"], stats["generation_tokens"], stats["completed"]) == (1, 0, 0)
+            assert sim.release_gate() == 1
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+        assert len(pieces) == 20
+        stats = sim.stats()
+        assert (stats["completed"], stats["generation_tokens"], stats["held"]) == (1, 20, 0)

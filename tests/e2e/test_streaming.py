@@ -1,4 +1,7 @@
-"""Streams: relayed as they come; a client that goes away cancels the upstream request."""
+"""Streams: relayed as they come; a client that goes away cancels the upstream request.
+
+The simulator's gate holds upstream streams after their first tokens, so a stream is known to be
+still running when a test looks (instead of slowing the simulator down and hoping)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ pytestmark = pytest.mark.anyio
 
 async def test_client_disconnect_cancels_upstream() -> None:
     with (
-        running_sim(step_base_ms=50) as sim,
+        running_sim() as sim,
         running_gateway({"models": [group("chat", sim.url)]}) as gw,
+        sim.gate(after_tokens=5),
     ):
         async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
@@ -36,22 +40,31 @@ async def test_client_disconnect_cancels_upstream() -> None:
 
 async def test_chunks_arrive_before_the_stream_ends() -> None:
     with (
-        running_sim(step_base_ms=30) as sim,
+        running_sim() as sim,
         running_gateway({"models": [group("chat", sim.url)]}) as gw,
+        sim.gate(after_tokens=5),
     ):
         async with openai.AsyncOpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0) as c:
             stream = await c.chat.completions.create(
                 model="chat",
                 messages=[{"role": "user", "content": "story"}],
                 max_tokens=40,
+                extra_body={"ignore_eos": True},
                 stream=True,
             )
+            early = ""
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
+                    early += chunk.choices[0].delta.content
                     # The upstream is still generating: the gateway did not buffer the stream.
                     assert sim.stats()["running"] == 1
                     break
-            await stream.close()
+            # Text arrived before the end (a stream without content fails here).
+            assert early.strip()
+            sim.release_gate()
+            rest = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert rest.strip()
+        assert sim.stats()["completed"] == 1
 
 
 async def test_upstream_dropping_mid_stream_surfaces_as_an_error() -> None:

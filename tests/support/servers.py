@@ -7,14 +7,27 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from gateway_sim.app import SimConfig, create_sim_app
 from gateway_sim.profiles import PROFILES
 
 from gateway.app import create_app
 from gateway.config_loader import settings_from_mapping
+from gateway.routes.front import GatewayApp
 from gateway.server import BackgroundServer
+from gateway.state import GatewayState
+
+
+def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout_s`` passed (a bounded wait on a condition,
+    never a timing assertion); returns whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def http_json(
@@ -68,6 +81,36 @@ class Sim:
                 return stats
             time.sleep(0.02)
 
+    def close_gate(self, name: str = "gate", *, all: bool = True, after_tokens: int = 0) -> None:
+        """Close a gate of the simulator (see docs/simulator.md): by default every request waits
+        at it before being handled; ``after_tokens`` N holds them after N tokens instead."""
+        body = {"all": all, "after_tokens": after_tokens}
+        status, _, answer = http_json("POST", f"{self.url}/sim/gates/{name}", body)
+        assert status == 200, answer
+
+    def release_gate(self, name: str = "gate") -> int:
+        """Open a gate; returns how many requests it was holding."""
+        status, _, answer = http_json("POST", f"{self.url}/sim/gates/{name}/release", b"")
+        assert status == 200, answer
+        released: int = answer["released"]
+        return released
+
+    def wait_held(self, count: int, timeout_s: float = 10) -> None:
+        """Wait (bounded) until ``count`` requests are held at gates; fails the test otherwise."""
+        stats = self.wait_for(lambda s: s["held"] >= count, timeout_s)
+        assert stats["held"] == count, f"{stats['held']} requests held, expected {count}"
+
+    @contextmanager
+    def gate(
+        self, name: str = "gate", *, all: bool = True, after_tokens: int = 0
+    ) -> Iterator[None]:
+        """A closed gate for the duration of the block (released at its end whatever happens)."""
+        self.close_gate(name, all=all, after_tokens=after_tokens)
+        try:
+            yield
+        finally:
+            self.release_gate(name)
+
 
 @contextmanager
 def running_sim(
@@ -88,9 +131,34 @@ def group(name: str, *urls: str, model: str = "sim-model", **extra: Any) -> dict
     return {"name": name, "backends": backends, **extra}
 
 
+class GatewayServer(BackgroundServer):
+    """A gateway served in this process; ``state`` is its live :class:`GatewayState`."""
+
+    def __init__(self, app: GatewayApp) -> None:
+        super().__init__(app)
+        self.state = cast(GatewayState, cast(Any, app.litestar).state.gateway)
+
+    def __enter__(self) -> GatewayServer:
+        self.start()
+        return self
+
+    def coalesced_waiters(self) -> int:
+        """Requests waiting on identical requests in flight (followers of a coalesced flight).
+
+        Reads the coalescer's private bookkeeping: it has no public count of its waiters.
+        """
+        return sum(f._interest for f in self.state.coalescer._flights.values())
+
+    def wait_coalesced(self, count: int, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) until ``count`` requests follow flights; fails the test otherwise."""
+        assert eventually(lambda: self.coalesced_waiters() >= count, timeout_s)
+        assert self.coalesced_waiters() == count
+
+
 @contextmanager
-def running_gateway(config: dict[str, Any], **kwargs: Any) -> Iterator[BackgroundServer]:
-    """The gateway app for ``config`` (a mapping as in the YAML file), served for real."""
+def running_gateway(config: dict[str, Any], **kwargs: Any) -> Iterator[GatewayServer]:
+    """The gateway app for ``config`` (a mapping as in the YAML file), served for real;
+    keyword arguments go to ``create_app`` (``clock=ManualClock()``)."""
     settings = settings_from_mapping(config, "test-config")
-    with BackgroundServer(create_app(settings, **kwargs)) as server:
+    with GatewayServer(create_app(settings, **kwargs)) as server:
         yield server

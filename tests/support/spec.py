@@ -1,4 +1,5 @@
-"""Validate JSON against schemas of OpenAI's published OpenAPI document (shared/specs)."""
+"""Validate JSON against schemas of OpenAI's published OpenAPI document (vendored under
+tests/fixtures/openapi, see its README)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "openai-openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "openapi" / "openai-openapi.yaml"
 BASE = "https://openai.example/openapi.yaml"
 
 
 def _honour_nullable(node: Any) -> Any:
-    """The document mixes OpenAPI 3.0's ``nullable: true`` into 3.1 schemas; JSON Schema ignores
+    """The document writes OpenAPI 3.0's ``nullable: true`` into its schemas; JSON Schema ignores
     it, so a schema that says ``nullable`` is rewritten to also accept null, as its authors mean."""
     if isinstance(node, dict):
         node = {k: _honour_nullable(v) for k, v in node.items()}

@@ -48,16 +48,34 @@ def decode_request(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
             "The request body is not valid JSON.", code="invalid_json"
         ) from None
     except RecursionError:
-        raise InvalidRequestError(
-            "The request body nests too deeply.", code="invalid_json"
-        ) from None
+        raise nested_too_deeply() from None
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
     """A client's body, already validated by :func:`decode_request`, as a plain dict (every
-    field kept, unknown ones included)."""
-    data: dict[str, Any] = _any.decode(body)
+    field kept, unknown ones included).
+
+    Raises:
+        InvalidRequestError: not UTF-8 where validation did not look (the validating decoder
+            skips the fields it does not model without checking their text), or nested too
+            deeply to decode here (the decoder's depth limit is what is left of the
+            interpreter's recursion limit, so a body that just passed validation may still be
+            too deep a few frames further down).
+    """
+    try:
+        data: dict[str, Any] = _any.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(
+            f"The request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+    except RecursionError:
+        raise nested_too_deeply() from None
     return data
+
+
+def nested_too_deeply() -> InvalidRequestError:
+    """The 400 for a client's body nested too deeply to decode, walk or encode again."""
+    return InvalidRequestError("The request body nests too deeply.", code="invalid_json")
 
 
 def with_model(body: bytes, model: str) -> bytes:

@@ -148,6 +148,30 @@ class BatchingSettings(_Config):
     max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 2.0
 
 
+Ceiling = Annotated[int, msgspec.Meta(ge=1)] | None
+
+
+class LimitSettings(_Config):
+    """Ceilings on what one request to a model group may ask for; each is off when unset.
+
+    Checked before the request is dispatched (:mod:`gateway.pipeline.limits`): a request over
+    one gets 400 naming the field, so that no client can tie up an upstream through the gateway.
+
+    Attributes:
+        max_tokens: the most output tokens (``max_tokens``, ``max_completion_tokens``; Anthropic's
+            ``max_tokens``).
+        max_n: the most choices (``n``).
+        max_inputs: the most inputs of one embeddings request (``input``) or prompts of one
+            completions request (``prompt``).
+        max_dimensions: the largest embedding ``dimensions``.
+    """
+
+    max_tokens: Ceiling = None
+    max_n: Ceiling = None
+    max_inputs: Ceiling = None
+    max_dimensions: Ceiling = None
+
+
 class RoutingSettings(_Config):
     """How a model group spreads requests over its backends.
 
@@ -176,6 +200,9 @@ class ModelGroupSettings(_Config):
         fallbacks: groups tried, in order, when this one cannot answer (every backend down,
             retries exhausted).
         context_window_fallbacks: groups tried when an upstream says the prompt is too long.
+        cache: response caching.
+        batching: embedding micro-batching.
+        limits: ceilings on what one request may ask for (none when unset).
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -191,6 +218,7 @@ class ModelGroupSettings(_Config):
     context_window_fallbacks: list[str] = msgspec.field(default_factory=list)
     cache: GroupCacheSettings = msgspec.field(default_factory=GroupCacheSettings)
     batching: BatchingSettings = msgspec.field(default_factory=BatchingSettings)
+    limits: LimitSettings | None = None
 
 
 class ServerSettings(_Config):

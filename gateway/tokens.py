@@ -24,17 +24,23 @@ def estimate_tokens(value: Any) -> int:
     """Tokens of a prompt-like value: text, a token array, or any JSON value made of them.
 
     Text inside nested lists and objects (content parts, tool definitions) is counted; numbers
-    in a flat list are token ids, one each; other scalars count nothing.
+    in a flat list are token ids, one each; other scalars count nothing. Walked with a stack,
+    not recursion: a client's body may nest as deeply as the JSON decoder allows.
     """
-    if isinstance(value, str):
-        return estimate_text_tokens(value)
-    if isinstance(value, Mapping):
-        return sum(estimate_tokens(v) for v in value.values())
-    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return len(value)
-        return sum(estimate_tokens(v) for v in value)
-    return 0
+    total = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += estimate_text_tokens(item)
+        elif isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, Sequence) and not isinstance(item, bytes | bytearray):
+            if item and all(isinstance(v, int) and not isinstance(v, bool) for v in item):
+                total += len(item)
+            else:
+                pending.extend(item)
+    return total
 
 
 def estimate_prompt_tokens(request: Mapping[str, Any]) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from gateway.background import Spawn
+from gateway.codec import decode_object
 from gateway.errors import GatewayError
 from gateway.tokens import estimate_tokens
 
@@ -85,7 +86,7 @@ class EmbeddingBatcher:
 
     async def submit(self, body: bytes) -> bytes:
         """The response body for one client request (its own indexes and usage)."""
-        request = _decode(body)
+        request = decode_object(body)  # 400 for what the validating decoder skipped
         inputs, kind = as_inputs(request.get("input"))
         params = {k: v for k, v in request.items() if k != "input"}
         key = _encode({"kind": kind, **params})

@@ -35,6 +35,7 @@ from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
 from gateway.pipeline.context import Dialect, RequestContext, StreamRecorder
 from gateway.pipeline.fallback import FallbackPolicy
+from gateway.pipeline.limits import check_limits
 from gateway.pipeline.streams import relay_stream
 from gateway.pipeline.telemetry import InFlight, Telemetry
 from gateway.routes.calls import Call
@@ -116,6 +117,8 @@ class Pipeline:
                     param="model",
                     code="model_not_allowed",
                 )
+            if (limits := group.settings.limits) is not None:
+                check_limits(limits, payload, payload.model)
             ctx.stream = dialect.streams and bool(payload.stream)
             ctx.deadline = time.monotonic() + group.settings.timeouts.total
             await dialect.prepare(ctx)

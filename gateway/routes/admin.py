@@ -128,6 +128,8 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             raise InvalidRequestError(f"Invalid backend: {exc}") from None
         except msgspec.DecodeError:
             raise InvalidRequestError("The request body is not valid JSON.") from None
+        except RecursionError:
+            raise InvalidRequestError("The request body nests too deeply.") from None
         except ConfigError as exc:
             raise InvalidRequestError(exc.problem, param=exc.field) from None
         if any(backend.name == b.name for g in state.catalog.groups for b in g.backends):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
+from gateway.codec import nested_too_deeply
 from gateway.errors import GatewayError, MethodNotAllowedError
 from gateway.routes.calls import Call, ClientDisconnectedError
 from gateway.routes.errors import ANTHROPIC_ERRORS, OPENAI_ERRORS
@@ -83,6 +84,12 @@ class GatewayApp:
             return
         except GatewayError as exc:
             response = route.render_error(exc, call.request_id)
+        except RecursionError:
+            # Only a client's body nests without bound: one the decoder took, nested nearly as
+            # deep as it allows, can be too deep for a stage that walks or encodes it again
+            # further down the stack. The client's mistake, so a 400, not a 500.
+            log.debug("request body nested too deeply on %s", scope["path"])
+            response = route.render_error(nested_too_deeply(), call.request_id)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             failure = GatewayError(

@@ -132,7 +132,7 @@ def _tool_calls_to_blocks(calls: list[dict[str, Any]], where: str) -> list[dict[
         raw = function.get("arguments") or "{}"
         try:
             arguments = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise _bad(
                 "tool call arguments must be a JSON object", f"{where}[{j}].function.arguments"
             ) from None
@@ -435,7 +435,7 @@ def chat_response_to_messages(resp: dict[str, Any], model: str) -> dict[str, Any
         function = call.get("function") or {}
         try:
             arguments = json.loads(function.get("arguments") or "{}")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             arguments = {"_raw": function.get("arguments")}
         content.append(
             {

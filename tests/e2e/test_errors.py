@@ -183,6 +183,7 @@ def test_unknown_route_and_method(gateway_url: str) -> None:
     status, _, body = http_json("GET", f"{gateway_url}/v1/unknown")
     assert status == 404
     validate("ErrorResponse", body)
-    status, _, body = http_json("GET", f"{gateway_url}/v1/chat/completions")
+    # GET /v1/chat/completions lists stored completions; the other inference routes are POST only.
+    status, _, body = http_json("GET", f"{gateway_url}/v1/embeddings")
     assert status == 405
     validate("ErrorResponse", body)

@@ -71,7 +71,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/messages", {**MESSAGE, "max_tokens": HUGE}, "max_tokens"),
     ("/v1/messages", {**MESSAGE, "max_tokens": 100_000_000}, "max_tokens"),
     ("/v1/messages", {**MESSAGE, "max_tokens": -1}, "max_tokens"),
-    ("/v1/messages", {**MESSAGE, "messages": [{"role": "user", "content": "x" * 5000}]}, "messages"),
+    (
+        "/v1/messages",
+        {**MESSAGE, "messages": [{"role": "user", "content": "x" * 5000}]},
+        "messages",
+    ),
     ("/v1/messages", {**MESSAGE, "top_k": 2**64}, "top_k"),
     ("/v1/messages", {**MESSAGE, "cache_salt": 5}, "cache_salt"),
 ]

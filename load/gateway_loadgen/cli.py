@@ -15,8 +15,22 @@ from typing import Any
 
 from gateway.commands import Command
 from gateway_loadgen import workloads
-from gateway_loadgen.results import compare, format_table, load_results, parse_slo, summarize
-from gateway_loadgen.runner import RunSettings, run_workload, scrape_prefix_cache, sweep_values
+from gateway_loadgen.results import (
+    cache_comparability,
+    compare,
+    format_table,
+    load_results,
+    parse_slo,
+    summarize,
+)
+from gateway_loadgen.runner import (
+    RunSettings,
+    point_seed,
+    reset_prefix_cache,
+    run_workload,
+    scrape_prefix_cache,
+    sweep_values,
+)
 
 TTFT_SAMPLES = 2000
 
@@ -61,12 +75,30 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--turns", type=int, default=4)
     w.add_argument("--jsonl", help="file of OpenAI request bodies, one per line")
     w.add_argument("--inputs-per-request", type=int, default=1)
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the prompts and arrivals; each sweep point draws its own from it",
+    )
+    w.add_argument(
+        "--replay-prompts",
+        action="store_true",
+        help="send every sweep point the same prompts (default: each point draws its own)",
+    )
     a = parser.add_argument_group("arrivals")
     a.add_argument("--rate", help="open loop: sessions/s, or a sweep '5,10,inf' (default inf)")
     a.add_argument("--burstiness", type=float, default=1.0, help="gamma shape; 1 is Poisson")
     a.add_argument("--max-concurrency", type=int, help="open loop: cap on requests in flight")
     a.add_argument("--concurrency", help="closed loop: workers, or a sweep '1,8,32'")
+    t.add_argument(
+        "--reset-prefix-cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="POST /reset_prefix_cache (vLLM's route) to the target and to each --metrics-url's "
+        "server before every point, so each starts on a cold cache (default: on; a target "
+        "without the route gets a note)",
+    )
     o = parser.add_argument_group("output")
     o.add_argument("--no-stream", action="store_true", help="non-streaming requests")
     o.add_argument("--slo", help="goodput SLOs, e.g. ttft_ms=500,tpot_ms=50,e2el_ms=5000")
@@ -80,12 +112,14 @@ def _add_run(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--report", help="also write the HTML report and plots into this folder")
 
 
-def build_workload(args: argparse.Namespace) -> workloads.Workload:
-    """The workload the options describe.
+def build_workload(args: argparse.Namespace, seed: int | None = None) -> workloads.Workload:
+    """The workload the options describe, drawn with ``seed`` (default ``--seed``).
 
     Raises:
         ValueError: ``--workload jsonl`` without a readable ``--jsonl`` file.
     """
+    if seed is None:
+        seed = args.seed
     if args.workload == "shared-prefix":
         return workloads.shared_prefix(
             args.groups,
@@ -93,22 +127,22 @@ def build_workload(args: argparse.Namespace) -> workloads.Workload:
             args.prefix_tokens,
             args.suffix_tokens,
             args.output_tokens,
-            args.seed,
+            seed,
         )
     if args.workload == "multi-turn":
         return workloads.multi_turn(
-            args.conversations, args.turns, args.input_tokens, args.output_tokens, args.seed
+            args.conversations, args.turns, args.input_tokens, args.output_tokens, seed
         )
     if args.workload == "embeddings":
         return workloads.embedding_bursts(
-            args.num_prompts, args.inputs_per_request, args.input_tokens, args.seed
+            args.num_prompts, args.inputs_per_request, args.input_tokens, seed
         )
     if args.workload == "jsonl":
         if not args.jsonl:
             raise ValueError("--workload jsonl needs --jsonl FILE")
         return workloads.from_jsonl(args.jsonl, args.num_prompts)
     return workloads.synthetic(
-        args.num_prompts, args.input_tokens, args.output_tokens, args.range_ratio, args.seed
+        args.num_prompts, args.input_tokens, args.output_tokens, args.range_ratio, seed
     )
 
 
@@ -122,6 +156,32 @@ def _first_model(target: str, api_key: str | None) -> str:
 
 def _json_rate(rate: float | None) -> float | str | None:
     return "inf" if rate is not None and math.isinf(rate) else rate
+
+
+def reset_urls(target: str, metrics_urls: list[str]) -> list[str]:
+    """Where to reset the prefix cache: the target and the server of each metrics URL."""
+    urls = [target]
+    for url in metrics_urls:
+        base = url.removesuffix("/metrics")
+        if base != url and base not in urls:
+            urls.append(base)
+    return urls
+
+
+def reset_before_point(urls: list[str], api_key: str | None, noted: set[str]) -> dict[str, str]:
+    """Reset every prefix cache in ``urls``; notes (once per URL) those that cannot."""
+    outcome = {}
+    for url in urls:
+        done, what = reset_prefix_cache(url, api_key)
+        outcome[url] = what
+        if not done and url not in noted:
+            noted.add(url)
+            print(
+                f"note: {url} did not reset its prefix cache: {what}; sweep points may run on "
+                "a cache an earlier point warmed",
+                file=sys.stderr,
+            )
+    return outcome
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,10 +209,22 @@ def run(args: argparse.Namespace) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "workload": {"name": workload.name, "params": workload.params},
         "stream": not args.no_stream,
+        "prompts": "replayed" if args.replay_prompts or args.workload == "jsonl" else "drawn",
+        "reset_prefix_cache": args.reset_prefix_cache,
         "runs": [],
     }
+    if args.workload == "jsonl" and len(loads) > 1 and not args.replay_prompts:
+        print("note: a jsonl workload replays the same requests at every point", file=sys.stderr)
+    targets = reset_urls(args.target, metrics_urls)
+    noted: set[str] = set()
     all_records = []
-    for load in loads:
+    for index, load in enumerate(loads):
+        seed = args.seed if args.replay_prompts else point_seed(args.seed, index)
+        if index and seed != args.seed:
+            workload = build_workload(args, seed)
+        resets = (
+            reset_before_point(targets, args.api_key, noted) if args.reset_prefix_cache else None
+        )
         settings = RunSettings(
             target=args.target,
             model=model,
@@ -164,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             api_key=args.api_key,
             timeout_s=args.timeout,
             metrics_urls=metrics_urls,
-            seed=args.seed,
+            seed=seed,
         )
         label = (
             f"c={load['concurrency']}"
@@ -189,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
                 "concurrency": load["concurrency"],
                 "max_concurrency": args.max_concurrency,
                 "burstiness": args.burstiness,
+                "seed": seed,
+                "prefix_cache_reset": resets,
                 "summary": summary,
                 "ttft_samples_ms": ttfts[::step],
             }
@@ -196,8 +270,14 @@ def run(args: argparse.Namespace) -> int:
         all_records.append(outcome.records)
     from gateway_loadgen.results import write_results
 
+    check = cache_comparability(result["runs"])
+    result["prefix_cache_comparability"] = check
+    for i, run_result in enumerate(result["runs"]):
+        run_result["not_comparable"] = bool(check and i in check["flagged"])
     json_path, csv_path = write_results(Path(args.out), result, all_records)
     print(format_table([(result["label"], r) for r in result["runs"]]))
+    if check and not check["comparable"]:
+        print(f"warning: {check['message']}")
     print(f"wrote {json_path} and {csv_path}")
     if args.report:
         from gateway_loadgen.report import render_html

@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway_loadgen.results import TABLE_COLUMNS, _cell, load_label
+from gateway_loadgen.results import (
+    TABLE_COLUMNS,
+    _cell,
+    cache_comparability,
+    load_label,
+    marked_runs,
+)
 
 
 def _x(run: Mapping[str, Any]) -> float:
@@ -120,12 +126,20 @@ def render_html(series: Sequence[tuple[str, Mapping[str, Any]]], out_dir: Path) 
     images = render_plots(series, out_dir)
     headers = "".join(f"<th>{html.escape(h)}</th>" for h in ["run", *[h for h, _ in TABLE_COLUMNS]])
     rows = []
+    warnings = []
     for label, data in series:
-        for run in data["runs"]:
+        for run in marked_runs(data):
             cells = "".join(
                 f"<td>{html.escape(_cell(run, key, h))}</td>" for h, key in TABLE_COLUMNS
             )
-            rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+            css = ' class="not-comparable"' if run["not_comparable"] else ""
+            rows.append(f"<tr{css}><td>{html.escape(label)}</td>{cells}</tr>")
+        check = data.get("prefix_cache_comparability") or cache_comparability(data["runs"])
+        if check and not check["comparable"]:
+            warnings.append(
+                f'<p class="warning"><strong>{html.escape(label)}</strong>: '
+                f"{html.escape(check['message'])} (rows marked !)</p>"
+            )
     configs = "".join(
         f"<h3>{html.escape(label)}</h3><pre>{html.escape(_describe(data))}</pre>"
         for label, data in series
@@ -144,10 +158,13 @@ th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 figure {{ display: inline-block; margin: 0.5rem; }}
 pre {{ background: #f6f6f6; padding: 0.5rem; font-size: 0.8rem; }}
+.warning {{ background: #fff3cd; border: 1px solid #e0c36c; padding: 0.5rem; }}
+tr.not-comparable td {{ background: #fff3cd; }}
 </style></head><body>
 <h1>gateway load report</h1>
 <p>Latencies in milliseconds; throughput per second. TTFT: time to first token; TPOT: time per
 output token after the first; ITL: gap between streamed chunks; E2E: end-to-end latency.</p>
+{"".join(warnings)}
 <table><thead><tr>{headers}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 {figures}
 <h2>Runs</h2>{configs}

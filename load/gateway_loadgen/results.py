@@ -19,6 +19,8 @@ from typing import Any
 from gateway_loadgen.client import RequestRecord
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
+HIT_RATE_SPREAD = 0.20
+"""Sweep points whose prefix-cache hit rates lie further apart than this are not comparable."""
 SLO_KEYS = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2el_ms": "e2el"}
 
 
@@ -169,6 +171,61 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _hit_rate(run: Mapping[str, Any]) -> float | None:
+    rate = (run["summary"].get("prefix_cache") or {}).get("hit_rate")
+    return float(rate) if isinstance(rate, int | float) else None
+
+
+def cache_comparability(
+    runs: Sequence[Mapping[str, Any]], spread: float = HIT_RATE_SPREAD
+) -> dict[str, Any] | None:
+    """Whether a sweep's points ran on comparable prefix caches.
+
+    A point is flagged when its hit rate is more than ``spread`` (a share, 0.2 = 20 percentage
+    points) from the median of the points' hit rates: its latencies then measure a warmer or
+    colder cache, not the load. None when fewer than two points report a hit rate.
+
+    Returns:
+        ``comparable``, ``spread`` (the threshold), ``min_hit_rate``, ``max_hit_rate``,
+        ``flagged`` (indices of the flagged runs) and ``message``.
+    """
+    rates = [(i, r) for i, run in enumerate(runs) if (r := _hit_rate(run)) is not None]
+    if len(rates) < 2:
+        return None
+    values = sorted(r for _, r in rates)
+    middle = statistics.median(values)
+    flagged = [i for i, r in rates if abs(r - middle) > spread]
+    low, high = values[0], values[-1]
+    comparable = high - low <= spread
+    if comparable:
+        message = ""
+    else:
+        message = (
+            f"prefix-cache hit rates range from {low:.1%} to {high:.1%}, more than "
+            f"{spread * 100:.0f} percentage points apart: the points flagged ran on a warmer "
+            "or colder cache and their latencies are not comparable with the others' (reset the "
+            "cache between points with --reset-prefix-cache, and draw fresh prompts per point)"
+        )
+    return {
+        "comparable": comparable,
+        "spread": spread,
+        "min_hit_rate": low,
+        "max_hit_rate": high,
+        "flagged": flagged if not comparable else [],
+        "message": message,
+    }
+
+
+def flag_runs(data: Mapping[str, Any]) -> list[bool]:
+    """For each run of a results file, whether its hit rate makes it not comparable."""
+    runs = data["runs"]
+    check = data.get("prefix_cache_comparability")
+    if check is None:
+        check = cache_comparability(runs)
+    flagged = set((check or {}).get("flagged") or [])
+    return [i in flagged for i in range(len(runs))]
+
+
 TABLE_COLUMNS = [
     ("load", None),
     ("completed", "completed"),
@@ -203,7 +260,8 @@ def _cell(run: Mapping[str, Any], key: str | None, header: str) -> str:
         return load_label(run)
     if header == "cache hit":
         rate = (summary.get("prefix_cache") or {}).get("hit_rate")
-        return "-" if rate is None else f"{rate:.1%}"
+        mark = " !" if run.get("not_comparable") else ""
+        return "-" if rate is None else f"{rate:.1%}{mark}"
     value = summary.get(key) if key else None
     if value is None:
         return "-"
@@ -233,12 +291,24 @@ def format_table(rows: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def marked_runs(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a results file, each with ``not_comparable`` set from its hit rate."""
+    return [
+        {**run, "not_comparable": flagged}
+        for run, flagged in zip(data["runs"], flag_runs(data), strict=True)
+    ]
+
+
 def compare(paths: Sequence[str | Path]) -> str:
-    """Side-by-side table of every run in each results file."""
+    """Side-by-side table of every run in each results file; prefix-cache warnings under it."""
     rows = []
+    notes = []
     for path in paths:
         data = load_results(path)
         label = data.get("label") or Path(path).stem
-        for run in data["runs"]:
+        for run in marked_runs(data):
             rows.append((label, run))
-    return format_table(rows)
+        check = data.get("prefix_cache_comparability") or cache_comparability(data["runs"])
+        if check and not check["comparable"]:
+            notes.append(f"warning: {label}: {check['message']}")
+    return "\n".join([format_table(rows), *notes])

@@ -9,10 +9,12 @@ bounded by the workload's size.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import random
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,6 +74,33 @@ def arrival_times(count: int, rate: float, burstiness: float, seed: int) -> list
         out.append(t)
         t += rng.gammavariate(burstiness, scale)
     return out
+
+
+def point_seed(seed: int, index: int) -> int:
+    """The seed of a sweep's point ``index``: the run's own for the first point, and one drawn
+    from both for the others, so every point gets prompts of its own and reruns repeat."""
+    if index == 0:
+        return seed
+    digest = hashlib.sha256(f"gateway-load:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def reset_prefix_cache(base_url: str, api_key: str | None = None) -> tuple[bool, str]:
+    """``POST {base_url}/reset_prefix_cache`` (vLLM's route, which the simulator serves too).
+
+    Returns:
+        Whether the cache was reset, and what happened in words.
+    """
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    url = f"{base_url}/reset_prefix_cache"
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - operator's URL
+            return True, f"reset (HTTP {resp.status})"
+    except urllib.error.HTTPError as exc:
+        return False, f"not offered (HTTP {exc.code})"
+    except (OSError, ValueError) as exc:
+        return False, f"failed ({exc})"
 
 
 def scrape_prefix_cache(url: str) -> tuple[float, float] | None:

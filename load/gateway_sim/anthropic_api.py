@@ -15,6 +15,7 @@ from litestar.response import Stream
 from msgspec import Meta, Struct
 
 from gateway_sim.generation import Generation, ToolChoice, generate, plan_tool_call
+from gateway_sim.limits import check_generation, check_integers
 from gateway_sim.openai_api import Job, Output, make_job
 from gateway_sim.serving import SimRequestError, admit, decode, run_to_completion, stream_tokens
 from gateway_sim.state import SimState
@@ -134,16 +135,19 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
         raw, fault = await admit(state, request, "messages", error=anthropic_error)
         if fault:
             return fault
+        check_integers(raw)
         req = decode(MessagesRequest, raw)
         check_model(req.model)
         prompt = _prompt(req)
+        prompt_tokens = split_tokens(prompt)
+        check_generation(config.profile, len(prompt_tokens), req.max_tokens)
         tools = [(t.name, t.input_schema) for t in req.tools or []]
         call = plan_tool_call(
             prompt, tools, _tool_choice(req.tool_choice), _last_is_user_question(req)
         )
         out: Output = call or generate(prompt, req.max_tokens, stop=req.stop_sequences or ())
         gate = state.gate_for(request.headers)
-        job = make_job(state, split_tokens(prompt), [out], raw.get("cache_salt"), gate)
+        job = make_job(state, prompt_tokens, [out], raw.get("cache_salt"), gate)
         mid = f"msg_{uuid.uuid4().hex[:24]}"
         reason = STOP_REASONS[out.finish_reason] if isinstance(out, Generation) else "tool_use"
         head = {"id": mid, "type": "message", "role": "assistant", "model": req.model}

@@ -7,6 +7,8 @@ included), ``GET/POST /sim/faults`` (read or replace fault injection at run time
 (:mod:`gateway_sim.gates`): ``POST /sim/gates/{name}`` closes one (body, optional:
 ``{"all": bool, "after_tokens": int}``), ``POST /sim/gates/{name}/release`` opens it,
 ``GET /sim/gates`` lists them.
+``POST /reset_prefix_cache`` is vLLM's (a development route there): it empties the
+prefix cache.
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ def create_sim_app(config: SimConfig) -> Litestar:
         gate.release()
         return Response(_json.encode({"released": held}), media_type="application/json")
 
+    @post("/reset_prefix_cache", status_code=200)
+    async def reset_prefix_cache() -> Response[Any]:
+        # vLLM answers 200 with an empty body; blocks running requests hold stay theirs.
+        state.engine.kv.reset_prefix_cache()
+        state.stats.prefix_cache_resets += 1
+        return Response(b"", status_code=200)
+
     def rejected(request: Request[Any, Any, Any], exc: SimRequestError) -> Response[Any]:
         render = anthropic_error if request.url.path.startswith("/v1/messages") else openai_error
         return render(exc.status, str(exc), param=exc.param)
@@ -135,6 +144,7 @@ def create_sim_app(config: SimConfig) -> Litestar:
             list_gates,
             close_gate,
             release_gate,
+            reset_prefix_cache,
         ],
         exception_handlers={SimRequestError: rejected, PromptTooLongError: too_long},
         lifespan=[lifespan],

@@ -85,9 +85,14 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     """A :class:`SimConfig` from parsed options.
 
     Raises:
-        ValueError: an unknown profile field in ``--set``.
+        ValueError: an unknown profile field in ``--set``, or an embedding size over the
+            profile's maximum.
     """
     profile = PROFILES[args.profile].with_overrides(dict(args.set))
+    if not 1 <= args.embedding_dim <= profile.max_embedding_dim:
+        raise ValueError(
+            f"--embedding-dim must be between 1 and max_embedding_dim ({profile.max_embedding_dim})"
+        )
     faults = Faults(error_rates=dict(args.error), delay_ms=args.delay_ms)
     return SimConfig(
         models=args.models or ["sim-model"],

@@ -25,6 +25,9 @@ quick recovery when one backend fails or slows down
 """.split()  # noqa: SIM905 - prose reads better than a 50-item list
 
 
+_SPACED = [" " + w for w in _WORDS]
+
+
 def _rng(*seed: object) -> random.Random:
     digest = hashlib.sha256(repr(seed).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
@@ -61,13 +64,19 @@ def generate(
     limit = max_tokens if max_tokens is not None else default_max_tokens
     natural = limit if ignore_eos else rng.randint(8, 64)
     count = min(natural, limit)
-    tokens = [(" " if i else "") + rng.choice(_WORDS) for i in range(count)]
+    # Interned words: a long output costs one reference per token.
+    tokens = [_SPACED[rng.randrange(len(_SPACED))] for _ in range(count)]
+    if tokens:
+        tokens[0] = tokens[0][1:]
     finish = "length" if natural > limit else "stop"
-    if stop:
+    stops = [s for s in stop if s]
+    if stops:
+        # Search only the tail a new token can complete, so long outputs stay linear.
+        window = max(len(s) for s in stops) + max(len(w) for w in _SPACED)
         text = ""
         for i, token in enumerate(tokens):
-            text += token
-            if any(s and s in text for s in stop):
+            text = (text + token)[-window:]
+            if any(s in text for s in stops):
                 return Generation(tokens[:i], "stop")
     return Generation(tokens, finish)
 
@@ -146,11 +155,11 @@ def plan_tool_call(
 
 
 def embed(text: str, dimensions: int) -> list[float]:
-    """A deterministic unit-length vector for ``text``."""
-    rng = _rng("embed", text)
-    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    return [v / norm for v in vector]
+    """A deterministic unit-length vector for ``text`` (components drawn from its hash)."""
+    digest = hashlib.shake_256(f"embed\x1f{text}".encode()).digest(4 * dimensions)
+    raw = [v / 2_147_483_648.0 - 1.0 for v in struct.unpack(f"<{dimensions}I", digest)]
+    norm = math.sqrt(math.fsum(v * v for v in raw)) or 1.0
+    return [v / norm for v in raw]
 
 
 def embedding_base64(vector: Sequence[float]) -> str:

@@ -130,6 +130,13 @@ class KVCache:
         allocation.anonymous += 1
         return True
 
+    def reset_prefix_cache(self) -> int:
+        """Forget every cached block no running request holds (vLLM's ``reset_prefix_cache``);
+        returns how many were dropped."""
+        dropped = len(self._evictable)
+        self._evictable.clear()
+        return dropped
+
     def release(self, allocation: Allocation) -> None:
         """Free a request's blocks; its prompt blocks stay cached for later requests."""
         for h in allocation.hashed:

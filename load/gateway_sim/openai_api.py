@@ -49,6 +49,13 @@ from gateway_sim.generation import (
     plan_tool_call,
 )
 from gateway_sim.kv_cache import block_hashes
+from gateway_sim.limits import (
+    check_embeddings,
+    check_generation,
+    check_integers,
+    check_n,
+    check_token_ids,
+)
 from gateway_sim.serving import (
     SimRequestError,
     admit,
@@ -84,8 +91,14 @@ def make_job(
     gate: Gate | None = None,
 ) -> Job:
     """Submit a sequence generating the longest output (choices advance in lockstep); a
-    ``gate`` holding after some tokens pauses it there."""
+    ``gate`` holding after some tokens pauses it there.
+
+    Raises:
+        SimRequestError: ``cache_salt`` is not a string.
+    """
     profile = state.config.profile
+    if cache_salt is not None and not isinstance(cache_salt, str):
+        raise SimRequestError("`cache_salt` must be a string", "cache_salt")
     lengths = [len(o.tokens) for o in outputs]
     first = outputs[0]
     reason = first.finish_reason if isinstance(first, Generation) else "tool_calls"
@@ -98,6 +111,15 @@ def make_job(
     )
     state.engine.submit(sequence)
     return Job(outputs, sequence)
+
+
+def token_arrays(value: Any) -> list[list[int]]:
+    """The token-id arrays of a prompt or embeddings input (none for text)."""
+    if isinstance(value, str) or not value:
+        return []
+    if all(isinstance(v, int) for v in value):
+        return [list(value)]
+    return [list(v) for v in value if isinstance(v, list)]
 
 
 def openai_tool_choice(value: Any) -> ToolChoice:
@@ -120,25 +142,38 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
 
     def chat_job(req: ChatCompletionRequest, raw: dict[str, Any], gate: Gate | None) -> Job:
         prompt = chat_template(req.messages)
+        prompt_tokens = split_tokens(prompt)
+        n = req.n or 1
+        check_n(config.profile, n)
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
         limit = req.max_completion_tokens or req.max_tokens
+        ignore_eos = bool(raw.get("ignore_eos"))
+        check_generation(
+            config.profile,
+            len(prompt_tokens),
+            limit,
+            n=n,
+            ignore_eos=ignore_eos,
+            max_tokens_param=(
+                "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            ),
+        )
         tools = [(t.function.name, t.function.parameters) for t in req.tools or []]
         choice = openai_tool_choice(req.tool_choice)
         outputs: list[Output] = []
-        for i in range(req.n or 1):
+        for i in range(n):
             call = plan_tool_call(prompt, tools, choice, req.messages[-1].role == "user")
             outputs.append(
-                call
-                if call
-                else generate(prompt, limit, i, stop=stop, ignore_eos=bool(raw.get("ignore_eos")))
+                call if call else generate(prompt, limit, i, stop=stop, ignore_eos=ignore_eos)
             )
-        return make_job(state, split_tokens(prompt), outputs, raw.get("cache_salt"), gate)
+        return make_job(state, prompt_tokens, outputs, raw.get("cache_salt"), gate)
 
     @post("/v1/chat/completions", status_code=200)
     async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
         raw, fault = await admit(state, request, "chat")
         if fault:
             return fault
+        check_integers(raw)
         req: ChatCompletionRequest = decode(ChatCompletionRequest, raw)
         check_model(req.model)
         job = chat_job(req, raw, state.gate_for(request.headers))
@@ -227,8 +262,11 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         raw, fault = await admit(state, request, "completions")
         if fault:
             return fault
+        check_integers(raw)
         req: CompletionRequest = decode(CompletionRequest, raw)
         check_model(req.model)
+        for ids in token_arrays(req.prompt):
+            check_token_ids(ids, "prompt")
         prompts = embedding_inputs(req.prompt)
         if len(prompts) != 1:
             raise SimRequestError(
@@ -243,8 +281,18 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
         limit = req.max_tokens if req.max_tokens is not None else 16
         ignore_eos = bool(raw.get("ignore_eos"))
+        n = req.n or 1
+        check_n(config.profile, n)
+        check_generation(
+            config.profile,
+            len(prompt_tokens),
+            limit,
+            n=n,
+            ignore_eos=ignore_eos,
+            prompt_param="prompt",
+        )
         outputs: list[Output] = [
-            generate(text, limit, i, stop=stop, ignore_eos=ignore_eos) for i in range(req.n or 1)
+            generate(text, limit, i, stop=stop, ignore_eos=ignore_eos) for i in range(n)
         ]
         job = make_job(
             state, prompt_tokens, outputs, raw.get("cache_salt"), state.gate_for(request.headers)
@@ -298,11 +346,15 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         raw, fault = await admit(state, request, "embeddings")
         if fault:
             return fault
+        check_integers(raw)
         req: EmbeddingRequest = decode(EmbeddingRequest, raw)
         check_model(req.model)
-        inputs = embedding_inputs(req.input)
-        dim = req.dimensions or config.embedding_dim
         profile = config.profile
+        for ids in token_arrays(req.input):
+            check_token_ids(ids, "input")
+        inputs = embedding_inputs(req.input)
+        check_embeddings(profile, inputs, req.dimensions)
+        dim = req.dimensions or config.embedding_dim
         async with state.embed_lock:
             cost_ms = profile.embed_call_ms + profile.embed_ms_per_input * len(inputs)
             await anyio.sleep(cost_ms / 1000)

@@ -32,6 +32,9 @@ class EngineProfile:
         prefix_caching: reuse cached prompt blocks across requests.
         embed_call_ms: fixed cost of one embeddings call (calls are serialised).
         embed_ms_per_input: added cost per input of an embeddings call.
+        max_n: most choices (``n``) per request.
+        max_embedding_dim: largest ``dimensions`` an embeddings request may ask for.
+        max_embedding_inputs: most inputs per embeddings request.
     """
 
     name: str
@@ -47,6 +50,9 @@ class EngineProfile:
     prefix_caching: bool = True
     embed_call_ms: float = 5.0
     embed_ms_per_input: float = 0.05
+    max_n: int = 128
+    max_embedding_dim: int = 4096
+    max_embedding_inputs: int = 2048
 
     def with_overrides(self, overrides: Mapping[str, str | float | int | bool]) -> EngineProfile:
         """A copy with fields replaced; string values are converted to the field's type.

@@ -17,6 +17,18 @@ T = TypeVar("T")
 _json = msgspec.json.Encoder()
 
 
+ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
+"""vLLM's error ``type`` by status."""
+
+
 class SimRequestError(Exception):
     """A request the simulated server rejects (400 unless said otherwise)."""
 
@@ -33,11 +45,10 @@ class StreamDroppedError(Exception):
 def openai_error(
     status: int, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
 ) -> Response[Any]:
-    """vLLM's error response: OpenAI's envelope."""
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    if status == 404:
-        kind = "NotFoundError"
-    body = {"error": {"message": message, "type": kind, "param": param, "code": str(status)}}
+    """vLLM's error response: OpenAI's envelope with vLLM's error types and the status as code,
+    ``{"error": {"message", "type": "BadRequestError", "param", "code": 400}}``."""
+    kind = ERROR_TYPES.get(status, "BadRequestError" if status < 500 else "InternalServerError")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return Response(
         _json.encode(body), status_code=status, media_type="application/json", headers=headers
     )

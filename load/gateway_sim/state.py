@@ -80,6 +80,7 @@ class SimStats:
     prompt_tokens: int = 0
     generation_tokens: int = 0
     injected_errors: int = 0
+    prefix_cache_resets: int = 0
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=64))
 
 
@@ -151,6 +152,7 @@ class SimState:
             "generation_tokens": s.generation_tokens,
             "injected_errors": s.injected_errors,
             "held": self.held,
+            "prefix_cache_resets": s.prefix_cache_resets,
             "kv_cache_usage": self.engine.kv.usage,
             "steps": self.engine.steps,
             "recent": list(s.recent),

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from gateway_loadgen import workloads
-from gateway_loadgen.results import summarize
+from gateway_loadgen.results import cache_comparability, summarize
 from gateway_loadgen.runner import RunOutcome, RunSettings, arrival_times, run_workload
 
 from gateway.cli import main as gateway_main
-from tests.support.servers import Sim, running_sim
+from tests.support.servers import Sim, group, running_gateway, running_sim
 
 
 def drive(sim: Sim, workload: workloads.Workload, **settings: object) -> RunOutcome:
@@ -237,3 +237,132 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
         == 2
     )
     assert "unknown SLO `latency`" in capsys.readouterr().err
+
+
+def _sweep(target: str, out: Path, *extra: str) -> dict[str, object]:
+    status = gateway_main(
+        [
+            "load",
+            "run",
+            "--target",
+            target,
+            "--model",
+            "sim-model",
+            "--num-prompts",
+            "4",
+            "--input-tokens",
+            "64",
+            "--output-tokens",
+            "2",
+            "--rate",
+            "inf,inf",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+    assert status == 0
+    data: dict[str, object] = json.loads(out.read_text())
+    return data
+
+
+def _prompts_by_point(sim: Sim) -> list[set[str]]:
+    recent = [r["body"] for r in sim.stats()["recent"]]
+    assert len(recent) == 8
+    return [{b["messages"][-1]["content"] for b in recent[i : i + 4]} for i in (0, 4)]
+
+
+def test_sweep_points_draw_their_own_prompts_unless_replayed(tmp_path: Path) -> None:
+    with running_sim() as sim:
+        drawn = _sweep(sim.url, tmp_path / "drawn.json")
+        first, second = _prompts_by_point(sim)
+        assert not first & second
+        assert [r["seed"] for r in drawn["runs"]][1] != 0  # type: ignore[index]
+    with running_sim() as sim:
+        replayed = _sweep(sim.url, tmp_path / "replayed.json", "--replay-prompts")
+        first, second = _prompts_by_point(sim)
+        assert first == second
+        assert replayed["prompts"] == "replayed"
+    with running_sim() as sim:
+        _sweep(sim.url, tmp_path / "again.json")
+        assert _prompts_by_point(sim)[1] != first  # a seed per point, and reruns repeat it
+        assert _prompts_by_point(sim)[0] == first
+
+
+def test_prefix_cache_is_reset_before_every_point(tmp_path: Path) -> None:
+    with running_sim() as sim:
+        data = _sweep(sim.url, tmp_path / "reset.json", "--replay-prompts")
+        assert sim.stats()["prefix_cache_resets"] == 2
+    runs = data["runs"]
+    assert [r["prefix_cache_reset"] for r in runs] == [  # type: ignore[union-attr]
+        {sim.url: "reset (HTTP 200)"}
+    ] * 2
+    # Replayed prompts on a reset cache: both points start cold, so they are comparable.
+    assert [r["summary"]["prefix_cache"]["hit_rate"] for r in runs] == [0.0, 0.0]  # type: ignore[index,union-attr]
+    with running_sim() as sim:
+        _sweep(sim.url, tmp_path / "kept.json", "--no-reset-prefix-cache")
+        assert sim.stats()["prefix_cache_resets"] == 0
+
+
+def test_a_target_without_the_reset_route_gets_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (
+        running_sim() as sim,
+        running_gateway({"models": [group("sim-model", sim.url)]}) as gw,
+    ):
+        data = _sweep(gw.url, tmp_path / "gw.json", "--metrics-url", f"{sim.url}/metrics")
+        assert sim.stats()["prefix_cache_resets"] == 2  # the replica behind it still is reset
+    first = data["runs"][0]["prefix_cache_reset"]  # type: ignore[index]
+    assert first[sim.url] == "reset (HTTP 200)"
+    assert first[gw.url].startswith("not offered")
+    err = capsys.readouterr().err
+    assert err.count(f"note: {gw.url} did not reset its prefix cache") == 1
+
+
+def test_points_with_distant_hit_rates_are_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_sim() as sim:
+        capsys.readouterr()
+        data = _sweep(
+            sim.url,
+            tmp_path / "warm.json",
+            "--replay-prompts",
+            "--no-reset-prefix-cache",
+            "--report",
+            str(tmp_path / "report"),
+        )
+    out = capsys.readouterr().out
+    check = data["prefix_cache_comparability"]
+    assert check["comparable"] is False  # type: ignore[index]
+    assert check["min_hit_rate"] == 0.0  # type: ignore[index]
+    assert check["max_hit_rate"] > 0.5  # type: ignore[index]
+    # Two points: each is too far from the other (with more, the odd ones out are flagged).
+    assert [r["not_comparable"] for r in data["runs"]] == [True, True]  # type: ignore[union-attr]
+    assert "warning: prefix-cache hit rates range from 0.0%" in out
+    assert re.search(r"rate=inf .* 0\.0% !$", out, re.MULTILINE)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "percentage points apart" in page
+    assert 'class="not-comparable"' in page
+    assert gateway_main(["load", "compare", str(tmp_path / "warm.json")]) == 0
+    assert "percentage points apart" in capsys.readouterr().out
+    # Fresh prompts on a reset cache: nothing to flag.
+    with running_sim() as sim:
+        cold = _sweep(sim.url, tmp_path / "cold.json")
+    assert cold["prefix_cache_comparability"]["comparable"] is True  # type: ignore[index]
+
+
+def test_comparability_flags_the_odd_points_out() -> None:
+    def run(rate: float | None) -> dict[str, object]:
+        return {"summary": {"prefix_cache": None if rate is None else {"hit_rate": rate}}}
+
+    check = cache_comparability([run(0.0), run(0.974), run(0.974), run(None)])
+    assert check is not None
+    assert check["comparable"] is False
+    assert check["flagged"] == [0]
+    close = cache_comparability([run(0.10), run(0.25), run(0.18)])
+    assert close is not None
+    assert close["comparable"] is True
+    assert close["flagged"] == []
+    assert cache_comparability([run(0.5), run(None)]) is None

@@ -168,6 +168,22 @@ def test_cache_salt_partitions_the_prefix_cache() -> None:
     assert after_same_tenant > after_other_tenant
 
 
+def test_reset_prefix_cache_empties_it() -> None:
+    prompt = "Shared instructions for everyone. " * 30
+    with running_sim() as sim, client_for(sim) as client:
+        chat(client, prompt)
+        warm = scrape(sim)["vllm:prefix_cache_hits_total"]
+        chat(client, prompt)
+        hits = scrape(sim)["vllm:prefix_cache_hits_total"]
+        status, _, _ = http_json("POST", f"{sim.url}/reset_prefix_cache")
+        chat(client, prompt)
+        after_reset = scrape(sim)["vllm:prefix_cache_hits_total"]
+        assert sim.stats()["prefix_cache_resets"] == 1
+    assert status == 200
+    assert hits > warm
+    assert after_reset == hits  # the third request started cold
+
+
 def test_small_cache_preempts_and_still_finishes_everything() -> None:
     # 2 ms steps: each request takes ~120 ms, so the eight overlap and contend for 24 blocks.
     with (

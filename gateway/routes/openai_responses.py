@@ -101,6 +101,36 @@ class ChatToResponses:
         return TranslatingStream(translator)
 
 
+class ContinuedNative:
+    """A native backend's answer to a continued conversation, which it got as plain ``input``:
+    its body names the ``previous_response_id`` the client sent again. Streams are relayed as
+    they are (their events name none)."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: str) -> None:
+        self._previous = previous
+
+    def body(self, data: bytes) -> bytes:
+        response = decode(data)
+        if isinstance(response, dict):
+            response["previous_response_id"] = self._previous
+        return encode(response)
+
+    def stream(self) -> StreamConverter:
+        return _Unchanged()
+
+
+class _Unchanged:
+    """Relays a stream's bytes as they are."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
 class ResponsesRecorder:
     """Finds a Responses stream's final Response (in its closing event)."""
 
@@ -190,7 +220,11 @@ class ResponsesDialect:
         return encode(body)
 
     def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
-        return None if speaks_responses(backend) else ChatToResponses(ctx.raw, ctx.turn)
+        if not speaks_responses(backend):
+            return ChatToResponses(ctx.raw, ctx.turn)
+        if ctx.turn.history is not None:
+            return ContinuedNative(ctx.payload.previous_response_id)
+        return None
 
     def keeps(self, ctx: RequestContext) -> bool:
         """Stored unless the client said ``store: false`` (OpenAI's default is to store)."""

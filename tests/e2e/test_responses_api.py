@@ -221,7 +221,7 @@ def test_stored_chat_completions(sim: Sim, tmp_path: Path) -> None:
         streamed = client.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "me too"}], store=True, stream=True
         )
-        streamed_id = [chunk.id for chunk in streamed][0]
+        streamed_id = {chunk.id for chunk in streamed}.pop()
         client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "no"}])
         listed = client.chat.completions.list()
         status, _, page = http_json("GET", f"{gw.url}/v1/chat/completions?metadata[topic]=a")

@@ -121,12 +121,15 @@ def test_function_call_round_trip(translating: str) -> None:
 
 
 def test_streamed_function_call(translating: str) -> None:
-    with client_for(translating) as client, client.responses.stream(
-        model="chat",
-        input="weather in Oslo?",
-        tools=[WEATHER_TOOL],
-        tool_choice="required",  # type: ignore[list-item]
-    ) as stream:
+    with (
+        client_for(translating) as client,
+        client.responses.stream(
+            model="chat",
+            input="weather in Oslo?",
+            tools=[WEATHER_TOOL],
+            tool_choice="required",  # type: ignore[list-item]
+        ) as stream,
+    ):
         kinds = [e.type for e in stream]
         final = stream.get_final_response()
     assert "response.function_call_arguments.delta" in kinds

@@ -101,6 +101,29 @@ def sse_body(chunks: int = 64) -> str:
     return "".join(out)
 
 
+def response_body() -> dict[str, Any]:
+    """A Responses API ``Response`` carrying :data:`CHAT`'s answer (what a native backend
+    answers), made by the gateway's own translation so it is schema-valid."""
+    from gateway.translate.responses import chat_response_to_response
+
+    request = {"model": "bench-model", "input": "hi"}
+    return chat_response_to_response(CHAT, request, response_id="resp_bench", created_at=1700000000)
+
+
+def responses_sse_body(chunks: int = 64) -> str:
+    """A Responses API event stream of ``chunks`` text deltas (translated from
+    :func:`sse_body`)."""
+    from gateway.sse import SSEParser
+    from gateway.translate.responses_stream import ChatStreamToResponses
+
+    translator = ChatStreamToResponses(
+        {"model": "bench-model", "input": "hi"}, response_id="resp_bench", created_at=1700000000
+    )
+    events = SSEParser().feed(sse_body(chunks).encode())
+    out = [b for event in events for b in translator.feed(event)] + translator.finish()
+    return b"".join(out).decode()
+
+
 def messages_sse_body(chunks: int = 64) -> str:
     """An Anthropic Messages stream of ``chunks`` text deltas."""
 
@@ -152,6 +175,10 @@ http {{
       default_type application/json;
       return 200 '{message}';
     }}
+    location = /v1/responses {{
+      default_type application/json;
+      return 200 '{response}';
+    }}
     location = /health {{
       return 200;
     }}
@@ -177,6 +204,15 @@ http {{
       return 200;
     }}
     location = /messages.sse {{
+      internal;
+      root {work};
+      default_type text/event-stream;
+    }}
+    location = /v1/responses {{
+      error_page 405 =200 /responses.sse;
+      return 405;
+    }}
+    location = /responses.sse {{
       internal;
       root {work};
       default_type text/event-stream;
@@ -273,6 +309,7 @@ def start_static_upstream(work: Path, core: int | None) -> tuple[subprocess.Pope
     work.chmod(0o755)  # nginx's worker runs as an unprivileged user
     (work / "stream.sse").write_text(sse_body())
     (work / "messages.sse").write_text(messages_sse_body())
+    (work / "responses.sse").write_text(responses_sse_body())
     (work / "nginx.conf").write_text(
         NGINX_CONF.format(
             work=work,
@@ -280,6 +317,7 @@ def start_static_upstream(work: Path, core: int | None) -> tuple[subprocess.Pope
             stream_port=stream_port,
             chat=json.dumps(CHAT),
             message=json.dumps(MESSAGE),
+            response=json.dumps(response_body()),
         )
     )
     proc = subprocess.Popen([*pin(core), "nginx", "-c", str(work / "nginx.conf"), "-p", str(work)])

@@ -79,7 +79,7 @@ class ResponsesRequest(Struct, omit_defaults=True):
     tools: list[ResponsesTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    max_tool_calls: PositiveInt | None = None
+    max_tool_calls: Annotated[int, Meta(ge=0)] | None = None
     text: TextConfig | None = None
     reasoning: ReasoningConfig | None = None
     include: list[str] | None = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.coalesce import Flight
-from gateway.cache.streams import StreamAssembler
+from gateway.cache.streams import Assembler, assembler_for
 from gateway.cache.tiered import TieredCache
 
 # Queues an off-path write; False when it could not be queued (gateway.background.Background).
@@ -89,10 +89,11 @@ class CacheStore:
         """Store a complete (successful) JSON response; followers get it at once."""
         flight = self.flight
         flight.finish(answer)
+        created = self.cache.clock.time()  # the entry's age counts from now, not the write
 
         async def write() -> None:
             try:
-                await self.cache.set(self.key, answer, self.ttl_s)
+                await self.cache.set(self.key, answer, self.ttl_s, created)
             finally:
                 flight.retire()  # later requests find the entry in the cache now
 
@@ -104,6 +105,7 @@ class CacheStore:
         called): followers get ``error`` when there is one, else go upstream themselves."""
         self.flight.finish(None, error)
 
-    def assembler(self) -> StreamAssembler:
-        """Records a stream; call :meth:`save` with its result when it completed."""
-        return StreamAssembler(self.endpoint)
+    def assembler(self) -> Assembler:
+        """Records a stream (in the client's format); call :meth:`save` with its result when
+        it completed."""
+        return assembler_for(self.endpoint)

@@ -192,3 +192,110 @@ def replay(body: bytes, endpoint: str, include_usage: bool) -> list[bytes]:
         emit([], usage=data["usage"])
     events.append(b"data: [DONE]\n\n")
     return events
+
+
+class ResponsesAssembler:
+    """Feeds on a Responses API event stream; :meth:`result` is its final ``Response`` (from
+    the closing ``response.completed`` / ``.incomplete`` / ``.failed`` event), or None."""
+
+    FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._final: bytes | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self._final is not None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._final is not None:
+            return
+        for event in self._parser.feed(chunk):
+            if event.name is not None and event.name not in self.FINAL:
+                continue
+            if event.name is None and b'"type":"response.' not in event.data[:64].replace(
+                b" ", b""
+            ):
+                continue
+            try:
+                data = _decode(event.data)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(data, dict) and data.get("type") in self.FINAL:
+                response = data.get("response")
+                if isinstance(response, dict):
+                    self._final = _encode(response)
+                    return
+
+    def result(self) -> bytes | None:
+        return self._final
+
+
+Assembler = StreamAssembler | ResponsesAssembler
+
+
+def assembler_for(endpoint: str) -> Assembler:
+    """The assembler of a stream of ``endpoint``'s format (the client's)."""
+    return ResponsesAssembler() if endpoint == "responses" else StreamAssembler(endpoint)
+
+
+def replay_response(body: bytes) -> list[bytes]:
+    """SSE events replaying a stored Responses API ``Response`` as a stream: created,
+    in_progress, each output item added, its text or arguments in one delta, done, and the
+    closing event for its status; numbered from 0."""
+    response = _decode(body)
+    events: list[bytes] = []
+
+    def emit(kind: str, **data: Any) -> None:
+        payload = {"type": kind, **data, "sequence_number": len(events)}
+        events.append(b"event: " + kind.encode() + b"\ndata: " + _encode(payload) + b"\n\n")
+
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    emit("response.created", response=started)
+    emit("response.in_progress", response=started)
+    for index, item in enumerate(response.get("output") or []):
+        kind = item.get("type")
+        if kind == "message":
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
+            for part_index, part in enumerate(item.get("content") or []):
+                where = {
+                    "item_id": item.get("id"),
+                    "output_index": index,
+                    "content_index": part_index,
+                }
+                if part.get("type") == "output_text":
+                    empty = {**part, "text": ""}
+                    emit("response.content_part.added", **where, part=empty)
+                    text = part.get("text") or ""
+                    emit("response.output_text.delta", **where, delta=text, logprobs=[])
+                    emit("response.output_text.done", **where, text=text, logprobs=[])
+                elif part.get("type") == "refusal":
+                    emit("response.content_part.added", **where, part={**part, "refusal": ""})
+                    refusal = part.get("refusal") or ""
+                    emit("response.refusal.delta", **where, delta=refusal)
+                    emit("response.refusal.done", **where, refusal=refusal)
+                else:
+                    emit("response.content_part.added", **where, part=part)
+                emit("response.content_part.done", **where, part=part)
+        elif kind == "function_call":
+            emit(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            where = {"item_id": item.get("id"), "output_index": index}
+            arguments = item.get("arguments") or ""
+            emit("response.function_call_arguments.delta", **where, delta=arguments)
+            emit("response.function_call_arguments.done", **where, arguments=arguments)
+        else:
+            emit("response.output_item.added", output_index=index, item=item)
+        emit("response.output_item.done", output_index=index, item=item)
+    status = response.get("status")
+    closing = {"incomplete": "response.incomplete", "failed": "response.failed"}
+    emit(closing.get(status, "response.completed"), response=response)
+    return events

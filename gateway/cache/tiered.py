@@ -111,11 +111,19 @@ class TieredCache:
         except Exception as exc:  # noqa: BLE001 - see get
             self._failed(tier, exc)
 
-    async def set(self, key: str, body: bytes, ttl_s: float) -> None:
-        """Store ``body`` in every tier that is up."""
-        raw = _encode(CacheEntry(self.clock.time(), ttl_s, body))
+    async def set(
+        self, key: str, body: bytes, ttl_s: float, created: float | None = None
+    ) -> None:
+        """Store ``body`` in every tier that is up, to expire ``ttl_s`` after ``created`` (the
+        clock's wall time when the answer arrived; now by default), however late the write
+        itself runs."""
+        created = self.clock.time() if created is None else created
+        remaining = created + ttl_s - self.clock.time()
+        if remaining <= 0:
+            return
+        raw = _encode(CacheEntry(created, ttl_s, body))
         for tier in self._up():
-            await self._set_one(tier, key, raw, ttl_s)
+            await self._set_one(tier, key, raw, remaining)
 
     async def aclose(self) -> None:
         for tier in self.tiers:

@@ -9,12 +9,14 @@ Identical requests in flight at once share the first one's upstream call
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from litestar.types import ASGIApp
 
 from gateway.cache.coalesce import Coalescer, Flight
 from gateway.cache.keys import cache_key
 from gateway.cache.policy import CacheStore, Submit, is_deterministic, parse_cache_control
-from gateway.cache.streams import replay
+from gateway.cache.streams import replay, replay_response
 from gateway.cache.tiered import TieredCache
 from gateway.errors import GatewayError, status_of
 from gateway.pipeline.context import RequestContext
@@ -23,20 +25,30 @@ from gateway.routes.responses import EVENT_STREAM_CONTENT_TYPE, EventStream, Raw
 
 # Rounds a request may follow failing leaders before it goes upstream on its own.
 MAX_FOLLOW_ROUNDS = 3
+# Endpoints whose streams carry usage only when asked (``stream_options.include_usage``).
+USAGE_OPT_IN = frozenset({"chat/completions", "completions"})
+# Stores a complete answer the client asked to keep (the pipeline's keep stage).
+Keep = Callable[[RequestContext, bytes], Awaitable[None]]
 
 
 class CacheStage:
     """Looks requests up in the cache and the coalescer; prepares misses for storing."""
 
-    __slots__ = ("_cache", "_coalescer", "_submit", "_telemetry")
+    __slots__ = ("_cache", "_coalescer", "_keep", "_submit", "_telemetry")
 
     def __init__(
-        self, cache: TieredCache, coalescer: Coalescer, submit: Submit, telemetry: Telemetry
+        self,
+        cache: TieredCache,
+        coalescer: Coalescer,
+        submit: Submit,
+        telemetry: Telemetry,
+        keep: Keep,
     ) -> None:
         self._cache = cache
         self._coalescer = coalescer
         self._submit = submit
         self._telemetry = telemetry
+        self._keep = keep
 
     async def consult(self, ctx: RequestContext) -> ASGIApp | None:
         """The answer when the cache (or a request in flight) has it; else None, with the miss
@@ -73,12 +85,13 @@ class CacheStage:
                         "age": str(age),
                         "x-gateway-backend": backend,
                     }
-                    return response_from(entry.body, endpoint, wants_usage, ctx.stream, headers)
+                    answer = await self._own(ctx, entry.body)
+                    return response_from(answer, endpoint, wants_usage, ctx.stream, headers)
         flight = await self._follow(ctx, key, control.no_cache, wants_usage)
         if not isinstance(flight, Flight):
             return flight
         telemetry.cache(group.name, "miss")
-        if ctx.stream and not wants_usage:
+        if ctx.stream and not wants_usage and endpoint in USAGE_OPT_IN:
             # Always ask for usage, so the entry has it; the client's stream leaves it out.
             raw["stream_options"] = {**(raw.get("stream_options") or {}), "include_usage": True}
             ctx.body_changed()
@@ -102,7 +115,7 @@ class CacheStage:
                 # A refresh goes upstream without taking over the leader's place (its followers
                 # still wait on it).
                 return coalescer.solo()
-            shared = await _answer_from_flight(flight, ctx, wants_usage)
+            shared = await self._answer_from_flight(flight, ctx, wants_usage)
             if shared is not None:
                 response, status = shared
                 self._telemetry.cache(ctx.model_group.name, "coalesced")
@@ -111,28 +124,38 @@ class CacheStage:
             # Cut short without an error: the next round finds a new leader, or leads.
         return coalescer.solo()
 
+    async def _answer_from_flight(
+        self, flight: Flight, ctx: RequestContext, wants_usage: bool
+    ) -> tuple[ASGIApp, int] | None:
+        """A response from the flight and its status, or None when the flight ended with neither
+        answer nor error."""
+        headers = {
+            "x-request-id": ctx.request_id,
+            "x-gateway-cache": "coalesced",
+            "x-gateway-backend": "coalesced",
+        }
+        live_allowed = ctx.stream and ctx.dialect.follows_live
+        if live_allowed and (live := await flight.join(wants_usage)) is not None:
+            return EventStream(live, {**headers, "cache-control": "no-cache"}), 200
+        shared = await flight.outcome()
+        if shared is not None:
+            answer = await self._own(ctx, shared)
+            endpoint = ctx.dialect.endpoint
+            return response_from(answer, endpoint, wants_usage, ctx.stream, headers), 200
+        if isinstance(flight.error, GatewayError):
+            # The shared call failed: answer with its error rather than every waiter retrying a
+            # failing upstream at once (the client's own retry policy decides what next).
+            error = flight.error
+            return ctx.dialect.errors.response(error, ctx.request_id, headers), status_of(error)
+        return None
 
-async def _answer_from_flight(
-    flight: Flight, ctx: RequestContext, wants_usage: bool
-) -> tuple[ASGIApp, int] | None:
-    """A response from the flight and its status, or None when the flight ended with neither
-    answer nor error."""
-    headers = {
-        "x-request-id": ctx.request_id,
-        "x-gateway-cache": "coalesced",
-        "x-gateway-backend": "coalesced",
-    }
-    if ctx.stream and (live := await flight.join(wants_usage)) is not None:
-        return EventStream(live, {**headers, "cache-control": "no-cache"}), 200
-    shared = await flight.outcome()
-    if shared is not None:
-        return response_from(shared, ctx.dialect.endpoint, wants_usage, ctx.stream, headers), 200
-    if isinstance(flight.error, GatewayError):
-        # The shared call failed: answer with its error rather than every waiter retrying a
-        # failing upstream at once (the client's own retry policy decides what next).
-        error = flight.error
-        return ctx.dialect.errors.response(error, ctx.request_id, headers), status_of(error)
-    return None
+    async def _own(self, ctx: RequestContext, answer: bytes) -> bytes:
+        """A shared answer made this request's own (its ids), and kept when the client asked
+        for it to be stored."""
+        answer = ctx.dialect.fresh(ctx, answer)
+        if ctx.dialect.keeps(ctx):
+            await self._keep(ctx, answer)
+        return answer
 
 
 def response_from(
@@ -141,9 +164,14 @@ def response_from(
     """A complete stored (or shared) JSON response, as a body or as a replayed stream."""
     if not stream:
         return RawResponse(cached, 200, headers)
+    events = (
+        replay_response(cached)
+        if endpoint == "responses"
+        else replay(cached, endpoint, include_usage)
+    )
     # The whole replay is at hand: one write, no per-chunk sends or disconnect watch needed.
     return RawResponse(
-        b"".join(replay(cached, endpoint, include_usage)),
+        b"".join(events),
         200,
         {**headers, "cache-control": "no-cache"},
         EVENT_STREAM_CONTENT_TYPE,

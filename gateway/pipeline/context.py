@@ -72,6 +72,8 @@ class Dialect(Protocol):
         errors: how its clients expect errors rendered.
         streams: whether its requests may ask for a stream (``stream: true``).
         cacheable: whether the response cache may answer it (when its group caches).
+        follows_live: whether a streaming request may join an identical one's live stream
+            (else it waits for the complete answer, made its own by :meth:`fresh`).
         batchable: whether the embedding batcher may merge it (when its group batches).
     """
 
@@ -79,6 +81,7 @@ class Dialect(Protocol):
     errors: ErrorFormat
     streams: bool
     cacheable: bool
+    follows_live: bool
     batchable: bool
 
     def decode(self, body: bytes) -> Any:
@@ -104,6 +107,11 @@ class Dialect(Protocol):
         are."""
         ...
 
+    def fresh(self, ctx: RequestContext, answer: bytes) -> bytes:
+        """A complete answer shared from the cache or an identical request, made this
+        request's own (its own ids)."""
+        ...
+
     def keeps(self, ctx: RequestContext) -> bool:
         """Whether the answer is to be kept in the response store (``store``)."""
         ...
@@ -119,6 +127,9 @@ class Dialect(Protocol):
 
 class KeepsNothing:
     """For dialects whose answers are never stored (Anthropic Messages, embeddings...)."""
+
+    def fresh(self, ctx: RequestContext, answer: bytes) -> bytes:
+        return answer
 
     def keeps(self, ctx: RequestContext) -> bool:
         return False

@@ -57,7 +57,7 @@ class Pipeline:
         self.telemetry = telemetry = Telemetry(state.metrics)
         background = state.background
         self._cache = (
-            CacheStage(state.cache, state.coalescer, background.submit, telemetry)
+            CacheStage(state.cache, state.coalescer, background.submit, telemetry, self.keep)
             if state.cache is not None
             else None
         )
@@ -196,15 +196,15 @@ class Pipeline:
         total, usage = self.telemetry.body_answered(ctx, out.backend, status, body)
         if usage is not None:
             self.account(ctx, backend, usage.prompt, usage.completion)
+        converter = ctx.dialect.converter(ctx, out.backend)
+        if converter is not None:
+            body = converter.body(body)
         store = ctx.cache_store
-        if store is not None:
+        if store is not None:  # entries are kept in the client's format
             if status == 200:
                 store.save(body)
             else:
                 store.release()
-        converter = ctx.dialect.converter(ctx, out.backend)
-        if converter is not None:
-            body = converter.body(body)
         if status == 200 and ctx.dialect.keeps(ctx):
             await self.keep(ctx, body)
         headers = {

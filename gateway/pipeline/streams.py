@@ -35,16 +35,18 @@ async def relay_stream(
     recorder = store.assembler() if store is not None else None
     try:
         async for chunk in opened.chunks():
-            if recorder is not None:
-                recorder.feed(chunk)
             if first:
                 first = False
                 telemetry.first_token(ctx, backend)
             previous, last = last, chunk
             out = converter.feed(chunk) if converter else chunk
             if out:
+                if recorder is not None:  # entries are kept in the client's format
+                    recorder.feed(out)
                 yield out
         if converter and (tail := converter.finish()):
+            if recorder is not None:
+                recorder.feed(tail)
             yield tail
         status = 200
         backend.health.on_success()

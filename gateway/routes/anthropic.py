@@ -56,6 +56,7 @@ class MessagesDialect(KeepsNothing):
     errors = ANTHROPIC_ERRORS
     streams = True
     cacheable = False
+    follows_live = False
     batchable = False
 
     def __init__(self, request_type: type[Any] = MessagesRequest) -> None:

@@ -19,7 +19,7 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp
 
-from gateway.cache.streams import StreamAssembler
+from gateway.cache.streams import assembler_for
 from gateway.codec import decode, decode_request, encode
 from gateway.errors import ModelNotFoundError
 from gateway.pipeline.context import Converter, Dialect, RequestContext, StreamRecorder
@@ -49,7 +49,15 @@ class OpenAIDialect:
     Satisfies :class:`gateway.pipeline.context.Dialect`.
     """
 
-    __slots__ = ("_decoder", "_upstream", "batchable", "cacheable", "endpoint", "streams")
+    __slots__ = (
+        "_decoder",
+        "_upstream",
+        "batchable",
+        "cacheable",
+        "endpoint",
+        "follows_live",
+        "streams",
+    )
     errors = OPENAI_ERRORS
 
     def __init__(
@@ -60,6 +68,7 @@ class OpenAIDialect:
         self.endpoint = endpoint.value
         self.streams = streams
         self.cacheable = True
+        self.follows_live = True
         self.batchable = batchable
 
     def decode(self, body: bytes) -> Any:
@@ -75,6 +84,9 @@ class OpenAIDialect:
 
     def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
         return None
+
+    def fresh(self, ctx: RequestContext, answer: bytes) -> bytes:
+        return answer  # a cached completion keeps its id, as the cache says (x-gateway-cache)
 
     def keeps(self, ctx: RequestContext) -> bool:
         """Stored completions: chat requests with ``store: true``."""
@@ -93,7 +105,7 @@ class OpenAIDialect:
         )
 
     def recorder(self, ctx: RequestContext) -> StreamRecorder:
-        return StreamAssembler(self.endpoint)
+        return assembler_for(self.endpoint)
 
 
 CHAT = OpenAIDialect(Endpoint.CHAT, ChatCompletionRequest, streams=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.cache.streams import ResponsesAssembler
 from gateway.codec import decode, decode_request, encode
 from gateway.errors import InvalidRequestError
 from gateway.pipeline.context import Converter, RequestContext, StreamConverter
@@ -25,7 +26,6 @@ from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of
 from gateway.routes.errors import OPENAI_ERRORS
 from gateway.routing.backends import Backend
 from gateway.schemas.responses import ResponsesRequest
-from gateway.sse import SSEParser
 from gateway.stores.base import StoredObject
 from gateway.stores.chain import conversation
 from gateway.translate.responses import (
@@ -36,20 +36,6 @@ from gateway.translate.responses import (
 )
 from gateway.translate.responses_stream import ChatStreamToResponses
 from gateway.translate.streams import TranslatingStream
-
-# The events that end a Responses stream, each carrying the final Response.
-FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
-
-_FINAL_MARKS = tuple(f'"{kind}"'.encode() for kind in FINAL_EVENTS)
-
-
-def _is_final(name: str | None, data: bytes) -> bool:
-    """Whether an event closes the stream: by its ``event:`` name, or by the type at the start
-    of its data for streams that send no names."""
-    if name:
-        return name in FINAL_EVENTS
-    head = data[:80]
-    return any(mark in head for mark in _FINAL_MARKS)
 
 
 def speaks_responses(backend: Backend) -> bool:
@@ -131,46 +117,17 @@ class _Unchanged:
         return b""
 
 
-class ResponsesRecorder:
-    """Finds a Responses stream's final Response (in its closing event)."""
-
-    __slots__ = ("_final", "_parser")
-
-    def __init__(self) -> None:
-        self._parser = SSEParser()
-        self._final: bytes | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self._final is not None
-
-    def feed(self, chunk: bytes) -> None:
-        if self._final is not None:
-            return
-        for event in self._parser.feed(chunk):
-            if _is_final(event.name, event.data):
-                try:
-                    data = decode(event.data)
-                except msgspec.DecodeError:
-                    continue
-                if isinstance(data, dict) and data.get("type") in FINAL_EVENTS:
-                    response = data.get("response")
-                    if isinstance(response, dict):
-                        self._final = encode(response)
-                        return
-
-    def result(self) -> bytes | None:
-        return self._final
-
-
 class ResponsesDialect:
     """``POST /v1/responses``. Satisfies :class:`gateway.pipeline.context.Dialect`."""
 
     endpoint = "responses"
     errors = OPENAI_ERRORS
     streams = True
-    cacheable = False  # every answer has its own id, and most are stored
+    cacheable = True
     batchable = False
+    # Followers of an identical request in flight get its complete answer under their own id
+    # (a live stream's bytes carry the leader's id in every event).
+    follows_live = False
 
     def __init__(self) -> None:
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ResponsesRequest)
@@ -226,6 +183,15 @@ class ResponsesDialect:
             return ContinuedNative(ctx.payload.previous_response_id)
         return None
 
+    def fresh(self, ctx: RequestContext, answer: bytes) -> bytes:
+        """A shared answer (from the cache, or an identical request) under this request's own
+        response id: the id, and the item ids made from it, renamed."""
+        shared = decode(answer).get("id")
+        if not isinstance(shared, str) or not shared.startswith("resp_"):
+            return answer
+        old, new = shared.removeprefix("resp_"), ctx.turn.response_id.removeprefix("resp_")
+        return answer.replace(old.encode(), new.encode())
+
     def keeps(self, ctx: RequestContext) -> bool:
         """Stored unless the client said ``store: false`` (OpenAI's default is to store)."""
         return ctx.payload.store is not False
@@ -244,8 +210,8 @@ class ResponsesDialect:
             previous_id=ctx.payload.previous_response_id,
         )
 
-    def recorder(self, ctx: RequestContext) -> ResponsesRecorder:
-        return ResponsesRecorder()
+    def recorder(self, ctx: RequestContext) -> ResponsesAssembler:
+        return ResponsesAssembler()
 
 
 RESPONSES = ResponsesDialect()

@@ -111,9 +111,7 @@ class TieredCache:
         except Exception as exc:  # noqa: BLE001 - see get
             self._failed(tier, exc)
 
-    async def set(
-        self, key: str, body: bytes, ttl_s: float, created: float | None = None
-    ) -> None:
+    async def set(self, key: str, body: bytes, ttl_s: float, created: float | None = None) -> None:
         """Store ``body`` in every tier that is up, to expire ``ttl_s`` after ``created`` (the
         clock's wall time when the answer arrived; now by default), however late the write
         itself runs."""

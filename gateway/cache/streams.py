@@ -251,7 +251,8 @@ def replay_response(body: bytes) -> list[bytes]:
         payload = {"type": kind, **data, "sequence_number": len(events)}
         events.append(b"event: " + kind.encode() + b"\ndata: " + _encode(payload) + b"\n\n")
 
-    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    started = {**response, "status": "in_progress", "output": [], "completed_at": None}
+    started.pop("usage", None)
     emit("response.created", response=started)
     emit("response.in_progress", response=started)
     for index, item in enumerate(response.get("output") or []):
@@ -291,7 +292,12 @@ def replay_response(body: bytes) -> list[bytes]:
             where = {"item_id": item.get("id"), "output_index": index}
             arguments = item.get("arguments") or ""
             emit("response.function_call_arguments.delta", **where, delta=arguments)
-            emit("response.function_call_arguments.done", **where, arguments=arguments)
+            emit(
+                "response.function_call_arguments.done",
+                **where,
+                name=item.get("name"),
+                arguments=arguments,
+            )
         else:
             emit("response.output_item.added", output_index=index, item=item)
         emit("response.output_item.done", output_index=index, item=item)

@@ -7,6 +7,7 @@ natively (bytes in, bytes out). Bodies and stream events are validated against O
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,3 +241,41 @@ def test_stored_chat_completions(sim: Sim, tmp_path: Path) -> None:
         assert deleted.deleted
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.retrieve(kept.id)
+
+
+def test_the_cache_and_coalescing_serve_responses(sim: Sim, tmp_path: Path) -> None:
+    cached = group("chat", sim.url, cache={"enabled": True, "ttl_s": 60})
+    config = {"models": [cached], "store": store(tmp_path)}
+    ask = {"model": "chat", "input": "cache me", "temperature": 0}
+    with running_gateway(config) as gw, client_for(gw.url) as client:
+        first = client.responses.with_raw_response.create(**ask)  # type: ignore[arg-type]
+        second = client.responses.with_raw_response.create(**ask)  # type: ignore[arg-type]
+        assert first.headers["x-gateway-cache"] == "miss"
+        assert second.headers["x-gateway-cache"] == "hit"
+        one, two = first.parse(), second.parse()
+        validate("Response", json.loads(second.text))
+        assert one.output_text == two.output_text
+        assert one.id != two.id  # the cached answer is this request's own response
+        assert client.responses.retrieve(two.id).output_text == two.output_text  # and stored
+        events = list(client.responses.create(**ask, stream=True))  # type: ignore[call-overload]
+        for event in events:
+            validate("ResponseStreamEvent", event.model_dump(mode="json", exclude_unset=True))
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        replayed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        assert replayed == one.output_text
+        assert sim.stats()["completed"] == 1
+
+        # Identical requests in flight at once share one upstream call; each gets its own id.
+        together = {**ask, "input": "together"}
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            with sim.gate():
+                futures = [
+                    pool.submit(client.responses.create, **together)  # type: ignore[arg-type]
+                    for _ in range(4)
+                ]
+                sim.wait_held(1)
+                gw.wait_coalesced(3)
+            answers = [f.result(timeout=30) for f in futures]
+        assert len({a.id for a in answers}) == 4
+        assert len({a.output_text for a in answers}) == 1
+        assert sim.stats()["completed"] == 2

@@ -125,7 +125,10 @@ def test_streams_are_stored_and_replayed_both_ways(memory_gateway: str) -> None:
         )
         assert plain.headers["x-gateway-cache"] == "hit"
         assert plain.parse().choices[0].message.content == live_text
-        assert plain.parse().usage.completion_tokens == live[-1].usage.completion_tokens
+        plain_usage = plain.parse().usage
+        assert plain_usage is not None
+        assert live[-1].usage is not None
+        assert plain_usage.completion_tokens == live[-1].usage.completion_tokens
         other: list[ChatCompletionMessageParam] = [
             {"role": "user", "content": "a different question"}
         ]
@@ -144,6 +147,8 @@ def test_streams_are_stored_and_replayed_both_ways(memory_gateway: str) -> None:
             "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             == original.choices[0].message.content
         )
+        assert chunks[-1].usage is not None
+        assert original.usage is not None
         assert chunks[-1].usage.completion_tokens == original.usage.completion_tokens
     req = urllib.request.Request(
         f"{memory_gateway}/v1/chat/completions",

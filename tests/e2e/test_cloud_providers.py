@@ -9,11 +9,17 @@ from collections.abc import Iterator
 import anthropic
 import openai
 import pytest
+from anthropic.types import MessageParam, TextBlock
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+)
 
 from tests.support.servers import Sim, http_json, running_gateway
 from tests.support.spec import validate
 
-TOOLS = [
+TOOLS: list[ChatCompletionFunctionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -27,10 +33,13 @@ TOOLS = [
         },
     }
 ]
-ASK = [
+QUESTION = "What is the weather in Paris?"
+ASK: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Be brief."},
-    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "user", "content": QUESTION},
 ]
+# ASK without its system message, as the Anthropic SDK types a conversation's turns.
+CLAUDE_ASK: list[MessageParam] = [{"role": "user", "content": QUESTION}]
 
 
 def cloud_config(sim: Sim, provider: str, **options: object) -> dict[str, object]:
@@ -98,6 +107,7 @@ def test_stream_through_anthropic_provider(claude_client: openai.OpenAI) -> None
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content
     assert chunks[-1].usage is not None
+    assert plain.usage is not None
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
@@ -106,7 +116,9 @@ def test_tool_calls_both_ways_through_anthropic_provider(claude_client: openai.O
         model="cloud", messages=ASK, tools=TOOLS, max_tokens=50
     )
     assert first.choices[0].finish_reason == "tool_calls"
+    assert first.choices[0].message.tool_calls is not None
     call = first.choices[0].message.tool_calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert call.function.name == "get_weather"
     args = json.loads(call.function.arguments)
     streamed = list(
@@ -121,7 +133,11 @@ def test_tool_calls_both_ways_through_anthropic_provider(claude_client: openai.O
     ]
     assert fragments[0].id == call.id
     assert all(f.index == 0 for f in fragments)
-    assert json.loads("".join(f.function.arguments or "" for f in fragments)) == args
+    arguments = ""
+    for f in fragments:
+        assert f.function is not None
+        arguments += f.function.arguments or ""
+    assert json.loads(arguments) == args
     finish = [
         c.choices[0].finish_reason for c in streamed if c.choices and c.choices[0].finish_reason
     ]
@@ -132,7 +148,9 @@ def test_tool_calls_both_ways_through_anthropic_provider(claude_client: openai.O
         tools=TOOLS,
         messages=[
             *ASK,
-            first.choices[0].message,
+            # The SDK takes back its own reply model (it serialises pydantic models), but its
+            # parameter types admit only the TypedDicts.
+            first.choices[0].message,  # type: ignore[list-item]
             {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
         ],
     )
@@ -174,8 +192,9 @@ def test_unsupported_parameters_get_400(claude_client: openai.OpenAI) -> None:
 
 def test_messages_endpoint_passes_through_to_anthropic(claude_gateway: str, sim: Sim) -> None:
     with anthropic.Anthropic(base_url=claude_gateway, api_key="x", max_retries=0) as client:
-        message = client.messages.create(model="cloud", max_tokens=8, messages=ASK[1:])
-        count = client.messages.count_tokens(model="cloud", messages=ASK[1:])
+        message = client.messages.create(model="cloud", max_tokens=8, messages=CLAUDE_ASK)
+        count = client.messages.count_tokens(model="cloud", messages=CLAUDE_ASK)
+    assert isinstance(message.content[0], TextBlock)
     assert message.content[0].text
     assert sim.stats()["recent"][-1]["body"]["model"] == "sim-model"
     assert count.input_tokens == message.usage.input_tokens + (

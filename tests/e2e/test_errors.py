@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway
 from tests.support.spec import validate
@@ -14,7 +15,7 @@ from tests.support.spec import validate
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
-def post(url: str, body: object, **headers: str) -> tuple[int, dict[str, str], dict]:
+def post(url: str, body: object, **headers: str) -> tuple[int, dict[str, str], dict[str, Any]]:
     status, hdrs, payload = http_json("POST", f"{url}/v1/chat/completions", body, headers)
     validate("ErrorResponse", payload)
     return status, hdrs, payload
@@ -39,7 +40,7 @@ def test_invalid_json_is_400(gateway_url: str) -> None:
         ({"model": "chat", "messages": USER, "stream": "yes"}, "stream"),
     ],
 )
-def test_invalid_field_is_400_naming_it(gateway_url: str, body: dict, param: str) -> None:
+def test_invalid_field_is_400_naming_it(gateway_url: str, body: dict[str, Any], param: str) -> None:
     status, _, payload = post(gateway_url, body)
     assert status == 400
     assert payload["error"]["param"] == param
@@ -168,7 +169,7 @@ def test_a_stream_silent_past_the_idle_timeout_ends_with_an_error_event(sim: Sim
         stream = client.chat.completions.create(
             model="chat", messages=USER, stream=True, max_tokens=20
         )
-        received = []
+        received: list[ChatCompletionChunk] = []
 
         def read_all() -> None:
             received.extend(stream)

@@ -30,7 +30,7 @@ MAX_BODY = 16 * 1024  # small, yet room for a few thousand `[` under it
 LIMITS = {"max_tokens": 16, "max_n": 2, "max_inputs": 2, "max_dimensions": 8}
 MODELS = ["chat", "cached", "limited", "claude", "costly", "batched", "unknown-model"]
 USER = [{"role": "user", "content": "hi"}]
-ROUTES = {
+ROUTES: dict[str, dict[str, Any]] = {
     "/v1/chat/completions": {"messages": USER, "temperature": 0, "max_tokens": 4},
     "/v1/completions": {"prompt": "hi", "temperature": 0, "max_tokens": 4},
     "/v1/embeddings": {"input": "hi"},
@@ -139,7 +139,7 @@ def deep(depth: int, kind: str) -> str:
     return '{"a":' * depth + "1" + "}" * depth
 
 
-def encode(body: dict[str, Any]) -> bytes:
+def encode(body: object) -> bytes:
     # Floats may be NaN or infinite: json writes those, and they are not JSON, as intended.
     return json.dumps(body).encode()
 

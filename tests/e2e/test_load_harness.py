@@ -10,6 +10,7 @@ import re
 import statistics
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import pytest
 from gateway_loadgen import workloads
@@ -20,10 +21,19 @@ from gateway.cli import main as gateway_main
 from tests.support.servers import Sim, group, running_gateway, running_sim
 
 
-def drive(sim: Sim, workload: workloads.Workload, **settings: object) -> RunOutcome:
+class DriveSettings(TypedDict, total=False):
+    """The `RunSettings` the tests choose; `drive` sets the target, model and metrics."""
+
+    rate: float | None
+    max_concurrency: int | None
+    concurrency: int | None
+    stream: bool
+
+
+def drive(sim: Sim, workload: workloads.Workload, **settings: Unpack[DriveSettings]) -> RunOutcome:
     config = RunSettings(
         target=sim.url, model="sim-model", metrics_urls=[f"{sim.url}/metrics"], **settings
-    )  # type: ignore[arg-type]
+    )
     return asyncio.run(run_workload(workload, config))
 
 
@@ -239,7 +249,7 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown SLO `latency`" in capsys.readouterr().err
 
 
-def _sweep(target: str, out: Path, *extra: str) -> dict[str, object]:
+def _sweep(target: str, out: Path, *extra: str) -> dict[str, Any]:
     status = gateway_main(
         [
             "load",
@@ -262,7 +272,7 @@ def _sweep(target: str, out: Path, *extra: str) -> dict[str, object]:
         ]
     )
     assert status == 0
-    data: dict[str, object] = json.loads(out.read_text())
+    data: dict[str, Any] = json.loads(out.read_text())
     return data
 
 
@@ -277,7 +287,7 @@ def test_sweep_points_draw_their_own_prompts_unless_replayed(tmp_path: Path) -> 
         drawn = _sweep(sim.url, tmp_path / "drawn.json")
         first, second = _prompts_by_point(sim)
         assert not first & second
-        assert [r["seed"] for r in drawn["runs"]][1] != 0  # type: ignore[index]
+        assert [r["seed"] for r in drawn["runs"]][1] != 0
     with running_sim() as sim:
         replayed = _sweep(sim.url, tmp_path / "replayed.json", "--replay-prompts")
         first, second = _prompts_by_point(sim)
@@ -294,11 +304,9 @@ def test_prefix_cache_is_reset_before_every_point(tmp_path: Path) -> None:
         data = _sweep(sim.url, tmp_path / "reset.json", "--replay-prompts")
         assert sim.stats()["prefix_cache_resets"] == 2
     runs = data["runs"]
-    assert [r["prefix_cache_reset"] for r in runs] == [  # type: ignore[union-attr]
-        {sim.url: "reset (HTTP 200)"}
-    ] * 2
+    assert [r["prefix_cache_reset"] for r in runs] == [{sim.url: "reset (HTTP 200)"}] * 2
     # Replayed prompts on a reset cache: both points start cold, so they are comparable.
-    assert [r["summary"]["prefix_cache"]["hit_rate"] for r in runs] == [0.0, 0.0]  # type: ignore[index,union-attr]
+    assert [r["summary"]["prefix_cache"]["hit_rate"] for r in runs] == [0.0, 0.0]
     with running_sim() as sim:
         _sweep(sim.url, tmp_path / "kept.json", "--no-reset-prefix-cache")
         assert sim.stats()["prefix_cache_resets"] == 0
@@ -313,7 +321,7 @@ def test_a_target_without_the_reset_route_gets_a_note(
     ):
         data = _sweep(gw.url, tmp_path / "gw.json", "--metrics-url", f"{sim.url}/metrics")
         assert sim.stats()["prefix_cache_resets"] == 2  # the replica behind it still is reset
-    first = data["runs"][0]["prefix_cache_reset"]  # type: ignore[index]
+    first = data["runs"][0]["prefix_cache_reset"]
     assert first[sim.url] == "reset (HTTP 200)"
     assert first[gw.url].startswith("not offered")
     err = capsys.readouterr().err
@@ -335,11 +343,11 @@ def test_points_with_distant_hit_rates_are_flagged(
         )
     out = capsys.readouterr().out
     check = data["prefix_cache_comparability"]
-    assert check["comparable"] is False  # type: ignore[index]
-    assert check["min_hit_rate"] == 0.0  # type: ignore[index]
-    assert check["max_hit_rate"] > 0.5  # type: ignore[index]
+    assert check["comparable"] is False
+    assert check["min_hit_rate"] == 0.0
+    assert check["max_hit_rate"] > 0.5
     # Two points: each is too far from the other (with more, the odd ones out are flagged).
-    assert [r["not_comparable"] for r in data["runs"]] == [True, True]  # type: ignore[union-attr]
+    assert [r["not_comparable"] for r in data["runs"]] == [True, True]
     assert "warning: prefix-cache hit rates range from 0.0%" in out
     assert re.search(r"rate=inf .* 0\.0% !$", out, re.MULTILINE)
     page = (tmp_path / "report" / "report.html").read_text()
@@ -350,7 +358,7 @@ def test_points_with_distant_hit_rates_are_flagged(
     # Fresh prompts on a reset cache: nothing to flag.
     with running_sim() as sim:
         cold = _sweep(sim.url, tmp_path / "cold.json")
-    assert cold["prefix_cache_comparability"]["comparable"] is True  # type: ignore[index]
+    assert cold["prefix_cache_comparability"]["comparable"] is True
 
 
 def test_comparability_flags_the_odd_points_out() -> None:

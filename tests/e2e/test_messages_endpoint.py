@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import anthropic
 import pytest
-from anthropic.types import MessageParam, ToolParam
+from anthropic.types import MessageParam, TextBlock, ToolParam, ToolUseBlockParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway
 
@@ -64,6 +65,7 @@ def test_streamed_text_matches_plain(client: anthropic.Anthropic) -> None:
     with client.messages.stream(model="claude-local", max_tokens=20, messages=ASK) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
+    assert isinstance(plain.content[0], TextBlock)
     assert text == plain.content[0].text
     assert final.stop_reason == plain.stop_reason
     assert final.usage.output_tokens == plain.usage.output_tokens
@@ -88,7 +90,8 @@ def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
         tools=TOOLS,
         messages=[
             *ASK,
-            {"role": "assistant", "content": [call.model_dump()]},
+            # The block as the reply had it, every field included; `model_dump` is untyped.
+            {"role": "assistant", "content": [cast(ToolUseBlockParam, call.model_dump())]},
             {
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],

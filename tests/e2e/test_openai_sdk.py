@@ -9,9 +9,15 @@ import base64
 import json
 import struct
 import urllib.request
+from typing import cast
 
 import openai
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+)
 
 from tests.support.servers import Sim, http_json
 from tests.support.spec import validate, validate_completion_chunk
@@ -65,6 +71,7 @@ def test_chat_stream_with_usage(client: openai.OpenAI) -> None:
     assert text == plain.choices[0].message.content
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
+    assert plain.usage is not None
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
     finishes = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
@@ -165,7 +172,7 @@ def test_responses_validate_against_openai_spec(gateway_url: str) -> None:
 
 
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
-    tools = [
+    tools: list[ChatCompletionFunctionToolParam] = [
         {
             "type": "function",
             "function": {
@@ -182,7 +189,9 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "weather in Paris?"}], tools=tools
     )
+    assert first.choices[0].message.tool_calls is not None
     call = first.choices[0].message.tool_calls[0]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert first.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather"
     assert isinstance(json.loads(call.function.arguments)["city"], str)
@@ -191,7 +200,11 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
         tools=tools,
         messages=[
             {"role": "user", "content": "weather in Paris?"},
-            {"role": "assistant", "tool_calls": [call.model_dump()]},
+            # The call as the reply had it, every field included; `model_dump` is untyped.
+            {
+                "role": "assistant",
+                "tool_calls": [cast(ChatCompletionMessageFunctionToolCallParam, call.model_dump())],
+            },
             {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
         ],
     )
@@ -205,9 +218,10 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
             stream=True,
         )
     )
-    arguments = "".join(
-        c.choices[0].delta.tool_calls[0].function.arguments or ""
-        for c in streamed
-        if c.choices and c.choices[0].delta.tool_calls
-    )
+    arguments = ""
+    for c in streamed:
+        if c.choices and c.choices[0].delta.tool_calls:
+            fragment = c.choices[0].delta.tool_calls[0].function
+            assert fragment is not None
+            arguments += fragment.arguments or ""
     assert json.loads(arguments) == json.loads(call.function.arguments)

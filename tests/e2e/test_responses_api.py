@@ -11,24 +11,29 @@ import concurrent.futures
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
+from openai.types.responses import FunctionToolParam
 
 from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
 from tests.support.spec import validate
 
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "The weather in a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
+# The SDK's TypedDict requires `strict`, which the API takes as optional; sent without it.
+WEATHER_TOOL = cast(
+    FunctionToolParam,
+    {
+        "type": "function",
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
-}
+)
 
 
 def store(tmp_path: Path, name: str = "responses.sqlite3") -> dict[str, Any]:
@@ -103,7 +108,7 @@ def test_function_call_round_trip(translating: str) -> None:
         first = client.responses.create(
             model="chat",
             input="What is the weather in Paris?",
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
             tool_choice="required",
         )
         calls = [item for item in first.output if item.type == "function_call"]
@@ -115,7 +120,7 @@ def test_function_call_round_trip(translating: str) -> None:
             model="chat",
             previous_response_id=first.id,
             input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
-            tools=[WEATHER_TOOL],  # type: ignore[list-item]
+            tools=[WEATHER_TOOL],
         )
     assert second.previous_response_id == first.id
     assert second.output_text  # the model answered in words once the tool's result was in
@@ -128,7 +133,7 @@ def test_streamed_function_call(translating: str) -> None:
             model="chat",
             input="weather in Oslo?",
             tools=[WEATHER_TOOL],
-            tool_choice="required",  # type: ignore[list-item]
+            tool_choice="required",
         ) as stream,
     ):
         kinds = [e.type for e in stream]
@@ -200,7 +205,7 @@ def test_stored_responses_are_namespaced_per_key(sim: Sim, tmp_path: Path) -> No
 
 
 def test_what_has_no_chat_equivalent_is_refused_naming_the_field(translating: str) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"background": True}, "background"),
     ]

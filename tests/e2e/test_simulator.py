@@ -10,6 +10,8 @@ import urllib.request
 
 import openai
 import pytest
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import Sim, http_json, running_sim
@@ -50,13 +52,20 @@ def scrape(sim: Sim) -> dict[str, float]:
     return out
 
 
-def chat(client: openai.OpenAI, content: str, max_tokens: int = 8, **extra: object):  # type: ignore[no-untyped-def]
+def chat(
+    client: openai.OpenAI, content: str, max_tokens: int = 8, **extra: object
+) -> ChatCompletion:
     return client.chat.completions.create(
         model="sim-model",
         max_tokens=max_tokens,
         messages=[{"role": "user", "content": content}],
         extra_body=extra or None,
     )
+
+
+def usage_of(reply: ChatCompletion | ChatCompletionChunk) -> CompletionUsage:
+    assert reply.usage is not None
+    return reply.usage
 
 
 def client_for(sim: Sim) -> openai.OpenAI:
@@ -97,9 +106,12 @@ def test_counts_agree_with_usage_stats_and_metrics() -> None:
                 stream_options={"include_usage": True},
             )
         )
-        prompt = sum(r.usage.prompt_tokens for r in replies) + streamed[-1].usage.prompt_tokens
+        prompt = (
+            sum(usage_of(r).prompt_tokens for r in replies) + usage_of(streamed[-1]).prompt_tokens
+        )
         generated = (
-            sum(r.usage.completion_tokens for r in replies) + streamed[-1].usage.completion_tokens
+            sum(usage_of(r).completion_tokens for r in replies)
+            + usage_of(streamed[-1]).completion_tokens
         )
         stats = sim.stats()
         got = scrape(sim)
@@ -124,7 +136,7 @@ def test_tokenize_matches_usage() -> None:
             },
         )
     assert status == 200
-    assert body["count"] == reply.usage.prompt_tokens == len(body["tokens"])
+    assert body["count"] == usage_of(reply).prompt_tokens == len(body["tokens"])
 
 
 def hit_rate(sim: Sim) -> float:
@@ -288,7 +300,8 @@ def test_replicas_command_serves_independent_replicas() -> None:
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
-        proc.stdout.close()  # type: ignore[union-attr]
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_a_gate_holds_requests_before_handling_until_released() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import anthropic
 import pytest
-from anthropic.types import MessageParam, ToolParam
+from anthropic.types import MessageParam, TextBlock, ToolParam, ToolUseBlock, ToolUseBlockParam
 
 from tests.support.servers import Sim, running_sim
 
@@ -53,6 +54,7 @@ def test_streamed_text_matches_plain(client: anthropic.Anthropic) -> None:
     with client.messages.stream(model="sim-model", max_tokens=20, messages=ASK) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
+    assert isinstance(plain.content[0], TextBlock)
     assert text == plain.content[0].text
     assert final.stop_reason == plain.stop_reason
     assert final.usage.output_tokens == plain.usage.output_tokens
@@ -69,6 +71,7 @@ def test_tool_use_round_trip_plain_and_streamed(client: anthropic.Anthropic) -> 
         model="sim-model", max_tokens=50, messages=ASK, tools=TOOLS
     ) as stream:
         streamed = stream.get_final_message()
+    assert isinstance(streamed.content[0], ToolUseBlock)
     assert streamed.content[0].input == call.input
     follow_up = client.messages.create(
         model="sim-model",
@@ -76,7 +79,8 @@ def test_tool_use_round_trip_plain_and_streamed(client: anthropic.Anthropic) -> 
         tools=TOOLS,
         messages=[
             *ASK,
-            {"role": "assistant", "content": [call.model_dump()]},
+            # The block as the reply had it, every field included; `model_dump` is untyped.
+            {"role": "assistant", "content": [cast(ToolUseBlockParam, call.model_dump())]},
             {
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],

@@ -64,7 +64,8 @@ class Sim:
         return self.server.url
 
     def stats(self) -> dict[str, Any]:
-        return http_json("GET", f"{self.url}/sim/stats")[2]
+        stats: dict[str, Any] = http_json("GET", f"{self.url}/sim/stats")[2]
+        return stats
 
     def set_faults(self, **faults: Any) -> None:
         status, _, body = http_json("POST", f"{self.url}/sim/faults", faults)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config_loader import ConfigError, load_settings
+from gateway.settings import Settings
 
 VALID = """
 server: {port: 9000, max_body_bytes: 1024}
@@ -22,7 +23,7 @@ models:
 """
 
 
-def load(tmp_path: Path, text: str, env: dict[str, str] | None = None):
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> tuple[Settings, str]:
     path = tmp_path / "gateway.yaml"
     path.write_text(text)
     return load_settings(path, env=env or {}), str(path)

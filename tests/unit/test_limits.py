@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from litestar.types import HTTPRequestEvent, HTTPScope
 
 from gateway.assembly import build_state
 from gateway.config_loader import ConfigError, settings_from_mapping
@@ -119,10 +120,11 @@ def test_limits_settings_are_optional_and_validated() -> None:
 
 
 def call(body: bytes) -> Call:
-    async def receive() -> dict[str, Any]:
+    async def receive() -> HTTPRequestEvent:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return Call({"type": "http", "headers": []}, receive)
+    # A `Call` reads only the headers of its scope; an HTTPScope requires some twenty keys.
+    return Call(cast(HTTPScope, {"type": "http", "headers": []}), receive)
 
 
 @pytest.mark.anyio

@@ -15,6 +15,7 @@ from gateway.pipeline.telemetry import usage_in_stream_tail
 from gateway.routing.base import RouteRequest
 from gateway.schemas.validation import split_validation_message
 from gateway.sse import SSEFramer
+from tests.unit.test_strategies import Snap
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,8 @@ def test_with_model_keeps_every_other_field() -> None:
 def test_round_robin_cycles() -> None:
     strategy = RoundRobinStrategy()
     request = RouteRequest("m", "chat/completions", None, {})
-    picks = [strategy.choose(request, [object(), object(), object()]) for _ in range(6)]
+    backends = [Snap("a"), Snap("b"), Snap("c")]
+    picks = [strategy.choose(request, backends) for _ in range(6)]
     assert picks == [0, 1, 2, 0, 1, 2]
 
 

@@ -126,7 +126,11 @@ def test_new_kinds_check_what_they_get() -> None:
 def test_items_are_sorted_by_name() -> None:
     pm = make_plugin_manager(entry_points=False, extra=[("two", TwoSources())])
     sources = collect_registries(pm).default_sources
-    assert [(name, s.tag) for name, s in sources.items()] == [
+    tags = []
+    for name, source in sources.items():
+        assert isinstance(source, TwoSources.Source)
+        tags.append((name, source.tag))
+    assert tags == [
         ("aa-second", "second"),
         ("zz-first", "first"),
     ]

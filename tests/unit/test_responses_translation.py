@@ -227,7 +227,7 @@ def test_function_calls_and_outputs() -> None:
 
 
 def test_history_comes_between_instructions_and_input() -> None:
-    history = [
+    history: list[dict[str, Any]] = [
         {"type": "message", "role": "user", "content": "first"},
         {
             "type": "message",
@@ -1065,7 +1065,7 @@ def test_items_keep_their_order_and_ids(conversation: list[dict[str, Any]]) -> N
     """Every text and call id survives, in order; reasoning is dropped; function calls join
     the assistant message before them."""
     messages = responses_request_to_chat({"model": "m", "input": conversation})["messages"]
-    expected = []
+    expected: list[tuple[Any, ...]] = []
     for item in conversation:
         if item.get("type") == "function_call":
             expected.append(("call", item["call_id"]))
@@ -1075,7 +1075,7 @@ def test_items_keep_their_order_and_ids(conversation: list[dict[str, Any]]) -> N
             expected.append(("user", item["content"]))
         elif item.get("role") == "assistant":
             expected.append(("assistant", item["content"][0]["text"]))
-    got = []
+    got: list[tuple[Any, ...]] = []
     for m in messages:
         if m["role"] == "tool":
             got.append(("tool", m["tool_call_id"], m["content"]))
@@ -1104,7 +1104,7 @@ def chat_answers(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, Any]]]
         for _ in range(draw(st.integers(0 if text else 1, 3)))
     ]
     finish = draw(st.sampled_from(["stop", "length", "tool_calls"]))
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"id": f"call_{i}", "type": "function", "function": {"name": "f", "arguments": a}}
         for i, a in enumerate(arguments)
     ]

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.background import Spawn
-from gateway.batching.embeddings import BatchLimits, EmbeddingBatcher, as_inputs, estimate_tokens
+from gateway.batching.embeddings import BatchLimits, EmbeddingBatcher, as_inputs
 from gateway.errors import UpstreamStatusError
+from gateway.tokens import estimate_tokens
 
 pytestmark = pytest.mark.anyio
 WAIT_FOREVER = 60_000.0  # batches in these tests go when full, not on their deadline

@@ -98,8 +98,11 @@ async def test_namespaces_are_apart(store: ResponseStore) -> None:
     assert await store.get(NS, "c1") is not None
     # the same id in two namespaces: two objects
     await store.put(OTHER, completion("c1", 20.0, model="other"))
-    assert (await store.get(NS, "c1")).model == "chat"  # type: ignore[union-attr]
-    assert (await store.get(OTHER, "c1")).model == "other"  # type: ignore[union-attr]
+    mine, theirs = await store.get(NS, "c1"), await store.get(OTHER, "c1")
+    assert mine is not None
+    assert mine.model == "chat"
+    assert theirs is not None
+    assert theirs.model == "other"
 
 
 async def test_listing_is_by_created_at_then_id_in_either_order(store: ResponseStore) -> None:

@@ -9,13 +9,14 @@ from gateway_store_redis.store import RedisResponseStore
 
 from gateway.clock import ManualClock
 from gateway.stores import StoredObject, StoreUnavailableError
+from gateway.stores.base import Kind
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 
-def record(id: str, at: float = 1.0, kind: str = "response") -> StoredObject:
-    return StoredObject(id=id, kind=kind, created_at=at, model="m", body={"id": id})  # type: ignore[arg-type]
+def record(id: str, at: float = 1.0, kind: Kind = "response") -> StoredObject:
+    return StoredObject(id=id, kind=kind, created_at=at, model="m", body={"id": id})
 
 
 async def test_keys_share_the_namespace_hash_tag_and_expire(redis_server: RedisServer) -> None:
@@ -23,7 +24,7 @@ async def test_keys_share_the_namespace_hash_tag_and_expire(redis_server: RedisS
     await store.put("kabc", record("resp_1"))
     await store.update_metadata("kabc", "resp_1", {"a": "b"})
     sync = redis.Redis.from_url(redis_server.url)
-    keys = sorted(k.decode() for k in sync.keys("t-keys:*"))
+    keys = sorted(k.decode() if isinstance(k, bytes) else k for k in sync.keys("t-keys:*"))
     assert keys == ["t-keys:{kabc}:i:response", "t-keys:{kabc}:o:resp_1", "t-keys:{kabc}:x"]
     for key in keys:
         assert 0 < sync.pttl(key) <= 60_000  # the object's TTL survived the metadata update

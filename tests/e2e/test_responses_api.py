@@ -251,10 +251,14 @@ def test_stored_chat_completions(sim: Sim, tmp_path: Path) -> None:
 def test_the_cache_and_coalescing_serve_responses(sim: Sim, tmp_path: Path) -> None:
     cached = group("chat", sim.url, cache={"enabled": True, "ttl_s": 60})
     config = {"models": [cached], "store": store(tmp_path)}
-    ask = {"model": "chat", "input": "cache me", "temperature": 0}
     with running_gateway(config) as gw, client_for(gw.url) as client:
-        first = client.responses.with_raw_response.create(**ask)  # type: ignore[arg-type]
-        second = client.responses.with_raw_response.create(**ask)  # type: ignore[arg-type]
+
+        def ask(text: str) -> Any:
+            return client.responses.with_raw_response.create(
+                model="chat", input=text, temperature=0
+            )
+
+        first, second = ask("cache me"), ask("cache me")
         assert first.headers["x-gateway-cache"] == "miss"
         assert second.headers["x-gateway-cache"] == "hit"
         one, two = first.parse(), second.parse()
@@ -262,7 +266,9 @@ def test_the_cache_and_coalescing_serve_responses(sim: Sim, tmp_path: Path) -> N
         assert one.output_text == two.output_text
         assert one.id != two.id  # the cached answer is this request's own response
         assert client.responses.retrieve(two.id).output_text == two.output_text  # and stored
-        events = list(client.responses.create(**ask, stream=True))  # type: ignore[call-overload]
+        events = list(
+            client.responses.create(model="chat", input="cache me", temperature=0, stream=True)
+        )
         for event in events:
             validate("ResponseStreamEvent", event.model_dump(mode="json", exclude_unset=True))
         assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -271,13 +277,9 @@ def test_the_cache_and_coalescing_serve_responses(sim: Sim, tmp_path: Path) -> N
         assert sim.stats()["completed"] == 1
 
         # Identical requests in flight at once share one upstream call; each gets its own id.
-        together = {**ask, "input": "together"}
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             with sim.gate():
-                futures = [
-                    pool.submit(client.responses.create, **together)  # type: ignore[arg-type]
-                    for _ in range(4)
-                ]
+                futures = [pool.submit(lambda: ask("together").parse()) for _ in range(4)]
                 sim.wait_held(1)
                 gw.wait_coalesced(3)
             answers = [f.result(timeout=30) for f in futures]

@@ -86,3 +86,14 @@ def serve_gateway(config: dict[str, Any], core: int | None = 0) -> Iterator[str]
         except subprocess.TimeoutExpired:
             proc.kill()
         os.unlink(f.name)
+
+
+def stop(*procs: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+    """SIGTERM each process, then wait for it (killing it after ``timeout_s``)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import format_table, free_port, pin, wait_until_up
+from common import format_table, free_port, pin, stop, wait_until_up
 from overhead import API_KEY, run_wrk, start_static_upstream
 
 GATEWAY_CONFIG = """
@@ -114,13 +113,7 @@ def measure(duration: int) -> list[dict[str, Any]]:
                     }
                 )
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        nginx.send_signal(signal.SIGTERM)
-        for proc in (gateway, nginx):
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(gateway, nginx)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
     return rows

@@ -16,7 +16,7 @@ from gateway.errors import InvalidRequestError
 from gateway.settings import LimitSettings
 
 # The fields each ceiling applies to, in the order they are checked.
-_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _INPUT_FIELDS = ("input", "prompt")
 
 

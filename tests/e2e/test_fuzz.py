@@ -36,6 +36,7 @@ ROUTES: dict[str, dict[str, Any]] = {
     "/v1/embeddings": {"input": "hi"},
     "/v1/messages": {"messages": USER, "max_tokens": 4},
     "/v1/messages/count_tokens": {"messages": USER},
+    "/v1/responses": {"input": "hi", "temperature": 0, "max_output_tokens": 4},
 }
 FIELDS = [
     "model", "messages", "prompt", "input", "max_tokens", "max_completion_tokens", "n",
@@ -57,6 +58,7 @@ def gateway() -> Iterator[str]:
         claude = {"provider": "anthropic", "url": sim.url, "model": "sim-model", "api_key": "k"}
         config = {
             "server": {"max_body_bytes": MAX_BODY},
+            "store": {"backend": "sqlite", "options": {"path": ":memory:"}},
             "models": [
                 group("chat", sim.url),
                 group("cached", sim.url, cache={"enabled": True, "deterministic_only": False}),

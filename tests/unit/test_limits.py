@@ -17,6 +17,7 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.routes.anthropic import COUNT_TOKENS, MESSAGES
 from gateway.routes.calls import Call
 from gateway.routes.openai import CHAT, COMPLETIONS, EMBEDDINGS
+from gateway.routes.openai_responses import RESPONSES
 from gateway.settings import LimitSettings
 from gateway.testing import plugin_manager
 
@@ -51,6 +52,7 @@ def message(**fields: Any) -> Any:
         (chat(max_completion_tokens=101), "max_completion_tokens"),
         (chat(max_tokens=10, max_completion_tokens=5000), "max_completion_tokens"),
         (chat(n=3), "n"),
+        (payload(RESPONSES, input="hi", max_output_tokens=101), "max_output_tokens"),
         (completion(prompt="x", max_tokens=101), "max_tokens"),
         (completion(prompt="x", n=3), "n"),
         (completion(prompt=["a", "b", "c", "d"]), "prompt"),

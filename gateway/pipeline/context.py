@@ -160,7 +160,8 @@ class RequestContext:
         cache_store: where a cache miss stores its answer, if anywhere.
         upstream_s: time waiting on the upstream (to its full body, or its stream's headers).
         store: the response store (earlier turns, and where kept answers go).
-        turn: what the dialect prepared for this request (ids, history, a translation).
+        turn: what the dialect prepared for this request in :meth:`Dialect.prepare` (a
+            translation, ids, earlier turns), or None.
     """
 
     __slots__ = (
@@ -179,7 +180,6 @@ class RequestContext:
         "started",
         "store",
         "stream",
-        "translated",
         "turn",
         "upstream_s",
     )
@@ -202,8 +202,6 @@ class RequestContext:
         self.upstream_s = 0.0
         self.store: ResponseStore | None = None
         self.turn: Any = None
-        # A dialect's translated request (Anthropic Messages to chat), when it needs one.
-        self.translated: dict[str, Any] | None = None
         self._raw: dict[str, Any] | None = None
         self._bodies: dict[str, bytes] | None = None
 

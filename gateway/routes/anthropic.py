@@ -69,10 +69,10 @@ class MessagesDialect(KeepsNothing):
         """Translate to chat up front when some backend of the group needs it, so a request
         the translation cannot express is refused before any upstream call."""
         if not all(speaks_messages(b) for b in ctx.model_group.backends):
-            ctx.translated = messages_request_to_chat(ctx.raw)
+            ctx.turn = messages_request_to_chat(ctx.raw)
 
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
-        chat = ctx.translated
+        chat: dict[str, Any] | None = ctx.turn
         if chat is None or speaks_messages(backend):
             return UpstreamRequest(
                 Endpoint.MESSAGES, ctx.body_for(backend.model), ctx.raw, ctx.stream, ctx.request_id

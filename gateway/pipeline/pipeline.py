@@ -134,7 +134,7 @@ class Pipeline:
             await self._store.put(ctx.principal.namespace, ctx.dialect.record(ctx, answer))
         except StoreUnavailableError as exc:
             log.warning("request %s: the answer was not stored: %s", ctx.request_id, exc)
-        except Exception:  # noqa: BLE001 - an answer the dialect cannot read as a record
+        except Exception:
             log.exception("request %s: the answer could not be stored", ctx.request_id)
 
     async def _kept(

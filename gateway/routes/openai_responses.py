@@ -186,7 +186,10 @@ class ResponsesDialect:
     def fresh(self, ctx: RequestContext, answer: bytes) -> bytes:
         """A shared answer (from the cache, or an identical request) under this request's own
         response id: the id, and the item ids made from it, renamed."""
-        shared = decode(answer).get("id")
+        try:
+            shared = decode(answer).get("id")
+        except (msgspec.DecodeError, AttributeError):
+            return answer  # not a Response object: nothing to rename
         if not isinstance(shared, str) or not shared.startswith("resp_"):
             return answer
         old, new = shared.removeprefix("resp_"), ctx.turn.response_id.removeprefix("resp_")

@@ -22,7 +22,7 @@ import msgspec
 
 from gateway.background import Spawn
 from gateway.codec import decode_object
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamUnavailableError
 from gateway.tokens import estimate_tokens
 
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -117,7 +117,13 @@ class EmbeddingBatcher:
             return
         if batch.timer is not None:
             batch.timer.cancel()
-        self._spawn(self._run(batch))
+        try:
+            self._spawn(self._run(batch))
+        except RuntimeError:  # the app is stopping: no one will run the batch
+            stopping = UpstreamUnavailableError("The gateway is shutting down.")
+            for waiter in batch.waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(stopping)
 
     async def _run(self, batch: _Batch) -> None:
         waiters = batch.waiters

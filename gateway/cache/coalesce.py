@@ -95,9 +95,9 @@ class Flight:
         ``chunks`` must settle the outcome itself (:meth:`finish`); if it ends without doing so,
         the flight finishes with no body.
         """
-        self.streaming = True
         self._pump_scope = anyio.CancelScope()
-        self._spawn(self._run_pump(chunks))
+        self._spawn(self._run_pump(chunks))  # raises when the app is stopping: nothing streams
+        self.streaming = True
         self._wake()
 
     async def _run_pump(self, chunks: AsyncIterator[bytes]) -> None:

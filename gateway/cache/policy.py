@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from gateway.cache.coalesce import Flight
 from gateway.cache.streams import Assembler, assembler_for
 from gateway.cache.tiered import TieredCache
@@ -58,8 +60,8 @@ class CacheStore:
     """Stores one request's answer under its key, off the request's path, and shares it with
     the requests following its flight (:mod:`gateway.cache.coalesce`).
 
-    Writes go through the app's off-path queue, after the response was sent; when the queue is
-    full the answer is shared with the followers but not stored.
+    Writes go through the app's off-path queue and run off the request's path; when the queue
+    is full the answer is shared with the followers but not stored.
 
     Attributes:
         flight: the upstream call's flight (in the coalescer's table when this request leads).
@@ -86,7 +88,12 @@ class CacheStore:
         self.keep_usage = keep_usage
 
     def save(self, answer: bytes) -> None:
-        """Store a complete (successful) JSON response; followers get it at once."""
+        """Store a complete (successful) JSON response; followers get it at once. A Responses
+        API answer that did not complete (failed, incomplete) is shared with no one and not
+        stored: the followers go upstream themselves."""
+        if not worth_keeping(self.endpoint, answer):
+            self.release()
+            return
         flight = self.flight
         flight.finish(answer)
         created = self.cache.clock.time()  # the entry's age counts from now, not the write
@@ -109,3 +116,21 @@ class CacheStore:
         """Records a stream (in the client's format); call :meth:`save` with its result when
         it completed."""
         return assembler_for(self.endpoint)
+
+
+class _Status(msgspec.Struct):
+    status: str | None = None
+
+
+_status = msgspec.json.Decoder(_Status)
+
+
+def worth_keeping(endpoint: str, answer: bytes) -> bool:
+    """Whether a successful answer may be cached: a Responses API answer only when its status
+    is ``completed`` (a failed or cut-short one says nothing about the next request)."""
+    if endpoint != "responses":
+        return True
+    try:
+        return _status.decode(answer).status == "completed"
+    except msgspec.MsgspecError:
+        return False

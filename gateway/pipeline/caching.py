@@ -69,7 +69,8 @@ class CacheStage:
             ctx.response_headers["x-gateway-cache"] = "bypass"
             return None
         key = cache_key(ctx.principal.namespace, group.name, endpoint, raw)
-        wants_usage = bool((raw.get("stream_options") or {}).get("include_usage"))
+        options = raw.get("stream_options")
+        wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         if not control.no_cache:
             found = await self._cache.get(key)
             if found is not None:
@@ -91,14 +92,20 @@ class CacheStage:
         if not isinstance(flight, Flight):
             return flight
         telemetry.cache(group.name, "miss")
-        if ctx.stream and not wants_usage and endpoint in USAGE_OPT_IN:
-            # Always ask for usage, so the entry has it; the client's stream leaves it out.
-            raw["stream_options"] = {**(raw.get("stream_options") or {}), "include_usage": True}
-            ctx.body_changed()
-        ctx.cache_store = CacheStore(
+        # From here on this request leads (or flies alone): whatever fails, the flight must
+        # finish, or identical requests would wait on it forever.
+        ctx.cache_store = store = CacheStore(
             self._cache, key, policy.ttl_s, endpoint, flight, self._submit, wants_usage
         )
         ctx.response_headers["x-gateway-cache"] = "miss"
+        if ctx.stream and not wants_usage and endpoint in USAGE_OPT_IN:
+            # Always ask for usage, so the entry has it; the client's stream leaves it out.
+            try:
+                raw["stream_options"] = {**(options or {}), "include_usage": True}
+                ctx.body_changed()
+            except BaseException:
+                store.release()
+                raise
         return None
 
     async def _follow(

@@ -64,8 +64,8 @@ class StreamRecorder(Protocol):
 
 
 class Dialect(Protocol):
-    """A client API served by the pipeline (OpenAI chat, completions, embeddings; Anthropic
-    Messages; the Responses API next): how its requests are decoded, sent and answered.
+    """A client API served by the pipeline (OpenAI chat, completions, embeddings, the Responses
+    API; Anthropic Messages): how its requests are decoded, sent, answered and stored.
 
     Attributes:
         endpoint: the route's name in metrics and cache keys (``chat/completions``...).

@@ -13,10 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import InvalidRequestError
+from gateway.schemas.responses import ResponsesRequest
 from gateway.settings import LimitSettings
 
 # The fields each ceiling applies to, in the order they are checked.
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# Batches of inputs (embeddings' `input`, completions' `prompt`); the Responses API's `input`
+# is a conversation, not a batch, and is not limited by `max_inputs`.
 _INPUT_FIELDS = ("input", "prompt")
 
 
@@ -34,7 +37,7 @@ def check_limits(limits: LimitSettings, payload: Any, model: str) -> None:
     if ceiling is not None:
         _at_most(getattr(payload, "n", None), ceiling, "n", model)
     ceiling = limits.max_inputs
-    if ceiling is not None:
+    if ceiling is not None and not isinstance(payload, ResponsesRequest):
         for field in _INPUT_FIELDS:
             value = getattr(payload, field, None)
             if value is not None:

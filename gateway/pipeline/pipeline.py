@@ -16,9 +16,9 @@ Stages, in order (those in brackets arrive with the next features; their seams a
     the client sees their end, so a next turn can always find them;
 11. **account**: metrics and usage, recorded off the response's path.
 
-A dialect (:class:`~gateway.pipeline.context.Dialect`: OpenAI chat, completions, embeddings;
-Anthropic Messages) says how its requests are decoded, sent and answered; everything else is
-the same for all of them.
+A dialect (:class:`~gateway.pipeline.context.Dialect`: OpenAI chat, completions, embeddings,
+Responses; Anthropic Messages) says how its requests are decoded, sent, answered and stored;
+everything else is the same for all of them.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+import anyio
 from litestar.types import ASGIApp
 
 from gateway.auth import Authenticator
-from gateway.errors import GatewayError, PermissionDeniedError
+from gateway.errors import GatewayError, PermissionDeniedError, UpstreamConnectionError
 from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
-from gateway.pipeline.context import Dialect, RequestContext, StreamRecorder
+from gateway.pipeline.context import Converter, Dialect, RequestContext, StreamRecorder
 from gateway.pipeline.fallback import FallbackPolicy
 from gateway.pipeline.limits import check_limits
 from gateway.pipeline.streams import relay_stream
@@ -95,7 +96,7 @@ class Pipeline:
             raise
         # seam: guardrails (post) on the body, or on each chunk in relay_stream.
         if isinstance(result, OpenStream):
-            return self._stream(ctx, result, in_flight)
+            return await self._stream(ctx, result, in_flight)
         return await self._body(ctx, result, in_flight)
 
     async def intake(self, call: Call, dialect: Dialect) -> RequestContext:
@@ -161,47 +162,66 @@ class Pipeline:
         budget reconciliation go here with governance (issue 12), through the off-path queue."""
         self.telemetry.tokens(ctx, backend, prompt, completion)
 
-    def _stream(self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight) -> ASGIApp:
+    async def _stream(
+        self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight
+    ) -> ASGIApp:
+        """The client's stream for ``opened``. Until :func:`relay_stream` runs, this owns the
+        upstream, the slots and the cache entry: if anything fails first, it releases them."""
         backend = opened.backend
-        converter = ctx.dialect.converter(ctx, backend)
-        overhead = time.perf_counter() - ctx.started - opened.upstream_s
-        self.telemetry.upstream(ctx, backend.name, overhead)
-        headers = {
-            "x-request-id": ctx.request_id,
-            "x-gateway-backend": backend.name,
-            "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
-            "cache-control": "no-cache",
-            **ctx.response_headers,
-        }
-        chunks = relay_stream(
-            opened,
-            ctx,
-            converter.stream() if converter else None,
-            self.telemetry,
-            in_flight,
-            self.account,
-        )
-        if ctx.dialect.keeps(ctx):
-            chunks = self._kept(ctx, chunks, ctx.dialect.recorder(ctx))
-        store = ctx.cache_store
-        if store is None:
-            return EventStream(chunks, headers)
-        # A cacheable stream is read by its flight, so that identical requests arriving
-        # meanwhile can follow it live; this client is its first subscriber.
-        store.flight.pump(chunks)
-        return EventStream(store.flight.subscribe(store.keep_usage), headers)
+        try:
+            converter = ctx.dialect.converter(ctx, backend)
+            overhead = time.perf_counter() - ctx.started - opened.upstream_s
+            self.telemetry.upstream(ctx, backend.name, overhead)
+            headers = {
+                "x-request-id": ctx.request_id,
+                "x-gateway-backend": backend.name,
+                "x-gateway-overhead-ms": f"{overhead * 1000:.3f}",
+                "cache-control": "no-cache",
+                **ctx.response_headers,
+            }
+            chunks = relay_stream(
+                opened,
+                ctx,
+                converter.stream() if converter else None,
+                self.telemetry,
+                in_flight,
+                self.account,
+            )
+            if ctx.dialect.keeps(ctx):
+                chunks = self._kept(ctx, chunks, ctx.dialect.recorder(ctx))
+            store = ctx.cache_store
+            if store is None:
+                return EventStream(chunks, headers)
+            # A cacheable stream is read by its flight, so that identical requests arriving
+            # meanwhile can follow it live; this client is its first subscriber.
+            store.flight.pump(chunks)
+            return EventStream(store.flight.subscribe(store.keep_usage), headers)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+            in_flight.dec()
+            if ctx.cache_store is not None:
+                ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
+            self.telemetry.failed(ctx, exc, backend.name)
+            raise
 
     async def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
         in_flight.dec()
         backend = out.backend.name
         body, status = out.response.body, out.response.status
-        total, usage = self.telemetry.body_answered(ctx, out.backend, status, body)
+        store = ctx.cache_store
+        converter = ctx.dialect.converter(ctx, out.backend)
+        try:
+            if converter is not None:
+                body = _converted(converter, body, backend)
+        except GatewayError as exc:
+            if store is not None:
+                store.release(exc)
+            self.telemetry.failed(ctx, exc, backend)
+            raise
+        total, usage = self.telemetry.body_answered(ctx, out.backend, status, out.response.body)
         if usage is not None:
             self.account(ctx, backend, usage.prompt, usage.completion)
-        converter = ctx.dialect.converter(ctx, out.backend)
-        if converter is not None:
-            body = converter.body(body)
-        store = ctx.cache_store
         if store is not None:  # entries are kept in the client's format
             if status == 200:
                 store.save(body)
@@ -216,3 +236,19 @@ class Pipeline:
             **ctx.response_headers,
         }
         return RawResponse(body, status, headers)
+
+
+def _converted(converter: Converter, body: bytes, backend: str) -> bytes:
+    """``body`` in the client's format.
+
+    Raises:
+        UpstreamConnectionError: the backend's answer could not be read (502: the upstream's
+            fault, not the client's, and never a 500).
+    """
+    try:
+        return converter.body(body)
+    except Exception as exc:  # noqa: BLE001 - any unreadable answer is the upstream's fault
+        raise UpstreamConnectionError(
+            f"The upstream `{backend}` answered a body the gateway could not read: "
+            f"{type(exc).__name__}."
+        ) from None

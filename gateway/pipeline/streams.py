@@ -2,8 +2,9 @@
 
 Each upstream chunk goes out as soon as it arrives (converted to the client's format when the
 backend speaks another); a failure after the first byte becomes an error event in the stream's
-own format instead of a silent truncation; however the stream ends (finished, failed, client
-gone), the upstream is closed, the in-flight slot released and the request accounted.
+own format instead of a silent truncation; however the stream ends once it started (finished,
+failed, client gone), the upstream is closed, the in-flight slot released and the request
+accounted (before it starts, :meth:`Pipeline._stream` owns that cleanup).
 """
 
 from __future__ import annotations

@@ -86,7 +86,14 @@ class OpenAIDialect:
         return None
 
     def fresh(self, ctx: RequestContext, answer: bytes) -> bytes:
-        return answer  # a cached completion keeps its id, as the cache says (x-gateway-cache)
+        """A cached completion keeps its id (the response says it is a hit), unless it is to be
+        stored: then it is a completion of its own, with its own id and metadata."""
+        if not self.keeps(ctx):
+            return answer
+        body = decode(answer)
+        body["id"] = f"chatcmpl-{ctx.request_id}"
+        body["metadata"] = dict(ctx.payload.metadata or {})
+        return encode(body)
 
     def keeps(self, ctx: RequestContext) -> bool:
         """Stored completions: chat requests with ``store: true``."""

@@ -37,6 +37,11 @@ from gateway.translate.responses import (
 from gateway.translate.responses_stream import ChatStreamToResponses
 from gateway.translate.streams import TranslatingStream
 
+# Echoed in a Response but left out of cache keys (gateway.cache.keys): a shared answer takes
+# this request's values, the API's defaults, or leaves them out.
+ECHOED_UNKEYED = ("metadata", "store", "user", "service_tier")
+DEFAULTS: dict[str, Any] = {"metadata": {}, "store": True}
+
 
 def speaks_responses(backend: Backend) -> bool:
     """Whether ``backend`` serves the Responses API natively."""
@@ -149,7 +154,10 @@ class ResponsesDialect:
                 )
             turn.history = await conversation(ctx.store, ctx.principal.namespace, previous)
         if not all(speaks_responses(b) for b in ctx.model_group.backends):
-            turn.chat = responses_request_to_chat(raw, history=turn.history)
+            # The cache stage reads (and removes) the gateway's own `cache_control` later; it
+            # is never part of what a backend is sent.
+            request = {k: v for k, v in raw.items() if k != "cache_control"}
+            turn.chat = responses_request_to_chat(request, history=turn.history)
         ctx.turn = turn
 
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
@@ -187,13 +195,23 @@ class ResponsesDialect:
         """A shared answer (from the cache, or an identical request) under this request's own
         response id: the id, and the item ids made from it, renamed."""
         try:
-            shared = decode(answer).get("id")
+            response = decode(answer)
+            shared = response.get("id")
         except (msgspec.DecodeError, AttributeError):
             return answer  # not a Response object: nothing to rename
         if not isinstance(shared, str) or not shared.startswith("resp_"):
             return answer
         old, new = shared.removeprefix("resp_"), ctx.turn.response_id.removeprefix("resp_")
-        return answer.replace(old.encode(), new.encode())
+        response = decode(answer.replace(old.encode(), new.encode()))
+        # What the cache key leaves out, and a Response echoes, is this request's own.
+        for field in ECHOED_UNKEYED:
+            if field in ctx.raw:
+                response[field] = ctx.raw[field]
+            elif field in DEFAULTS:
+                response[field] = DEFAULTS[field]
+            else:
+                response.pop(field, None)
+        return encode(response)
 
     def keeps(self, ctx: RequestContext) -> bool:
         """Stored unless the client said ``store: false`` (OpenAI's default is to store)."""

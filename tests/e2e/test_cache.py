@@ -287,3 +287,10 @@ def test_a_refresh_during_a_leader_does_not_strand_its_followers() -> None:
     assert [status for status, _, _ in results] == [200, 200, 200]
     assert results[1][1]["x-gateway-cache"] == "miss"
     assert results[2][1]["x-gateway-cache"] in ("coalesced", "hit")
+
+
+def test_a_stream_options_that_is_not_an_object_is_no_500(memory_gateway: str) -> None:
+    for options in ("x", [1]):
+        body = {"model": "chat", "input": "hi", "stream_options": options}
+        status, _, _ = http_json("POST", f"{memory_gateway}/v1/embeddings", body)
+        assert status == 200  # embeddings do not model `stream_options`: it passes through

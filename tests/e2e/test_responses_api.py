@@ -17,6 +17,16 @@ import openai
 import pytest
 from openai.types.responses import FunctionToolParam
 
+from gateway import hookimpl
+from gateway.hookspecs import RegisterProvider
+from gateway.providers.base import (
+    BackendSpec,
+    ProviderContext,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamStream,
+)
+from gateway.testing import serve_gateway
 from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
 from tests.support.spec import validate
 
@@ -286,3 +296,57 @@ def test_the_cache_and_coalescing_serve_responses(sim: Sim, tmp_path: Path) -> N
         assert len({a.id for a in answers}) == 4
         assert len({a.output_text for a in answers}) == 1
         assert sim.stats()["completed"] == 2
+
+
+class GarbageProvider:
+    """A chat backend whose successful answers are not JSON."""
+
+    def __init__(self, spec: BackendSpec, context: ProviderContext) -> None:
+        self.calls = 0
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        self.calls += 1
+        return UpstreamResponse(200, b"not json")
+
+    async def open_stream(self, request: UpstreamRequest) -> UpstreamStream:
+        raise AssertionError("not streamed in this test")
+
+
+class GarbagePlugin:
+    @hookimpl
+    def register_providers(self, register: RegisterProvider) -> None:
+        register("garbage", GarbageProvider)
+
+
+def test_an_unreadable_answer_is_a_502_and_never_holds_up_identical_requests(
+    tmp_path: Path,
+) -> None:
+    backend = {"provider": "garbage", "url": "http://127.0.0.1:9", "name": "junk"}
+    config = {
+        "models": [{"name": "junk", "backends": [backend], "cache": {"enabled": True}}],
+        "store": store(tmp_path),
+    }
+    body = {"model": "junk", "input": "hi", "temperature": 0}
+    with serve_gateway(config, plugins=[GarbagePlugin()]) as gw:
+        for _ in range(2):  # the second would wait forever on an unfinished flight
+            status, _, error = http_json("POST", f"{gw.url}/v1/responses", body)
+            assert status == 502
+            validate("ErrorResponse", error)
+
+
+def test_shared_answers_carry_the_requests_own_fields_and_no_gateway_extension(
+    sim: Sim, tmp_path: Path
+) -> None:
+    cached = group("chat", sim.url, cache={"enabled": True, "ttl_s": 60})
+    config = {"models": [cached], "store": store(tmp_path)}
+    ask = {"model": "chat", "input": "shared", "temperature": 0, "cache_control": "max-age=60"}
+    with running_gateway(config) as gw:
+        first = {**ask, "metadata": {"who": "a"}, "store": False, "user": "alice"}
+        second = {**ask, "metadata": {"who": "b"}, "user": "bob"}
+        assert http_json("POST", f"{gw.url}/v1/responses", first)[0] == 200
+        status, headers, answer = http_json("POST", f"{gw.url}/v1/responses", second)
+        assert (status, headers["x-gateway-cache"]) == (200, "hit")
+        assert (answer["metadata"], answer["store"], answer["user"]) == ({"who": "b"}, True, "bob")
+        stored = http_json("GET", f"{gw.url}/v1/responses/{answer['id']}")[2]
+        assert stored["metadata"] == {"who": "b"}
+    assert all("cache_control" not in r["body"] for r in sim.stats()["recent"])

@@ -3,8 +3,9 @@
 ``POST`` to an inference route (``/v1/chat/completions``, ``/v1/completions``,
 ``/v1/embeddings``, ``/v1/responses``, ``/v1/messages``, ``/v1/messages/count_tokens``) goes
 straight to its handler with a :class:`~gateway.routes.calls.Call`; every other request, and the
-lifespan, go to the Litestar app. On a cache hit Litestar's routing, request object and exception middleware cost
-more CPU than everything the gateway does, so the hottest routes skip them. The contract for
+lifespan, go to the Litestar app. On a cache hit Litestar's routing, request object and
+exception middleware cost more CPU than everything the gateway does, so the hottest routes skip
+them. The contract for
 clients is the same either way: errors are rendered in the route's API format (OpenAI's
 envelope, or Anthropic's shape on ``/v1/messages``) with ``x-request-id``; other methods get
 405, except on a path Litestar shares (``GET /v1/chat/completions`` lists stored completions).

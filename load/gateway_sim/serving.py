@@ -65,6 +65,8 @@ def decode(kind: type[T], raw: Any) -> T:
     except msgspec.ValidationError as exc:
         param, problem = split_validation_message(str(exc))
         raise SimRequestError(problem, param) from None
+    except RecursionError:
+        raise SimRequestError("the body nests too deeply") from None
 
 
 async def admit(
@@ -88,6 +90,8 @@ async def admit(
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError:
         raise SimRequestError("invalid JSON body") from None
+    except RecursionError:
+        raise SimRequestError("the body nests too deeply") from None
     if not isinstance(raw, dict):
         raise SimRequestError("the body must be a JSON object")
     stats.recent.append({"path": request.url.path, "headers": dict(request.headers), "body": raw})

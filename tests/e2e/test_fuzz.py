@@ -294,14 +294,9 @@ def check(ex: Exchange, answer: Answer | None) -> None:
     if answer is None:
         assert ex.hangs_up, f"the connection dropped without an answer: {ex}"
         return
-    assert answer.status != 500, (ex, answer)
+    # No 5xx at all: neither the gateway nor (relayed) the simulator fails on a client's body.
+    assert answer.status < 500, (ex, answer)
     if answer.status < 400:
-        return
-    if answer.status >= 500:
-        # An upstream's own failure on a body the gateway relayed (the simulator answers 500 to
-        # bodies nested nearly as deep as its decoder allows) reaches the client as a 502.
-        assert answer.status == 502, (ex, answer)
-        assert_error_envelope(ex.path, answer)
         return
     from_uvicorn = "x-request-id" not in answer.headers and answer.headers.get(
         "content-type", ""

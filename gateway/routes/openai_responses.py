@@ -26,6 +26,7 @@ from gateway.providers.base import Endpoint, UpstreamRequest, endpoints_of
 from gateway.routes.errors import OPENAI_ERRORS
 from gateway.routing.backends import Backend
 from gateway.schemas.responses import ResponsesRequest
+from gateway.sse import SSEFramer, encode_event, parse_event
 from gateway.stores.base import StoredObject
 from gateway.stores.chain import conversation
 from gateway.translate.responses import (
@@ -94,8 +95,8 @@ class ChatToResponses:
 
 class ContinuedNative:
     """A native backend's answer to a continued conversation, which it got as plain ``input``:
-    its body names the ``previous_response_id`` the client sent again. Streams are relayed as
-    they are (their events name none)."""
+    its Response names the ``previous_response_id`` the client sent, in a body and in the
+    events of a stream that carry the Response."""
 
     __slots__ = ("_previous",)
 
@@ -109,17 +110,38 @@ class ContinuedNative:
         return encode(response)
 
     def stream(self) -> StreamConverter:
-        return _Unchanged()
+        return _LinkedEvents(self._previous)
 
 
-class _Unchanged:
-    """Relays a stream's bytes as they are."""
+class _LinkedEvents:
+    """Sets ``previous_response_id`` in the Response carried by stream events (created,
+    in_progress, completed...); every other event passes as it came."""
+
+    __slots__ = ("_framer", "_previous")
+
+    def __init__(self, previous: str) -> None:
+        self._framer = SSEFramer()
+        self._previous = previous
 
     def feed(self, chunk: bytes) -> bytes:
-        return chunk
+        return b"".join(self._linked(event) for event in self._framer.feed(chunk))
 
     def finish(self) -> bytes:
-        return b""
+        return self._framer.flush()
+
+    def _linked(self, event: bytes) -> bytes:
+        if b'"previous_response_id"' not in event:
+            return event
+        parsed = parse_event(event)
+        try:
+            data = decode(parsed.data) if parsed is not None else None
+        except msgspec.DecodeError:
+            return event
+        response = data.get("response") if isinstance(data, dict) else None
+        if not isinstance(response, dict) or parsed is None:
+            return event
+        response["previous_response_id"] = self._previous
+        return encode_event(encode(data), parsed.name)
 
 
 class ResponsesDialect:

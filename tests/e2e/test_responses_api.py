@@ -169,6 +169,14 @@ def test_previous_response_id_continues_the_conversation(
             client.responses.create(model=model, input="hi", previous_response_id="resp_nope")
     assert second.previous_response_id == first.id
     assert [i.type for i in items.data] == ["message"]  # this turn's own input
+    with (
+        client_for(url) as client,
+        client.responses.stream(
+            model=model, input="and again?", previous_response_id=second.id
+        ) as stream,
+    ):
+        third = stream.get_final_response()
+    assert third.previous_response_id == second.id
     assert missing.value.body["param"] == "previous_response_id"  # type: ignore[index]
 
 

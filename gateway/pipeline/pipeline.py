@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import anyio
 from litestar.types import ASGIApp
@@ -139,8 +139,8 @@ class Pipeline:
             log.exception("request %s: the answer could not be stored", ctx.request_id)
 
     async def _kept(
-        self, ctx: RequestContext, chunks: AsyncIterator[bytes], recorder: StreamRecorder
-    ) -> AsyncIterator[bytes]:
+        self, ctx: RequestContext, chunks: AsyncGenerator[bytes, None], recorder: StreamRecorder
+    ) -> AsyncGenerator[bytes, None]:
         """``chunks``, with the answer stored as soon as it is complete, before the chunk that
         completes it goes out."""
         kept = False
@@ -153,9 +153,7 @@ class Pipeline:
                         await self.keep(ctx, answer)
                 yield chunk
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await chunks.aclose()
 
     def account(self, ctx: RequestContext, backend: str, prompt: int, completion: int) -> None:
         """Stage 11: what a finished request used. Metrics now; usage records, spend and the

@@ -9,7 +9,7 @@ accounted (before it starts, :meth:`Pipeline._stream` owns that cleanup).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import anyio
 
@@ -26,7 +26,7 @@ async def relay_stream(
     telemetry: Telemetry,
     in_flight: InFlight,
     account: Account,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The client's stream of SSE bytes for ``opened`` (see the module docstring)."""
     backend = opened.backend
     store = ctx.cache_store

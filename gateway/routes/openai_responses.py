@@ -44,6 +44,13 @@ ECHOED_UNKEYED = ("metadata", "store", "user", "service_tier")
 DEFAULTS: dict[str, Any] = {"metadata": {}, "store": True}
 
 
+class _IdOnly(msgspec.Struct):
+    id: Any = None
+
+
+_id_only = msgspec.json.Decoder(_IdOnly)  # reads just `id`, skipping the rest of a Response
+
+
 def speaks_responses(backend: Backend) -> bool:
     """Whether ``backend`` serves the Responses API natively."""
     return Endpoint.RESPONSES in endpoints_of(backend.provider)
@@ -217,9 +224,8 @@ class ResponsesDialect:
         """A shared answer (from the cache, or an identical request) under this request's own
         response id: the id, and the item ids made from it, renamed."""
         try:
-            response = decode(answer)
-            shared = response.get("id")
-        except (msgspec.DecodeError, AttributeError):
+            shared = _id_only.decode(answer).id
+        except msgspec.MsgspecError:
             return answer  # not a Response object: nothing to rename
         if not isinstance(shared, str) or not shared.startswith("resp_"):
             return answer

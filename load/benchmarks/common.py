@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,3 +98,13 @@ def stop(*procs: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def missing_tools(script: str, tools: Sequence[str] = ("nginx", "wrk")) -> bool:
+    """Whether a benchmark's tools are missing (then says which, and which script installs
+    them)."""
+    for tool in tools:
+        if not shutil.which(tool):
+            print(f"missing {tool}: run load/benchmarks/{script}", file=sys.stderr)
+            return True
+    return False

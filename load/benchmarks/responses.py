@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import format_table, free_port, pin, stop, wait_until_up
+from common import format_table, free_port, missing_tools, pin, stop, wait_until_up
 from overhead import API_KEY, run_wrk, start_static_upstream
 
 GATEWAY_CONFIG = """
@@ -124,10 +124,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--out", default="load/results/responses.json")
     args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
-        if not shutil.which(tool):
-            print(f"missing {tool}: run load/benchmarks/responses.sh", file=sys.stderr)
-            return 2
+    if missing_tools("responses.sh"):
+        return 2
     rows = measure(args.duration)
     print(format_table(rows))
     out = Path(args.out)

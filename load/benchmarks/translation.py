@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import format_table, free_port, pin, stop, wait_until_up
+from common import format_table, free_port, missing_tools, pin, stop, wait_until_up
 from overhead import (
     API_KEY,
     CHAT,
@@ -226,10 +226,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--out", default="load/results/translation.json")
     args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
-        if not shutil.which(tool):
-            print(f"missing {tool}: run load/benchmarks/translation.sh", file=sys.stderr)
-            return 2
+    if missing_tools("translation.sh"):
+        return 2
     result: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     result["micro"] = micro()
     print("== in-process translation cost")

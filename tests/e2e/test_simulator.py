@@ -255,12 +255,24 @@ def test_bad_faults_are_rejected() -> None:
     assert "error_rats" in body["error"]["message"]
 
 
-def test_replicas_command_serves_independent_replicas() -> None:
+def two_free_ports() -> int:
+    """A port ``p`` such that ``p`` and ``p + 1`` are both free now (bounded tries)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return int(port)
+    raise AssertionError("no two consecutive free ports on loopback")
+
+
+def test_replicas_command_serves_independent_replicas() -> None:
+    port = two_free_ports()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -299,9 +311,11 @@ def test_replicas_command_serves_independent_replicas() -> None:
         assert http_json("GET", f"{urls[1]}/sim/stats")[2]["completed"] == 0
     finally:
         proc.terminate()
-        assert proc.wait(20) == 0
+        status = proc.wait(20)
         assert proc.stdout is not None
+        output = proc.stdout.read()
         proc.stdout.close()
+        assert status == 0, output
 
 
 def test_a_gate_holds_requests_before_handling_until_released() -> None:

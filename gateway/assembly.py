@@ -79,8 +79,8 @@ class CatalogBuilder:
             weight=bs.weight,
             timeouts=bs.timeouts or gs.timeouts,
             options=bs.options,
-            input_price=bs.price.input_per_mtok,
-            output_price=bs.price.output_per_mtok,
+            input_price=bs.price.input_per_mtok if bs.price else 0.0,
+            output_price=bs.price.output_per_mtok if bs.price else 0.0,
             context_window=bs.context_window,
         )
         try:

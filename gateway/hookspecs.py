@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from gateway.commands import Command
     from gateway.cost.base import CostPolicy
     from gateway.defaults import DefaultSource, EmbeddedDefault
-    from gateway.governance.sinks import UsageSinkFactory
+    from gateway.governance.keystore import KeyStoreFactory
+    from gateway.governance.limiter import LimiterFactory
+    from gateway.governance.sinks import AlertSinkFactory, UsageSinkFactory
     from gateway.guardrails.base import GuardrailFactory
     from gateway.providers.base import ProviderFactory
     from gateway.routing.base import RoutingStrategyFactory
@@ -52,6 +54,9 @@ RegisterAgent: TypeAlias = Callable[[str, "AgentFactory"], None]
 RegisterGuardrail: TypeAlias = Callable[[str, "GuardrailFactory"], None]
 RegisterScheduler: TypeAlias = Callable[[str, "SchedulerFactory"], None]
 RegisterUsageSink: TypeAlias = Callable[[str, "UsageSinkFactory"], None]
+RegisterAlertSink: TypeAlias = Callable[[str, "AlertSinkFactory"], None]
+RegisterKeyStore: TypeAlias = Callable[[str, "KeyStoreFactory"], None]
+RegisterLimiter: TypeAlias = Callable[[str, "LimiterFactory"], None]
 RegisterResponseStore: TypeAlias = Callable[[str, "ResponseStoreFactory"], None]
 RegisterRoute: TypeAlias = Callable[[str, "BaseRouteHandler | Router"], None]
 RegisterCommand: TypeAlias = Callable[[str, "Command"], None]
@@ -93,10 +98,12 @@ def register_cache_backends(register: RegisterCacheBackend) -> None:
 
 @hookspec
 def register_cost_policies(register: RegisterCostPolicy) -> None:
-    """Register cost policies, the ways usage is priced.
+    """Register cost policies, which price usage and act on requests before dispatch.
 
     Call ``register(name, factory)``; ``factory(**options) -> CostPolicy`` (``gateway.cost.base``)
-    is called with the policy's config options.
+    is called once per ``governance.cost_policies`` entry that names it, with its options.
+    ``policy.cost(usage)`` returns nano-dollars or None; ``policy.decide(situation)`` returns a
+    ``Decision`` (reroute or reject) or None. Both are on the request path: pure, no I/O.
     """
 
 
@@ -157,6 +164,37 @@ def register_usage_sinks(register: RegisterUsageSink) -> None:
     Call ``register(name, factory)``; ``factory(**options) -> UsageSink``
     (``gateway.governance.sinks``) is called with the sink's config options. Its
     ``write(records)`` receives batches and must be idempotent by ``request_id``.
+    """
+
+
+@hookspec
+def register_alert_sinks(register: RegisterAlertSink) -> None:
+    """Register alert sinks, where budget alerts go.
+
+    Call ``register(name, factory)``; ``factory(**options) -> AlertSink``
+    (``gateway.governance.sinks``) is called with the sink's config options. Its
+    ``send(alert, context)`` is awaited off the request path, once per threshold per window.
+    """
+
+
+@hookspec
+def register_key_stores(register: RegisterKeyStore) -> None:
+    """Register key stores, where virtual keys and tenants live.
+
+    Call ``register(name, factory)``; ``factory(**options, clock=clock) -> KeyStore``
+    (``gateway.governance.keystore``) is called with ``governance.key_store.options``. Records
+    hold only the HMAC of each key's secret; ``changes()`` streams invalidations to every replica.
+    """
+
+
+@hookspec
+def register_limiters(register: RegisterLimiter) -> None:
+    """Register limiters, which enforce rate, concurrency and budget limits.
+
+    Call ``register(name, factory)``; ``factory(**options, clock=clock, events=events) ->
+    Limiter`` (``gateway.governance.limiter``) is called with ``governance.limiter.options``.
+    ``reserve(demand)`` takes every rule of a request atomically or none; ``settle`` reconciles
+    off the request path.
     """
 
 

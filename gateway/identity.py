@@ -11,6 +11,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.governance.accounts import KeyAccount
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -28,7 +32,9 @@ class Principal:
         budget_scopes: the identities whose spend budgets this request charges.
         priority: the default scheduling priority of the caller's requests (higher first).
         metadata: free-form labels from the key's definition.
-        admin: whether the key may use the admin API.
+        admin: whether the key is the master key (the whole admin API).
+        account: a virtual key's account (records and limiter rules); None for static keys
+            and anonymous callers, whose requests nothing limits.
     """
 
     key_id: str | None
@@ -39,6 +45,15 @@ class Principal:
     priority: int = 0
     metadata: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     admin: bool = False
+    account: KeyAccount | None = None
+
+    @property
+    def tenant_admin(self) -> str | None:
+        """The tenant whose keys and spend this caller may manage (a tenant admin key)."""
+        account = self.account
+        if account is not None and account.key.role == "admin" and account.tenant is not None:
+            return account.tenant.name
+        return None
 
     @property
     def anonymous(self) -> bool:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from gateway.agents.base import AgentFactory
     from gateway.cache.base import CacheBackend
     from gateway.cost.base import CostPolicy
-    from gateway.governance.sinks import UsageSinkFactory
+    from gateway.governance.keystore import KeyStoreFactory
+    from gateway.governance.limiter import LimiterFactory
+    from gateway.governance.sinks import AlertSinkFactory, UsageSinkFactory
     from gateway.guardrails.base import GuardrailFactory
     from gateway.providers.base import ProviderFactory
     from gateway.routing.base import RoutingStrategyFactory
@@ -147,6 +149,15 @@ class Registries:
     )
     usage_sinks: Registry[UsageSinkFactory] = field(
         default_factory=_factories("usage sink", "a usage sink factory")
+    )
+    alert_sinks: Registry[AlertSinkFactory] = field(
+        default_factory=_factories("alert sink", "an alert sink factory")
+    )
+    key_stores: Registry[KeyStoreFactory] = field(
+        default_factory=_factories("key store", "a key store factory")
+    )
+    limiters: Registry[LimiterFactory] = field(
+        default_factory=_factories("limiter", "a limiter factory")
     )
     response_stores: Registry[ResponseStoreFactory] = field(
         default_factory=_factories("response store", "a response store factory")

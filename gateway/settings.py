@@ -35,11 +35,25 @@ class TimeoutSettings(_Config):
     total: PositiveFloat = 600.0
 
 
-class PriceSettings(_Config):
-    """What a backend charges, in US dollars per million tokens (for the ``cost`` strategy)."""
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 
-    input_per_mtok: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    output_per_mtok: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+class PriceSettings(_Config):
+    """What a backend charges (the ``cost`` routing strategy and spend accounting read it).
+
+    Attributes:
+        input_per_mtok: US dollars per million prompt tokens.
+        output_per_mtok: US dollars per million completion tokens.
+        cached_input_per_mtok: per million prompt tokens served from a prompt or prefix cache
+            (None: the input price).
+        gpu_hour_usd: price a self-hosted backend by GPU time instead: a request is charged its
+            share of the replica's busy time at this hourly rate.
+    """
+
+    input_per_mtok: NonNegativeFloat = 0.0
+    output_per_mtok: NonNegativeFloat = 0.0
+    cached_input_per_mtok: NonNegativeFloat | None = None
+    gpu_hour_usd: NonNegativeFloat | None = None
 
 
 class BackendSettings(_Config):
@@ -54,7 +68,8 @@ class BackendSettings(_Config):
         weight: relative share for weighted strategies.
         timeouts: per-backend override of the group's timeouts.
         options: provider-specific settings, passed to the provider factory as they are.
-        price: what it charges (the ``cost`` strategy picks the cheapest).
+        price: what it charges (the ``cost`` strategy picks the cheapest); None: looked up in
+            the offline price table by ``model`` (cloud providers), else zero with a warning.
         context_window: the longest prompt plus output it accepts, in tokens (0: unknown).
     """
 
@@ -66,7 +81,7 @@ class BackendSettings(_Config):
     weight: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     timeouts: TimeoutSettings | None = None
     options: dict[str, Any] = msgspec.field(default_factory=dict)
-    price: PriceSettings = msgspec.field(default_factory=PriceSettings)
+    price: PriceSettings | None = None
     context_window: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
@@ -203,6 +218,12 @@ class ModelGroupSettings(_Config):
         cache: response caching.
         batching: embedding micro-batching.
         limits: ceilings on what one request may ask for (none when unset).
+        capabilities: what the group supports (``tools``, ``vision``, ``json_schema``), for
+            the ``cheapest_capable`` cost policy; None: everything.
+        cost_policy: a ``governance.cost_policies`` name applied to the group's requests
+            (a key's or tenant's own policy wins).
+        reserve_output_tokens: output tokens reserved against token limits and budgets when a
+            request sets no ``max_tokens`` (None: ``governance.reserve_output_tokens``).
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -219,6 +240,9 @@ class ModelGroupSettings(_Config):
     cache: GroupCacheSettings = msgspec.field(default_factory=GroupCacheSettings)
     batching: BatchingSettings = msgspec.field(default_factory=BatchingSettings)
     limits: LimitSettings | None = None
+    capabilities: list[str] | None = None
+    cost_policy: str | None = None
+    reserve_output_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class ServerSettings(_Config):
@@ -295,6 +319,79 @@ class StoreSettings(_Config):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class PluginChoice(_Config):
+    """A registered plugin object by name, with its options."""
+
+    backend: str
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def _sqlite_keys() -> PluginChoice:
+    return PluginChoice(backend="sqlite")
+
+
+def _memory_limiter() -> PluginChoice:
+    return PluginChoice(backend="memory")
+
+
+def _log_alerts() -> list[PluginChoice]:
+    return [PluginChoice(backend="log")]
+
+
+class UsageSettings(_Config):
+    """Usage records and the audit log.
+
+    Attributes:
+        sinks: where records go; None: ``sqlite`` when authentication is on (a gateway without
+            keys has no one to account to), nothing otherwise.
+        buffer_size: records waiting per sink at most; beyond it new ones are dropped (counted).
+        batch_size: records per write.
+        flush_interval_s: the longest a record waits for its batch to fill.
+    """
+
+    sinks: list[PluginChoice] | None = None
+    buffer_size: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 500
+    flush_interval_s: PositiveFloat = 0.5
+
+
+class CostPolicySettings(_Config):
+    """A named cost-policy instance: a registered policy and its options."""
+
+    policy: str
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class GovernanceSettings(_Config):
+    """Virtual keys, tenants, limits, usage, budgets and cost policies.
+
+    Attributes:
+        key_store: where virtual keys and tenants live (``sqlite``, ``redis``, ``config``).
+        key_cache_ttl_s: how long a replica trusts a cached key or tenant when its store cannot
+            push changes (stores that can drop entries at once).
+        limiter: where limits are counted (``memory``: one process; ``redis``: a fleet).
+        usage: usage records and the audit log.
+        alert_sinks: where budget alerts go.
+        cost_policies: named cost-policy instances that keys, tenants and groups refer to.
+        pricing: the cost policy (registered name) that prices usage.
+        reserve_output_tokens: output tokens reserved when a request sets no ``max_tokens``.
+        key_metrics: label spend metrics with the key id too (tenant and model always);
+            off by default to keep label cardinality bounded.
+        data_dir: where embedded defaults keep their files (SQLite ledgers, the pepper file).
+    """
+
+    key_store: PluginChoice = msgspec.field(default_factory=_sqlite_keys)
+    key_cache_ttl_s: PositiveFloat = 1.0
+    limiter: PluginChoice = msgspec.field(default_factory=_memory_limiter)
+    usage: UsageSettings = msgspec.field(default_factory=UsageSettings)
+    alert_sinks: list[PluginChoice] = msgspec.field(default_factory=_log_alerts)
+    cost_policies: dict[str, CostPolicySettings] = msgspec.field(default_factory=dict)
+    pricing: str = "price_table"
+    reserve_output_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    key_metrics: bool = False
+    data_dir: str = "data"
+
+
 class PluginSettings(_Config):
     """Plugin loading.
 
@@ -315,6 +412,7 @@ class Settings(_Config):
         plugins: plugin loading.
         cache: the response cache's tiers.
         store: the response store.
+        governance: virtual keys, tenants, limits, usage, budgets and cost policies.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -325,4 +423,5 @@ class Settings(_Config):
     plugins: PluginSettings = msgspec.field(default_factory=PluginSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    governance: GovernanceSettings = msgspec.field(default_factory=GovernanceSettings)
     source: str = "<memory>"

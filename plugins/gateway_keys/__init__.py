@@ -1,0 +1,1 @@
+"""Built-in plugin: the ``config``, ``sqlite`` and ``redis`` key stores."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: the ``memory`` (one process) and ``redis`` (a fleet) limiters."""

@@ -1,0 +1,2 @@
+"""Built-in plugin: usage sinks (``sqlite``, ``jsonl``, ``redis``) and alert sinks (``log``,
+``webhook``, ``redis``)."""

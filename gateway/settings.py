@@ -48,12 +48,15 @@ class PriceSettings(_Config):
             (None: the input price).
         gpu_hour_usd: price a self-hosted backend by GPU time instead: a request is charged its
             share of the replica's busy time at this hourly rate.
+        gpu_tokens_per_s: with ``gpu_hour_usd``, the slowest output rate a request is assumed
+            to get, which sizes its worst-case cost reserved against budgets.
     """
 
     input_per_mtok: NonNegativeFloat = 0.0
     output_per_mtok: NonNegativeFloat = 0.0
     cached_input_per_mtok: NonNegativeFloat | None = None
     gpu_hour_usd: NonNegativeFloat | None = None
+    gpu_tokens_per_s: PositiveFloat = 20.0
 
 
 class BackendSettings(_Config):

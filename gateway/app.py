@@ -78,7 +78,7 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
 def _plugin_route_guard(auth: Authenticator) -> Any:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if connection.url.path.startswith("/v1"):
-            auth.authenticate(connection.headers)
+            await auth.authenticate(connection.headers)
 
     return guard
 

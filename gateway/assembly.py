@@ -20,6 +20,9 @@ from gateway.cache.coalesce import Coalescer
 from gateway.cache.tiered import TieredCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config_loader import ConfigError
+from gateway.governance.governor import Governor
+from gateway.governance.idle import NoLedger, NoLimiter, NoPrices
+from gateway.governance.metrics import GovernanceMetrics
 from gateway.plugins import Registries, collect_registries, make_plugin_manager
 from gateway.providers.base import BackendSpec, ProviderContext
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
@@ -233,4 +236,22 @@ def build_state(
         cache=build_cache(settings, registries, metrics, clock),
         store=build_store(settings, registries, clock),
         coalescer=Coalescer(background.spawn),
+        governor=_idle_governor(catalog, metrics, clock, settings),
+    )
+
+
+def _idle_governor(
+    catalog: ModelCatalog, metrics: GatewayMetrics, clock: Clock, settings: Settings
+) -> Governor:
+    prices = NoPrices()
+    return Governor(
+        limiter=NoLimiter(),
+        ledger=NoLedger(),
+        prices=prices,
+        pricing=prices,
+        policies={},
+        catalog=catalog,
+        metrics=GovernanceMetrics(metrics.registry),
+        clock=clock,
+        reserve_output_tokens=settings.governance.reserve_output_tokens,
     )

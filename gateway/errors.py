@@ -130,6 +130,14 @@ class RateLimitError(GatewayError):
     error_type = "rate_limit_error"
 
 
+class ServiceUnavailableError(GatewayError):
+    """The gateway itself cannot serve the request right now (a store it needs is down)."""
+
+    status = 503
+    error_type = "service_unavailable"
+    default_code = "service_unavailable"
+
+
 class UpstreamError(GatewayError):
     """Base for failures of the upstream a request was sent to."""
 

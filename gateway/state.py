@@ -21,6 +21,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
     from gateway.assembly import CatalogBuilder
+    from gateway.governance.governor import Governor
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class GatewayState:
         cache: the response cache's tiers (None when no model group caches).
         store: stored responses and chat completions.
         coalescer: identical cacheable requests in flight, sharing one upstream call.
+        governor: the governance stage (cost policies, limits, usage accounting).
     """
 
     settings: Settings
@@ -56,3 +58,4 @@ class GatewayState:
     cache: TieredCache | None
     store: ResponseStore
     coalescer: Coalescer
+    governor: Governor

@@ -34,6 +34,8 @@ class UsageRecord:
         prompt_tokens: input tokens (cached ones included).
         completion_tokens: output tokens.
         cached_tokens: input tokens served from a prefix or prompt cache.
+        busy_s: the request's share of its backend's busy time (its upstream time divided by
+            the requests the backend was serving), for GPU-time pricing.
     """
 
     model: str
@@ -41,6 +43,7 @@ class UsageRecord:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    busy_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

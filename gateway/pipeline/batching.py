@@ -12,7 +12,7 @@ from litestar.types import ASGIApp
 from gateway.background import Spawn
 from gateway.batching.embeddings import BatchLimits, EmbeddingBatcher
 from gateway.codec import decode_request, with_model
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, status_of
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.telemetry import Account, Telemetry, usage_of
 from gateway.providers.base import Endpoint, UpstreamRequest
@@ -71,12 +71,13 @@ class EmbeddingBatching:
             if ctx.cache_store is not None:
                 ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
             telemetry.failed(ctx, exc, BACKEND)
+            status = status_of(exc) if isinstance(exc, GatewayError) else 499
+            account(ctx, BACKEND, status, None)
             raise
         finally:
             in_flight.dec()
         telemetry.answered(ctx, BACKEND, 200)
-        usage = usage_of(data)
-        account(ctx, BACKEND, usage.prompt if usage else 0, 0)
+        account(ctx, BACKEND, 200, usage_of(data))
         if ctx.cache_store is not None:
             ctx.cache_store.save(data)
         headers = {

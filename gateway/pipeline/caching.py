@@ -78,6 +78,7 @@ class CacheStage:
                 age = self._cache.age_of(entry)
                 if control.max_age is None or age <= control.max_age:
                     telemetry.cache(group.name, "hit", tier)
+                    ctx.served_from, ctx.served_status = "hit", 200
                     backend = f"cache:{tier}"
                     telemetry.answered(ctx, backend, 200)
                     headers = {
@@ -125,6 +126,7 @@ class CacheStage:
             shared = await self._answer_from_flight(flight, ctx, wants_usage)
             if shared is not None:
                 response, status = shared
+                ctx.served_from, ctx.served_status = "coalesced", status
                 self._telemetry.cache(ctx.model_group.name, "coalesced")
                 self._telemetry.answered(ctx, "coalesced", status)
                 return response

@@ -18,6 +18,7 @@ from gateway.routes.errors import ErrorFormat
 
 if TYPE_CHECKING:
     from gateway.cache.policy import CacheStore
+    from gateway.governance.limiter import Reservation
     from gateway.routing.backends import Backend, ModelGroup
     from gateway.stores.base import ResponseStore, StoredObject
 
@@ -162,6 +163,11 @@ class RequestContext:
         store: the response store (earlier turns, and where kept answers go).
         turn: what the dialect prepared for this request in :meth:`Dialect.prepare` (a
             translation, ids, earlier turns), or None.
+        reservation: what the limiter reserved for this request (None: nothing limits it).
+        served_from: ``hit`` or ``coalesced`` when the cache stage answered it, with
+            ``served_status`` (a coalesced request may share its leader's error).
+        settled: the request has been accounted (its usage recorded, its reservation settled);
+            accounting happens exactly once.
     """
 
     __slots__ = (
@@ -176,7 +182,11 @@ class RequestContext:
         "payload",
         "principal",
         "request_id",
+        "reservation",
         "response_headers",
+        "served_from",
+        "served_status",
+        "settled",
         "started",
         "store",
         "stream",
@@ -202,6 +212,10 @@ class RequestContext:
         self.upstream_s = 0.0
         self.store: ResponseStore | None = None
         self.turn: Any = None
+        self.reservation: Reservation | None = None
+        self.served_from: str | None = None
+        self.served_status = 200
+        self.settled = False
         self._raw: dict[str, Any] | None = None
         self._bodies: dict[str, bytes] | None = None
 

@@ -31,7 +31,12 @@ import anyio
 from litestar.types import ASGIApp
 
 from gateway.auth import Authenticator
-from gateway.errors import GatewayError, PermissionDeniedError, UpstreamConnectionError
+from gateway.errors import (
+    GatewayError,
+    PermissionDeniedError,
+    UpstreamConnectionError,
+    status_of,
+)
 from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
 from gateway.pipeline.context import Converter, Dialect, RequestContext, StreamRecorder
@@ -42,6 +47,7 @@ from gateway.pipeline.telemetry import InFlight, Telemetry
 from gateway.routes.calls import Call
 from gateway.routes.responses import EventStream, RawResponse
 from gateway.routing.dispatch import Dispatched, OpenStream
+from gateway.schemas.openai import TokenCounts
 from gateway.state import GatewayState
 from gateway.stores.base import StoreUnavailableError
 
@@ -65,6 +71,7 @@ class Pipeline:
         self._fallback = FallbackPolicy(state.catalog, telemetry)
         self._batching = EmbeddingBatching(telemetry, background.spawn)
         self._store = state.store
+        self._governor = state.governor
 
     async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
         """Answer one request (a body or a stream).
@@ -74,13 +81,23 @@ class Pipeline:
                 in the dialect's format.
         """
         ctx = await self.intake(call, dialect)
-        group = ctx.model_group
+        governor = self._governor
         # seam: guardrails (pre), issue 13.
-        if self._cache is not None and dialect.cacheable and group.settings.cache.enabled:
-            answer = await self._cache.consult(ctx)
-            if answer is not None:
-                return answer
-        # seam: cost policy, limits and budget reservation, issue 12.
+        try:
+            governor.steer(ctx)  # a cost policy may pick another group: before the cache key
+            group = ctx.model_group
+            if self._cache is not None and dialect.cacheable and group.settings.cache.enabled:
+                answer = await self._cache.consult(ctx)
+                if answer is not None:
+                    governor.finish(ctx, ctx.served_status, ctx.served_from or "cache")
+                    return answer
+            await governor.reserve(ctx)
+        except GatewayError as exc:
+            if ctx.cache_store is not None:  # this request led a flight: end it
+                ctx.cache_store.release(exc)
+            self.telemetry.rejected(ctx, exc)
+            governor.finish(ctx, status_of(exc), "none", error=exc)
+            raise
         # seam: admission (the scheduler's queue), issue 16, around the dispatch below.
         if dialect.batchable and group.settings.batching.enabled:
             return await self._batching.answer(ctx, self.account)
@@ -93,6 +110,7 @@ class Pipeline:
             if ctx.cache_store is not None:
                 ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
             telemetry.failed(ctx, exc, "none")
+            governor.finish(ctx, _status(exc), _backend_of(exc), error=exc)
             raise
         # seam: guardrails (post) on the body, or on each chunk in relay_stream.
         if isinstance(result, OpenStream):
@@ -108,7 +126,7 @@ class Pipeline:
         ctx = RequestContext(dialect, call.headers, call.request_id, time.perf_counter())
         ctx.store = self._store
         try:
-            ctx.principal = principal = self._auth.authenticate(ctx.headers)
+            ctx.principal = principal = await self._auth.authenticate(ctx.headers)
             ctx.body = await call.body(self._max_body)
             ctx.payload = payload = dialect.decode(ctx.body)
             ctx.group = group = self._catalog.resolve(payload.model)
@@ -125,6 +143,7 @@ class Pipeline:
             await dialect.prepare(ctx)
         except GatewayError as exc:
             self.telemetry.rejected(ctx, exc)
+            self._governor.finish(ctx, status_of(exc), "none", error=exc)
             raise
         return ctx
 
@@ -155,10 +174,17 @@ class Pipeline:
         finally:
             await chunks.aclose()
 
-    def account(self, ctx: RequestContext, backend: str, prompt: int, completion: int) -> None:
-        """Stage 11: what a finished request used. Metrics now; usage records, spend and the
-        budget reconciliation go here with governance (issue 12), through the off-path queue."""
+    def account(
+        self, ctx: RequestContext, backend: str, status: int, usage: TokenCounts | None
+    ) -> None:
+        """Stage 11: what a finished request used: token metrics, then the governor settles its
+        reservation and records its usage (off the response's path), exactly once."""
+        if usage is None:
+            self._governor.finish(ctx, status, backend)
+            return
+        prompt, completion = usage.prompt, usage.completion
         self.telemetry.tokens(ctx, backend, prompt, completion)
+        self._governor.finish(ctx, status, backend, prompt, completion, usage.cached)
 
     async def _stream(
         self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight
@@ -201,6 +227,7 @@ class Pipeline:
             if ctx.cache_store is not None:
                 ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
             self.telemetry.failed(ctx, exc, backend.name)
+            self._governor.finish(ctx, _status(exc), backend.name, error=exc)
             raise
 
     async def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
@@ -216,10 +243,10 @@ class Pipeline:
             if store is not None:
                 store.release(exc)
             self.telemetry.failed(ctx, exc, backend)
+            self._governor.finish(ctx, status_of(exc), backend, error=exc)
             raise
         total, usage = self.telemetry.body_answered(ctx, out.backend, status, out.response.body)
-        if usage is not None:
-            self.account(ctx, backend, usage.prompt, usage.completion)
+        self.account(ctx, backend, status, usage)
         if store is not None:  # entries are kept in the client's format
             if status == 200:
                 store.save(body)
@@ -234,6 +261,15 @@ class Pipeline:
             **ctx.response_headers,
         }
         return RawResponse(body, status, headers)
+
+
+def _status(error: BaseException) -> int:
+    """The status a client got for ``error`` (499 when it went away: a cancellation)."""
+    return status_of(error) if isinstance(error, GatewayError) else 499
+
+
+def _backend_of(error: BaseException) -> str:
+    return (error.backend if isinstance(error, GatewayError) else None) or "none"
 
 
 def _converted(converter: Converter, body: bytes, backend: str) -> bytes:

@@ -66,5 +66,4 @@ async def relay_stream(
             await opened.aclose()
         in_flight.dec()
         telemetry.answered(ctx, backend.name, status)
-        prompt, completion = usage_in_stream_tail(previous + last)
-        account(ctx, backend.name, prompt, completion)
+        account(ctx, backend.name, status, usage_in_stream_tail(previous + last))

@@ -19,9 +19,9 @@ from gateway.telemetry.metrics import GatewayMetrics
 
 _BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
-Account = Callable[[RequestContext, str, int, int], None]
-"""The accounting stage, told what a finished request used: (ctx, backend, prompt tokens,
-completion tokens)."""
+Account = Callable[[RequestContext, str, int, TokenCounts | None], None]
+"""The accounting stage, told how a finished request ended: (ctx, backend, the status the client
+got, the usage the upstream reported or None)."""
 
 
 def usage_of(body: bytes) -> TokenCounts | None:
@@ -32,16 +32,16 @@ def usage_of(body: bytes) -> TokenCounts | None:
         return None
 
 
-def usage_in_stream_tail(tail: bytes) -> tuple[int, int]:
-    """Prompt and completion tokens from the last usage-bearing SSE event in ``tail``."""
+def usage_in_stream_tail(tail: bytes) -> TokenCounts | None:
+    """The usage of the last usage-bearing SSE event in ``tail`` (None when none has any)."""
     for event in reversed(split_events(tail)):
         if b'"usage"' not in event:
             continue
         parsed = parse_event(event)
         usage = usage_of(parsed.data) if parsed and parsed.data.startswith(b"{") else None
         if usage is not None:
-            return usage.prompt, usage.completion
-    return 0, 0
+            return usage
+    return None
 
 
 class Telemetry:

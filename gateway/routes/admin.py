@@ -59,11 +59,11 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     """The admin routes bound to ``state``."""
     master = state.settings.auth.master_key
 
-    def authorize(request: Request[Any, Any, Any]) -> None:
+    async def authorize(request: Request[Any, Any, Any]) -> None:
         if not master:
             raise PermissionDeniedError("The admin API needs `auth.master_key` configured.")
         try:
-            admin = state.auth.authenticate(request.headers).admin
+            admin = (await state.auth.authenticate(request.headers)).admin
         except AuthenticationError:
             admin = False
         if not admin:
@@ -81,28 +81,28 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
 
     @get("/admin/backends")
     async def list_backends(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(request)
+        await authorize(request)
         return answer(
             {"backends": [describe(g, b) for g in state.catalog.groups for b in g.backends]}
         )
 
-    def set_draining(request: Request[Any, Any, Any], draining: bool) -> Response[Any]:
-        authorize(request)
+    async def set_draining(request: Request[Any, Any, Any], draining: bool) -> Response[Any]:
+        await authorize(request)
         group, backend = find(str(request.path_params["name"]))
         backend.draining = draining
         return answer(describe(group, backend))
 
     @post("/admin/backends/{name:str}/drain", status_code=200)
     async def drain(request: Request[Any, Any, Any]) -> Response[Any]:
-        return set_draining(request, True)
+        return await set_draining(request, True)
 
     @post("/admin/backends/{name:str}/undrain", status_code=200)
     async def undrain(request: Request[Any, Any, Any]) -> Response[Any]:
-        return set_draining(request, False)
+        return await set_draining(request, False)
 
     @delete("/admin/backends/{name:str}", status_code=200)
     async def remove(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(request)
+        await authorize(request)
         name = str(request.path_params["name"])
         group, backend = find(name)
         if len(group.backends) == 1:
@@ -116,7 +116,7 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
 
     @post("/admin/models/{model:str}/backends", status_code=201)
     async def add(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(request)
+        await authorize(request)
         model = str(request.path_params["model"])
         group = state.catalog.resolve(model)
         try:
@@ -139,7 +139,7 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
 
     @post("/admin/reload", status_code=200)
     async def reload(request: Request[Any, Any, Any]) -> Response[Any]:
-        authorize(request)
+        await authorize(request)
         path = state.settings.source
         if not await anyio.Path(path).is_file():
             raise InvalidRequestError(f"The gateway was not started from a config file ({path}).")

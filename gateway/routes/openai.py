@@ -153,7 +153,7 @@ def build_model_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     @get("/v1/models")
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
         request_id = request_id_of(request)
-        principal = auth.authenticate(request.headers)
+        principal = await auth.authenticate(request.headers)
         cards = [
             ModelCard(name, group.created, group.settings.owned_by)
             for name, group in catalog.public_names()
@@ -166,7 +166,7 @@ def build_model_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     @get("/v1/models/{model:path}")
     async def retrieve_model(request: Request[Any, Any, Any]) -> Response[Any]:
         request_id = request_id_of(request)
-        principal = auth.authenticate(request.headers)
+        principal = await auth.authenticate(request.headers)
         name = str(request.path_params["model"]).lstrip("/")
         group = catalog.resolve(name)
         if not principal.may_use(name):

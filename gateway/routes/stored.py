@@ -131,7 +131,7 @@ def build_stored_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         Raises:
             NotFoundError: none of that kind in the caller's namespace.
         """
-        namespace = auth.authenticate(request.headers).namespace
+        namespace = (await auth.authenticate(request.headers)).namespace
         object_id = str(request.path_params["object_id"])
         record = await store.get(namespace, object_id)
         if record is None or record.kind != kind:
@@ -216,7 +216,7 @@ def build_stored_routes(state: GatewayState) -> list[HTTPRouteHandler]:
 
     @get("/v1/chat/completions")
     async def list_completions(request: AnyRequest) -> Response[Any]:
-        namespace = auth.authenticate(request.headers).namespace
+        namespace = (await auth.authenticate(request.headers)).namespace
         listed = await store.list(
             namespace,
             "chat.completion",

@@ -293,6 +293,12 @@ class ModelList(Struct, tag_field="object", tag="list"):
     data: list[ModelCard] = field(default_factory=list)
 
 
+class CachedTokenDetails(Struct):
+    """``usage.prompt_tokens_details`` (chat) or ``usage.input_tokens_details`` (Responses)."""
+
+    cached_tokens: int = 0
+
+
 class TokenCounts(Struct):
     """Usage as read back from any response: OpenAI's names or Anthropic's."""
 
@@ -301,6 +307,16 @@ class TokenCounts(Struct):
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
+    prompt_tokens_details: CachedTokenDetails | None = None
+    input_tokens_details: CachedTokenDetails | None = None
+
+    @property
+    def cached(self) -> int:
+        """Prompt tokens served from a prompt or prefix cache."""
+        if self.cache_read_input_tokens:
+            return self.cache_read_input_tokens
+        details = self.prompt_tokens_details or self.input_tokens_details
+        return details.cached_tokens if details is not None else 0
 
     @property
     def prompt(self) -> int:

@@ -68,7 +68,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-class _Children:
+class LabelledChildren:
     """Caches ``metric.labels(*values)`` per label tuple."""
 
     def __init__(self) -> None:
@@ -230,7 +230,7 @@ class GatewayMetrics:
         self.cache_errors = Counter(
             "gateway_cache_errors", "Failed cache tier calls.", ["tier"], registry=r
         )
-        self._children = _Children()
+        self._children = LabelledChildren()
         self._exchanges: dict[tuple[str, str, str], ExchangeMetrics] = {}
 
     def exchange(self, model: str, backend: str, endpoint: str) -> ExchangeMetrics:

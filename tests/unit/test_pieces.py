@@ -44,9 +44,11 @@ def test_usage_in_stream_tail_finds_the_last_usage() -> None:
         b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,'
         b'"total_tokens":7}}\n\ndata: [DONE]\n\n'
     )
-    assert usage_in_stream_tail(tail) == (3, 4)
-    assert usage_in_stream_tail(b'data: {"choices":[{"delta":{}}]}\n\n') == (0, 0)
-    assert usage_in_stream_tail(b'ata: {"usage": {"prompt_tok') == (0, 0)
+    usage = usage_in_stream_tail(tail)
+    assert usage is not None
+    assert (usage.prompt, usage.completion) == (3, 4)
+    assert usage_in_stream_tail(b'data: {"choices":[{"delta":{}}]}\n\n') is None
+    assert usage_in_stream_tail(b'ata: {"usage": {"prompt_tok') is None
 
 
 def test_with_model_keeps_every_other_field() -> None:
@@ -62,17 +64,18 @@ def test_round_robin_cycles() -> None:
     assert picks == [0, 1, 2, 0, 1, 2]
 
 
-def test_authenticator() -> None:
+@pytest.mark.anyio
+async def test_authenticator() -> None:
     auth = Authenticator(["sk-a", "sk-b"], master_key="sk-m")
-    b = auth.authenticate({"authorization": "Bearer sk-b"})
-    assert auth.authenticate({"authorization": "bearer  sk-a"}).key_id != b.key_id
-    assert auth.authenticate({"x-api-key": "sk-a"}).key_id is not None
+    b = await auth.authenticate({"authorization": "Bearer sk-b"})
+    assert (await auth.authenticate({"authorization": "bearer  sk-a"})).key_id != b.key_id
+    assert (await auth.authenticate({"x-api-key": "sk-a"})).key_id is not None
     assert not b.admin
-    assert auth.authenticate({"authorization": "Bearer sk-m"}).admin
+    assert (await auth.authenticate({"authorization": "Bearer sk-m"})).admin
     for bad in (None, "sk-a", "Bearer sk-c", "Bearer "):
         with pytest.raises(AuthenticationError):
-            auth.authenticate({"authorization": bad} if bad else {})
-    assert Authenticator([]).authenticate({}).anonymous
+            await auth.authenticate({"authorization": bad} if bad else {})
+    assert (await Authenticator([]).authenticate({})).anonymous
 
 
 def test_engine_is_deterministic_and_counts_honestly() -> None:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.processes import GATEWAY, free_port, serving
 from tests.support.servers import Sim, http_json, running_sim
 
 pytestmark = pytest.mark.slow
-GATEWAY = [sys.executable, "-m", "gateway.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp_path: Path, sim: Sim, extra: str = "") -> Path:
@@ -39,44 +27,6 @@ models:
         model: sim-model
 {extra}""")
     return path
-
-
-@contextmanager
-def serving(
-    *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """`gateway serve ARGS` in a subprocess; yields it and its URL once /healthz answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [*GATEWAY, "serve", "--port", str(port), *args],
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read() if proc.stdout else ""
-                    raise RuntimeError(f"gateway did not start: {out}") from None
-                time.sleep(0.1)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,6 +5,11 @@ the gateway. Load: wrk with a Lua script that reports latency percentiles as JSO
 one worker process with auth and metrics on. With two or more cores the gateway is pinned to core 0
 and nginx + wrk to core 1, so the gateway has exactly one core.
 
+A second gateway worker runs governed: a virtual key from the Redis key store with RPM and TPM
+limits and a monthly budget on it, limits reserved and settled in Redis, usage to the SQLite
+ledger. Its rows (``governed``) are measured in the same run as the plain gateway's, and the
+Redis commands it sent per request are read from ``INFO commandstats``.
+
 Usage: bash load/benchmarks/overhead.sh [--duration 10] [--out load/results/overhead.json]
 """
 
@@ -236,6 +241,26 @@ done = function(summary, latency, requests)
 end
 """
 
+GOVERNED_CONFIG = """
+server: {{host: 127.0.0.1, port: {port}, workers: 1}}
+auth: {{master_key: "{master}"}}
+governance:
+  data_dir: "{work}/governed"
+  key_store: {{backend: redis, options: {{url: "{redis}"}}}}
+  limiter: {{backend: redis, options: {{url: "{redis}"}}}}
+models:
+  - name: bench
+    backends: [{{url: "http://127.0.0.1:{upstream}", model: bench-model,
+                price: {{input_per_mtok: 0.15, output_per_mtok: 0.6}}}}]
+"""
+MASTER_KEY = "sk-bench-master"
+# Limits high enough never to refuse during the run: the benchmark measures their cost.
+GOVERNED_KEY = {
+    "rpm": 100_000_000,
+    "tpm": 10_000_000_000,
+    "budgets": [{"usd": 1_000_000, "window": "month"}],
+}
+
 GATEWAY_CONFIG = """
 server: {{host: 127.0.0.1, port: {port}, workers: 1}}
 auth: {{api_keys: ["{key}"]}}
@@ -247,14 +272,14 @@ models:
 """
 
 
-def wait_http(url: str, timeout_s: float = 30) -> None:
+def wait_http(url: str, timeout_s: float = 30, key: str = API_KEY) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             req = urllib.request.Request(
                 url,
                 data=json.dumps(REQUEST).encode(),
-                headers={"content-type": "application/json", "authorization": f"Bearer {API_KEY}"},
+                headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
             )
             with urllib.request.urlopen(req, timeout=2) as resp:
                 resp.read()
@@ -279,6 +304,7 @@ def run_wrk(
     work: Path,
     core: int | None,
     pid: int | None = None,
+    key: str = API_KEY,
 ) -> dict[str, Any]:
     """wrk against ``url``; with ``pid``, also that server's CPU time per request.
 
@@ -287,7 +313,7 @@ def run_wrk(
     """
     cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     script = work / f"wrk-{connections}.lua"
-    script.write_text(WRK_SCRIPT.format(body=json.dumps(body), key=API_KEY))
+    script.write_text(WRK_SCRIPT.format(body=json.dumps(body), key=key))
     cmd = [*pin(core), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script), url]
     out = subprocess.run(
         cmd, capture_output=True, text=True, timeout=duration + 60, check=True
@@ -340,9 +366,74 @@ STREAM_REQUEST = {
 }
 
 
-def start_server(args: list[str], core: int | None, log: Any) -> subprocess.Popen[bytes]:
+def start_redis(core: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server without persistence on a free port (pinned with the load)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *pin(core),
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while redis_cli(port, "PING") != "PONG":
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def redis_cli(port: int, *command: str) -> str:
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=10
+    )
+    return out.stdout.strip()
+
+
+def redis_calls(port: int) -> int:
+    """Commands the server has executed (``INFO commandstats``), the INFO calls excluded."""
+    total = 0
+    for line in redis_cli(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_") and not line.startswith(("cmdstat_info:", "cmdstat_ping:")):
+            fields = dict(f.split("=") for f in line.split(":", 1)[1].split(","))
+            total += int(fields["calls"])
+    return total
+
+
+def create_virtual_key(url: str) -> str:
+    """A virtual key for the governed gateway, through its admin API."""
+    req = urllib.request.Request(
+        f"{url}/admin/keys",
+        data=json.dumps(GOVERNED_KEY).encode(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {MASTER_KEY}"},
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return str(json.loads(resp.read())["key"])
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def start_server(
+    args: list[str], core: int | None, log: Any, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A Python server process (``python args...``) pinned to ``core``."""
-    return subprocess.Popen([*pin(core), sys.executable, *args], stderr=log)
+    return subprocess.Popen(
+        [*pin(core), sys.executable, *args], stderr=log, env={**os.environ, **(env or {})}
+    )
 
 
 def profile_server(
@@ -399,7 +490,7 @@ def main() -> int:
         "PATH.bare.txt) and summaries next to them (.summary.txt)",
     )
     args = parser.parse_args()
-    tools = ("nginx", "wrk", "py-spy") if args.profile else ("nginx", "wrk")
+    tools = ("nginx", "wrk", "redis-server", "redis-cli") + (("py-spy",) if args.profile else ())
     for tool in tools:
         if not shutil.which(tool):
             print(f"missing {tool}: run load/benchmarks/overhead.sh", file=sys.stderr)
@@ -408,13 +499,21 @@ def main() -> int:
     gw_core, load_core = (0, 1) if cores >= 2 else (None, None)
     work = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     gw_port, bare_port, bare_stream_port = free_port(), free_port(), free_port()
+    gov_port = free_port()
     nginx, upstream, stream_upstream = start_static_upstream(work, load_core)
+    redis, redis_url = start_redis(load_core)
+    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     (work / "gateway.yaml").write_text(
         GATEWAY_CONFIG.format(
             port=gw_port, key=API_KEY, upstream=upstream, stream_upstream=stream_upstream
         )
     )
-    procs = [nginx]
+    (work / "governed.yaml").write_text(
+        GOVERNED_CONFIG.format(
+            port=gov_port, master=MASTER_KEY, work=work, redis=redis_url, upstream=upstream
+        )
+    )
+    procs = [nginx, redis]
     log = (work / "servers.log").open("w")
     profiles: dict[str, Any] = {}
     try:
@@ -422,6 +521,13 @@ def main() -> int:
             ["-m", "gateway.cli", "serve", "--config", str(work / "gateway.yaml")], gw_core, log
         )
         procs.append(gateway)
+        governed = start_server(
+            ["-m", "gateway.cli", "serve", "--config", str(work / "governed.yaml")],
+            gw_core,
+            log,
+            env={"GATEWAY_KEY_PEPPER": "bench-pepper-0123456789abcdef"},
+        )
+        procs.append(governed)
         # The bare relay forwards to the same path of one upstream: one per nginx server. Each
         # idles (on the gateway's core) while the others are measured, like the gateway.
         relays = [
@@ -451,9 +557,13 @@ def main() -> int:
         for plain_url, stream_url in urls.values():
             wait_http(plain_url)
             wait_http(stream_url)
+        gov_url = f"http://127.0.0.1:{gov_port}{path}"
+        virtual_key = create_virtual_key(f"http://127.0.0.1:{gov_port}")
+        wait_http(gov_url, key=virtual_key)
         # Warm up the relays' connection pools and code paths.
         for name in ("bare_relay", "gateway"):
             run_wrk(urls[name][0], REQUEST, 32, 2, work, load_core)
+        run_wrk(gov_url, REQUEST, 32, 2, work, load_core, key=virtual_key)
         rows = []
         for key in args.only or SCENARIOS:
             label, streamed, conns = SCENARIOS[key]
@@ -465,13 +575,38 @@ def main() -> int:
                 )
                 for name, url in urls.items()
             }
+            if not streamed:
+                before = redis_calls(redis_port)
+                runs["governed"] = run_wrk(
+                    gov_url,
+                    body,
+                    conns,
+                    args.duration,
+                    work,
+                    load_core,
+                    governed.pid,
+                    key=virtual_key,
+                )
+                time.sleep(0.2)  # the last settlements' flush
+                runs["governed"]["redis_calls_per_req"] = (redis_calls(redis_port) - before) / runs[
+                    "governed"
+                ]["requests"]
             d, b, g = runs["direct"], runs["bare_relay"], runs["gateway"]
+            governed_rows = {}
+            if "governed" in runs:
+                gv = runs["governed"]
+                governed_rows = {
+                    "governed_to_gateway_rps": gv["rps"] / g["rps"],
+                    "governance_added_p50_ms": (gv["p50_us"] - g["p50_us"]) / 1000,
+                    "redis_calls_per_req": gv["redis_calls_per_req"],
+                }
             rows.append(
                 {
                     "scenario": label,
                     "key": key,
                     "connections": conns,
                     **runs,
+                    **governed_rows,
                     "rps_ratio": g["rps"] / d["rps"],
                     "gateway_to_bare_rps": g["rps"] / b["rps"],
                     # The same ratio from CPU per request: what it would be on an idle core.
@@ -513,6 +648,15 @@ def main() -> int:
             f"{SCENARIOS[TARGET_SCENARIO][0]}: {ratio:.1%}, {verdict} "
             f"(by CPU per request: {target['gateway_to_bare_cpu']:.1%})"
         )
+    for r in rows:
+        if "governed_to_gateway_rps" in r:
+            gv = r["governed"]
+            print(
+                f"governance at {r['scenario']}: {gv['rps']:,.0f} req/s "
+                f"({r['governed_to_gateway_rps']:.1%} of the plain gateway), "
+                f"+{r['governance_added_p50_ms']:.3f} ms p50 over it, "
+                f"{r['redis_calls_per_req']:.3f} Redis calls per request"
+            )
     for name, profile in profiles.items():
         print(f"\n{name} profile under chat c=32:")
         print(render(profile))
@@ -545,7 +689,9 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     )
     lines = [header]
     for r in rows:
-        for name in ("direct", "bare_relay", "gateway"):
+        for name in ("direct", "bare_relay", "gateway", "governed"):
+            if name not in r:
+                continue
             run = r[name]
             added = (run["p50_us"] - r["direct"]["p50_us"]) / 1000
             added_cell = "" if name == "direct" else f"{added:+.3f}ms"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import serving
+from tests.support.processes import serving
 from tests.support.servers import http_json, running_sim
 
 pytestmark = pytest.mark.slow

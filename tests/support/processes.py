@@ -61,7 +61,7 @@ def stop(proc: subprocess.Popen[str]) -> str:
             proc.kill()
             proc.wait(5)
     out = ""
-    if proc.stdout:
+    if proc.stdout and not proc.stdout.closed:
         out = proc.stdout.read()
         proc.stdout.close()
     return out

@@ -4,7 +4,6 @@ payloads), so that whatever consumes them reads one shape."""
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal
 from typing import Any
 
 from gateway.governance.limiter import Alert
@@ -23,11 +22,6 @@ def usage_dict(rec: UsageRecord) -> dict[str, Any]:
 def audit_dict(rec: AuditRecord) -> dict[str, Any]:
     """Every field of an audit record, by name (``before``/``after`` as mappings)."""
     return {name: getattr(rec, name) for name in AUDIT_FIELDS}
-
-
-def usd_string(nanos: int) -> str:
-    """Nano-dollars as an exact US-dollar decimal string (``123456`` → ``"0.000123456"``)."""
-    return f"{Decimal(nanos).scaleb(-9):.9f}"
 
 
 def alert_payload(alert: Alert, context: dict[str, Any], at: float) -> dict[str, Any]:

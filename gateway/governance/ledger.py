@@ -211,7 +211,8 @@ class UsageLedger:
                     lane.failing = False
                 return
             if self._closing:
-                await asyncio.sleep(delay)  # aclose's deadline bounds these retries
+                # Several more tries fit in the drain time; aclose's deadline bounds them.
+                await asyncio.sleep(min(delay, self._drain_s / 10))
             else:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

@@ -163,7 +163,9 @@ async def test_a_failed_write_is_retried_first_and_nothing_is_reordered_or_lost(
 async def test_a_full_buffer_drops_new_records_for_that_sink_only() -> None:
     drops: list[tuple[str, int]] = []
     slow, fast = Recorder(gated=True), Recorder()
-    led = ledger(("slow", slow), ("fast", fast), buffer_size=5, on_drop=lambda s, n: drops.append((s, n)))
+    led = ledger(
+        ("slow", slow), ("fast", fast), buffer_size=5, on_drop=lambda s, n: drops.append((s, n))
+    )
     await led.start()
     for i in range(5):
         led.record(usage(i))

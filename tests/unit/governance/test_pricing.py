@@ -83,9 +83,7 @@ def test_genai_prices_for_an_openai_model() -> None:
     assert price.input_per_mtok > 0
     assert price.output_per_mtok > price.input_per_mtok
     assert 0 < price.cached_input_per_mtok < price.input_per_mtok
-    expected = (
-        1234 * price.input_per_mtok + 567 * price.output_per_mtok
-    ) * 1000  # nano-dollars
+    expected = (1234 * price.input_per_mtok + 567 * price.output_per_mtok) * 1000  # nano-dollars
     assert price.cost_nanos(1234, 0, 567) == int(expected.to_integral_value())
 
 

@@ -198,6 +198,7 @@ def test_the_price_table_policy_prices_from_its_bound_book() -> None:
     assert registered == {"price_table": PriceTablePolicy}
 
     policy = registered["price_table"]()
+    assert isinstance(policy, PriceTablePolicy)
     assert isinstance(policy, CostPolicy)
     usage = UsageRecord("chat", "cheap", prompt_tokens=1000, completion_tokens=500)
     assert policy.cost(usage) is None  # not bound yet

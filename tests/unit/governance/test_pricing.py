@@ -223,3 +223,21 @@ def test_the_price_table_policy_prices_gpu_time_from_the_records_busy_time() -> 
     policy = PriceTablePolicy(book=PriceBook(catalog(models)))
     usage = UsageRecord("own", "gpu", 100, 100, busy_s=0.5)
     assert policy.cost(usage) == 500_000
+
+
+def test_a_backend_added_at_runtime_is_priced_from_its_spec() -> None:
+    live = catalog(MODELS)
+    group = live.resolve("chat")
+    registries = collect_registries(make_plugin_manager([]))
+    added = CatalogBuilder(registries, ProviderContext()).backend(
+        BackendSettings(
+            name="late", url="http://127.0.0.1:9", price=PriceSettings(input_per_mtok=0.5)
+        ),
+        group.settings,
+        len(group.backends),
+        "admin API",
+    )
+    group.backends = [*group.backends, added]
+    book = PriceBook(live)
+    assert book.for_backend("late").input_per_mtok == Decimal("0.5")
+    assert book.for_backend("late").source == "config"

@@ -142,6 +142,10 @@ class UsageLedger:
         """Records buffered, over every sink (a record waiting for two sinks counts twice)."""
         return sum(lane.size for lane in self._lanes)
 
+    def backlog(self) -> dict[str, int]:
+        """Records buffered per sink, by name (a gauge per sink)."""
+        return {lane.name: lane.size for lane in self._lanes}
+
     @property
     def dropped(self) -> int:
         """Records dropped since start, over every sink."""

@@ -176,6 +176,7 @@ async def test_a_full_buffer_drops_new_records_for_that_sink_only() -> None:
         led.record(usage(i))  # the slow sink's buffer still holds its first five
     assert drops == [("slow", 1)] * 3
     assert led.dropped == 3
+    assert led.backlog() == {"slow": 5, "fast": 3}
     slow.gate.set()
     await until(lambda: led.pending == 0)
     assert slow.written == [f"r{i:03}" for i in range(5)]  # the oldest kept, the new dropped

@@ -133,6 +133,12 @@ class UsageLedger:
     # -- introspection -------------------------------------------------------------------------
 
     @property
+    def active(self) -> bool:
+        """Whether records go anywhere (some sink is configured and shutdown has not begun);
+        the request path skips building records when not."""
+        return bool(self._lanes) and not self._closing
+
+    @property
     def reader(self) -> SpendReader | None:
         """The first sink that answers spend queries (None: none does)."""
         return self._reader

@@ -107,7 +107,7 @@ async def test_no_sinks_costs_nothing() -> None:
     await led.start()
     led.record(usage(1))
     led.audit(audit(1))
-    assert (led.pending, led.dropped, led.reader) == (0, 0, None)
+    assert (led.pending, led.dropped, led.reader, led.active) == (0, 0, None, False)
     await led.aclose()
 
 
@@ -201,7 +201,9 @@ async def test_close_flushes_what_is_buffered_even_if_never_started() -> None:
     for i in range(5):
         led.record(usage(i))
     led.audit(audit(1))
+    assert led.active
     await led.aclose()
+    assert not led.active
     assert sink.written == [f"r{i:03}" for i in range(5)]
     assert len(sink.audits) == 1
     assert sink.closed

@@ -115,6 +115,14 @@ class MethodNotAllowedError(GatewayError):
     error_type = "invalid_request_error"
 
 
+class ResourceConflictError(GatewayError):
+    """409: the record exists already, or cannot change as asked (a tenant that has keys)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(GatewayError):
     """413: the request body is over the configured limit."""
 
@@ -128,6 +136,14 @@ class RateLimitError(GatewayError):
 
     status = 429
     error_type = "rate_limit_error"
+
+
+class ServiceUnavailableError(GatewayError):
+    """503: a store the gateway itself depends on (the key store) cannot be reached."""
+
+    status = 503
+    error_type = "api_error"
+    default_code = "service_unavailable"
 
 
 class UpstreamError(GatewayError):

@@ -261,7 +261,7 @@ def _limits(r: dict[str, Any]) -> list[str]:
 def _print_keys(answer: dict[str, Any]) -> None:
     head = ["ID", "NAME", "TENANT", "ROLE", "STATUS", "MODELS", "RPM", "TPM", "PARALLEL", "BUDGETS"]
     rows = [
-        [r["id"], _cell(r.get("name")), _cell(r.get("tenant")), r["role"], r["status"]] + _limits(r)
+        [r["id"], _cell(r.get("name")), _cell(r.get("tenant")), r["role"], r["status"], *_limits(r)]
         for r in answer["data"]
     ]
     if rows:

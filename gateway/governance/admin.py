@@ -56,6 +56,8 @@ from gateway.governance.sinks import AuditRecord
 from gateway.identity import Principal
 
 T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 H = TypeVar("H", KeyRecord, TenantRecord)
 Body = bytes | Mapping[str, Any]
 Usage = Callable[[KeyRecord, TenantRecord | None], Awaitable[dict[str, Any]]]
@@ -64,11 +66,9 @@ Usage = Callable[[KeyRecord, TenantRecord | None], Awaitable[dict[str, Any]]]
 def record_dict(record: KeyRecord | TenantRecord) -> dict[str, Any]:
     """Every field of ``record`` (defaults included) as JSON-able values, ``secret_hash`` left
     out: what the API shows and the audit log keeps."""
-    return {
-        name: msgspec.to_builtins(getattr(record, name))
-        for name in record.__struct_fields__
-        if name != "secret_hash"
-    }
+    fields = {n: getattr(record, n) for n in record.__struct_fields__ if n != "secret_hash"}
+    decoded: dict[str, Any] = _decode(_encode(fields))  # plain JSON values (tuples as lists)
+    return decoded
 
 
 def key_status(record: KeyRecord, now: float) -> str:

@@ -57,9 +57,7 @@ def directory(store: CountingStore, clock: ManualClock) -> KeyDirectory:
 async def make_key(store: KeyStore, tenant: str | None = "acme", **fields: Any) -> tuple[str, str]:
     """A new key in ``store``: (its id, the full key)."""
     key_id, secret, full = new_key()
-    record = KeyRecord(
-        id=key_id, secret_hash=hash_secret(secret, PEPPER), tenant=tenant, **fields
-    )
+    record = KeyRecord(id=key_id, secret_hash=hash_secret(secret, PEPPER), tenant=tenant, **fields)
     await store.put_key(record, create=True)
     return key_id, full
 

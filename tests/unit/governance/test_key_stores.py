@@ -326,7 +326,11 @@ async def test_config_store_hashes_declared_keys_and_is_read_only() -> None:
         ([], [{"id": "BAD", "secret_hash": "ab" * 32}], "keys[0].id"),
         ([], [{"id": "abcdefghijkl", "secret_hash": "ab" * 32, "rpm": "x"}], "keys[0].rpm"),
         ([], [{"id": "abcdefghijkl", "secret_hash": "ab" * 32, "bogus": 1}], "bogus"),
-        ([], [{"id": "abcdefghijkl", "secret_hash": "ab" * 32, "tenant": "acme"}], "keys[0].tenant"),
+        (
+            [],
+            [{"id": "abcdefghijkl", "secret_hash": "ab" * 32, "tenant": "acme"}],
+            "keys[0].tenant",
+        ),
         ([{"name": "a"}, {"name": "a"}], [], "tenants[1].name"),
         ([{"name": "a", "budgets": [{"usd": 1, "window": "fortnight"}]}], [], "tenants[0].budgets"),
     ],
@@ -343,4 +347,6 @@ def test_config_store_names_the_entry_whose_id_does_not_match_its_key() -> None:
     _, _, full = new_key()
     good = {"id": "abcdefghijkl", "secret_hash": "ab" * 32}
     with pytest.raises(ValueError, match=r"keys\[2\]\.id"):
-        ConfigKeyStore(keys=[good, {"key": new_key()[2]}, {"key": full, "id": "x" * 12}], pepper=PEPPER)
+        ConfigKeyStore(
+            keys=[good, {"key": new_key()[2]}, {"key": full, "id": "x" * 12}], pepper=PEPPER
+        )

@@ -15,7 +15,7 @@ raise :class:`ReadOnlyStoreError` and there is no change feed.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -42,10 +42,10 @@ def _problem(where: str, exc: msgspec.ValidationError) -> ValueError:
     return ValueError(f"{where}{path}: {message}")
 
 
-def _entries(value: object, name: str) -> list[Mapping[str, Any]]:
+def _entries(value: object, name: str) -> Sequence[Mapping[str, Any]]:
     if value is None:
         return []
-    if not isinstance(value, list):
+    if not isinstance(value, list | tuple):
         raise TypeError(f"`{name}` must be a list, got {type(value).__name__}")
     for i, entry in enumerate(value):
         if not isinstance(entry, Mapping):
@@ -99,8 +99,8 @@ class ConfigKeyStore:
 
     def __init__(
         self,
-        tenants: list[Mapping[str, Any]] | None = None,
-        keys: list[Mapping[str, Any]] | None = None,
+        tenants: Sequence[Mapping[str, Any]] | None = None,
+        keys: Sequence[Mapping[str, Any]] | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
         pepper: bytes = b"",

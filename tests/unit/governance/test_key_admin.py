@@ -98,7 +98,9 @@ async def test_create_key_returns_the_key_once_and_audits_without_the_hash(env: 
     created = await env.admin.create_key(MASTER, msgspec_json(body))
     assert created["key"].startswith(f"sk-gw-{created['id']}-")
     assert "secret_hash" not in created
-    assert created["tenant"] == "acme" and created["rpm"] == 600 and created["role"] == "user"
+    assert created["tenant"] == "acme"
+    assert created["rpm"] == 600
+    assert created["role"] == "user"
     assert created["budgets"] == [
         {"usd": 50.0, "window": "month", "alert_thresholds": [0.8, 0.9, 1.0]}
     ]
@@ -108,10 +110,12 @@ async def test_create_key_returns_the_key_once_and_audits_without_the_hash(env: 
     record = await env.store.get_key(created["id"])
     assert record is not None
     parsed = parse_key(created["key"])
-    assert parsed is not None and parsed[0] == created["id"]
+    assert parsed is not None
+    assert parsed[0] == created["id"]
     assert secret_matches(parsed[1], record.secret_hash, PEPPER)
     principal = await env.as_key(created)
-    assert principal.key_id == created["id"] and principal.tenant == "acme"
+    assert principal.key_id == created["id"]
+    assert principal.tenant == "acme"
 
     listed = await env.admin.list_keys(MASTER)
     assert [k["id"] for k in listed["data"]] == [created["id"]]
@@ -124,9 +128,12 @@ async def test_create_key_returns_the_key_once_and_audits_without_the_hash(env: 
         created["id"],
         "acme",
     )
-    assert entry.before is None and entry.after is not None
-    assert "secret_hash" not in entry.after and entry.after["rpm"] == 600
-    assert entry.at == env.clock.time() and entry.audit_id
+    assert entry.before is None
+    assert entry.after is not None
+    assert "secret_hash" not in entry.after
+    assert entry.after["rpm"] == 600
+    assert entry.at == env.clock.time()
+    assert entry.audit_id
 
 
 def msgspec_json(body: dict[str, Any]) -> bytes:
@@ -195,12 +202,15 @@ async def test_update_changes_only_the_given_fields(env: Setup) -> None:
     assert updated["created_at"] == created["created_at"]
     entry = env.audit[-1]
     assert entry.action == "key.update"
-    assert entry.before is not None and entry.after is not None
+    assert entry.before is not None
+    assert entry.after is not None
     assert (entry.before["rpm"], entry.after["rpm"]) == (10, 20)
-    assert "secret_hash" not in entry.before and "secret_hash" not in entry.after
+    assert "secret_hash" not in entry.before
+    assert "secret_hash" not in entry.after
     # The key's tenant is not something an update can change.
     error = await error_of(env.admin.update_key(MASTER, created["id"], {"tenant": "x"}))
-    assert error.status == 400 and error.param == "tenant"
+    assert error.status == 400
+    assert error.param == "tenant"
 
 
 @pytest.mark.anyio
@@ -220,7 +230,8 @@ async def test_revoke_is_immediate_final_and_audited_once(env: Setup) -> None:
     created = await env.admin.create_key(MASTER, {})
     await env.as_key(created)  # cached
     revoked = await env.admin.revoke_key(MASTER, created["id"])
-    assert revoked["revoked_at"] == env.clock.time() and revoked["status"] == "revoked"
+    assert revoked["revoked_at"] == env.clock.time()
+    assert revoked["status"] == "revoked"
     with pytest.raises(AuthenticationError) as caught:
         await env.as_key(created)  # this process's cache was dropped at once
     assert caught.value.code == "key_revoked"
@@ -242,24 +253,32 @@ async def test_show_key_includes_usage(env: Setup) -> None:
     shown = await env.admin.show_key(MASTER, created["id"])
     assert shown["usage"] == {"remaining_usd": 12.5}
     assert env.usage_calls == [(created["id"], "acme")]
-    assert "secret_hash" not in shown and "key" not in shown
+    assert "secret_hash" not in shown
+    assert "key" not in shown
 
 
 @pytest.mark.anyio
 async def test_tenants_lifecycle_with_conflicts(env: Setup) -> None:
     created = await env.admin.create_tenant(MASTER, {"name": "acme", "rpm": 100})
-    assert created["name"] == "acme" and created["rpm"] == 100
+    assert created["name"] == "acme"
+    assert created["rpm"] == 100
     duplicate = await error_of(env.admin.create_tenant(MASTER, {"name": "acme"}))
-    assert isinstance(duplicate, ResourceConflictError) and duplicate.status == 409
+    assert isinstance(duplicate, ResourceConflictError)
+    assert duplicate.status == 409
     bad_name = await error_of(env.admin.create_tenant(MASTER, {"name": "has space"}))
-    assert bad_name.status == 400 and bad_name.param == "name"
+    assert bad_name.status == 400
+    assert bad_name.param == "name"
     missing = await error_of(env.admin.create_tenant(MASTER, {}))
-    assert missing.status == 400 and missing.param == "name"
+    assert missing.status == 400
+    assert missing.param == "name"
     rename = await error_of(env.admin.update_tenant(MASTER, "acme", {"blocked": True, "name": "x"}))
-    assert rename.status == 400 and rename.param == "name"  # (and nothing was changed)
+    assert rename.status == 400
+    assert rename.param == "name"
     assert not (await env.admin.show_tenant(MASTER, "acme"))["blocked"]
     updated = await env.admin.update_tenant(MASTER, "acme", {"blocked": True})
-    assert updated["name"] == "acme" and updated["blocked"] and updated["rpm"] == 100
+    assert updated["name"] == "acme"
+    assert updated["blocked"]
+    assert updated["rpm"] == 100
     assert (await env.admin.show_tenant(MASTER, "acme"))["blocked"]
     assert [t["name"] for t in (await env.admin.list_tenants(MASTER))["data"]] == ["acme"]
 
@@ -286,8 +305,10 @@ async def test_tenants_lifecycle_with_conflicts(env: Setup) -> None:
         "tenant.delete",
     ]
     deleted = env.audit[-1]
-    assert deleted.before is not None and deleted.before["name"] == "empty"
-    assert deleted.after is None and deleted.tenant == "empty"
+    assert deleted.before is not None
+    assert deleted.before["name"] == "empty"
+    assert deleted.after is None
+    assert deleted.tenant == "empty"
 
 
 @pytest.mark.anyio
@@ -301,7 +322,8 @@ async def test_a_tenant_admin_manages_only_its_tenants_user_keys(env: Setup) -> 
     assert actor.tenant_admin == "acme"
 
     mine = await env.admin.create_key(actor, {"name": "svc", "rpm": 5})  # tenant by default
-    assert mine["tenant"] == "acme" and mine["role"] == "user"
+    assert mine["tenant"] == "acme"
+    assert mine["role"] == "user"
     assert env.audit[-1].actor == f"key:{acme_admin_key['id']}"
     await env.admin.update_key(actor, mine["id"], {"rpm": 6})
     assert (await env.admin.show_key(actor, mine["id"]))["rpm"] == 6
@@ -353,7 +375,8 @@ async def test_a_read_only_store_answers_405_and_a_closed_one_503(tmp_path: Path
     clock = ManualClock(start=1_700_000_000.0)
     config = build(ConfigKeyStore(tenants=[{"name": "acme"}], pepper=PEPPER), clock)
     error = await error_of(config.admin.create_tenant(MASTER, {"name": "beta"}))
-    assert isinstance(error, MethodNotAllowedError) and error.status == 405
+    assert isinstance(error, MethodNotAllowedError)
+    assert error.status == 405
     assert (await error_of(config.admin.create_key(MASTER, {"tenant": "acme"}))).status == 405
     assert (await config.admin.list_tenants(MASTER))["data"][0]["name"] == "acme"
 
@@ -361,5 +384,6 @@ async def test_a_read_only_store_answers_405_and_a_closed_one_503(tmp_path: Path
     closed = build(store, clock)
     await store.aclose()
     error = await error_of(closed.admin.list_keys(MASTER))
-    assert isinstance(error, ServiceUnavailableError) and error.status == 503
+    assert isinstance(error, ServiceUnavailableError)
+    assert error.status == 503
     assert error.code == "key_store_unavailable"

@@ -18,6 +18,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.commands import Command
@@ -243,14 +244,25 @@ def _table(rows: list[list[str]]) -> None:
         )
 
 
+_FIRST = ("id", "name", "tenant", "role", "status")
+
+
+def _text(name: str, value: Any, record: dict[str, Any]) -> str:
+    if name == "budgets":
+        return _budgets(record)
+    if name.endswith("_at") and isinstance(value, int | float) and value:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return _cell(value)
+    if isinstance(value, dict | list) and value:
+        return json.dumps(value, sort_keys=True)
+    return _cell(value)
+
+
 def _details(record: dict[str, Any]) -> None:
-    for name, value in record.items():
-        if name == "budgets":
-            print(f"{name + ':':16}{_budgets(record)}")
-        elif isinstance(value, dict | list) and value:
-            print(f"{name + ':':16}{json.dumps(value, sort_keys=True)}")
-        else:
-            print(f"{name + ':':16}{_cell(value)}")
+    names = [n for n in _FIRST if n in record] + [n for n in record if n not in _FIRST]
+    for name in names:
+        print(f"{name + ':':16}{_text(name, record[name], record)}")
 
 
 def _limits(r: dict[str, Any]) -> list[str]:

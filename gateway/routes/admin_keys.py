@@ -52,20 +52,24 @@ def build_key_admin_routes(admin: KeyAdmin, authorize: Authorize) -> list[HTTPRo
         return _answer(await admin.list_keys(who, tenant))
 
     @get("/admin/keys/{key_id:str}")
-    async def show_key(request: AnyRequest, key_id: str) -> Response[Any]:
+    async def show_key(request: AnyRequest) -> Response[Any]:
+        key_id = str(request.path_params["key_id"])
         return _answer(await admin.show_key(await actor(request), key_id))
 
     @patch("/admin/keys/{key_id:str}")
-    async def update_key(request: AnyRequest, key_id: str) -> Response[Any]:
+    async def update_key(request: AnyRequest) -> Response[Any]:
+        key_id = str(request.path_params["key_id"])
         who = await actor(request)
         return _answer(await admin.update_key(who, key_id, await request.body()))
 
     @delete("/admin/keys/{key_id:str}", status_code=200)
-    async def delete_key(request: AnyRequest, key_id: str) -> Response[Any]:
+    async def delete_key(request: AnyRequest) -> Response[Any]:
+        key_id = str(request.path_params["key_id"])
         return _answer(await admin.revoke_key(await actor(request), key_id))
 
     @post("/admin/keys/{key_id:str}/revoke", status_code=200)
-    async def revoke_key(request: AnyRequest, key_id: str) -> Response[Any]:
+    async def revoke_key(request: AnyRequest) -> Response[Any]:
+        key_id = str(request.path_params["key_id"])
         return _answer(await admin.revoke_key(await actor(request), key_id))
 
     @post("/admin/tenants", status_code=201)
@@ -78,16 +82,19 @@ def build_key_admin_routes(admin: KeyAdmin, authorize: Authorize) -> list[HTTPRo
         return _answer(await admin.list_tenants(await actor(request)))
 
     @get("/admin/tenants/{name:str}")
-    async def show_tenant(request: AnyRequest, name: str) -> Response[Any]:
+    async def show_tenant(request: AnyRequest) -> Response[Any]:
+        name = str(request.path_params["name"])
         return _answer(await admin.show_tenant(await actor(request), name))
 
     @patch("/admin/tenants/{name:str}")
-    async def update_tenant(request: AnyRequest, name: str) -> Response[Any]:
+    async def update_tenant(request: AnyRequest) -> Response[Any]:
+        name = str(request.path_params["name"])
         who = await actor(request)
         return _answer(await admin.update_tenant(who, name, await request.body()))
 
     @delete("/admin/tenants/{name:str}", status_code=200)
-    async def delete_tenant(request: AnyRequest, name: str) -> Response[Any]:
+    async def delete_tenant(request: AnyRequest) -> Response[Any]:
+        name = str(request.path_params["name"])
         return _answer(await admin.delete_tenant(await actor(request), name))
 
     return [

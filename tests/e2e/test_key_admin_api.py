@@ -7,7 +7,10 @@ import argparse
 import asyncio
 import hmac
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,3 +351,32 @@ def test_the_cli_reports_an_unreachable_gateway_and_a_missing_key(
     assert "cannot reach the gateway" in capsys.readouterr().err
     assert cli("tenants", "list", "--url", url) == 2
     assert "no admin key" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_gateway_console_command_has_keys_and_tenants(server: AdminServer) -> None:
+    """``gateway keys`` / ``gateway tenants`` as a user runs them: a subprocess of the CLI."""
+    env = {**os.environ, "GATEWAY_URL": server.url, "GATEWAY_ADMIN_KEY": MASTER_KEY}
+    env.pop("GATEWAY_MASTER_KEY", None)
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    made = run("tenants", "create", "acme", "--rpm", "10")
+    assert made.returncode == 0, made.stderr
+    created = run("keys", "create", "--tenant", "acme", "--json")
+    assert created.returncode == 0, created.stderr
+    key_id = json.loads(created.stdout)["id"]
+    listed = run("keys", "list")
+    assert listed.returncode == 0
+    assert key_id in listed.stdout
+    refused = run("tenants", "delete", "acme")
+    assert refused.returncode == 1
+    assert "error 409" in refused.stderr

@@ -34,6 +34,7 @@ from gateway.governance.records import (
     new_key,
     secret_matches,
 )
+from tests.support import redis_server as redis_server_module
 from tests.support.redis_server import RedisServer, running_redis
 
 PEPPER = b"test-pepper-0123456789abcdef"
@@ -351,3 +352,39 @@ def test_config_store_names_the_entry_whose_id_does_not_match_its_key() -> None:
         ConfigKeyStore(
             keys=[good, {"key": new_key()[2]}, {"key": full, "id": "x" * 12}], pepper=PEPPER
         )
+
+
+# -- redis cluster -------------------------------------------------------------------------
+
+# (The cluster helper of tests/support/redis_server.py, where this branch's base has it.)
+_running_cluster = getattr(redis_server_module, "running_redis_cluster", None)
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(_running_cluster is None, reason="no Redis Cluster helper in tests/support")
+async def test_redis_cluster_mode_keeps_every_key_in_one_slot() -> None:
+    assert _running_cluster is not None
+    with _running_cluster() as cluster:
+        writer = RedisKeyStore(url=cluster.url, prefix="gw", cluster=True)
+        reader = RedisKeyStore(url=cluster.url, prefix="gw", cluster=True)
+        feed = reader.changes()
+        assert feed is not None
+        try:
+            with anyio.fail_after(20):
+                assert await anext(feed) == Change("all", "")
+                await writer.put_tenant(TenantRecord(name="acme"), create=True)
+                assert await anext(feed) == Change("tenant", "acme")
+                await writer.put_key(key("k00000000002", 2.0), create=True)
+                await writer.put_key(key("k00000000001", 1.0), create=True)
+                assert await anext(feed) == Change("key", "k00000000002")
+                with pytest.raises(ConflictError):
+                    await writer.put_key(key("k00000000001", 1.0), create=True)
+                ids = [k.id for k in await reader.list_keys("acme")]
+                assert ids == ["k00000000001", "k00000000002"]
+                assert [t.name for t in await reader.list_tenants()] == ["acme"]
+                with pytest.raises(ConflictError):
+                    await writer.delete_tenant("acme")
+        finally:
+            await feed.aclose()  # type: ignore[attr-defined]
+            await writer.aclose()
+            await reader.aclose()

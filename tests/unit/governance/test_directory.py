@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,14 @@ from gateway.clock import ManualClock
 from gateway.errors import AuthenticationError, PermissionDeniedError, ServiceUnavailableError
 from gateway.governance.directory import KeyDirectory
 from gateway.governance.keystore import Change, KeyStore
-from gateway.governance.records import KeyRecord, TenantRecord, hash_secret, new_key
+from gateway.governance.pepper import load_pepper
+from gateway.governance.records import (
+    PEPPER_ENV,
+    KeyRecord,
+    TenantRecord,
+    hash_secret,
+    new_key,
+)
 from tests.support.redis_server import RedisServer, running_redis
 
 PEPPER = b"test-pepper-0123456789abcdef"
@@ -385,3 +394,38 @@ async def test_the_directory_resubscribes_after_the_feed_drops(clock: ManualCloc
     finally:
         server.stop()
         await store.aclose()
+
+
+# -- the pepper ----------------------------------------------------------------------------
+
+
+def test_the_pepper_comes_from_the_environment_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PEPPER_ENV, "a-fleet-wide-pepper-value")
+    assert load_pepper(str(tmp_path)) == b"a-fleet-wide-pepper-value"
+    assert not (tmp_path / "key_pepper").exists()
+    monkeypatch.setenv(PEPPER_ENV, "short")
+    with pytest.raises(ValueError, match="at least 16"):
+        load_pepper(str(tmp_path))
+
+
+def test_without_the_variable_a_private_pepper_file_is_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(PEPPER_ENV, raising=False)
+    data_dir = tmp_path / "data"
+    with caplog.at_level(logging.WARNING, logger="gateway.governance"):
+        first = load_pepper(str(data_dir))
+    assert PEPPER_ENV in caplog.text  # fleets are told to share one
+    path = data_dir / "key_pepper"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first) >= 16
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gateway.governance"):
+        assert load_pepper(str(data_dir)) == first  # kept: keys made before still verify
+    assert caplog.text == ""
+    assert [p.name for p in data_dir.iterdir()] == ["key_pepper"]  # no temporary left
+    path.write_text("tiny\n")
+    with pytest.raises(ValueError, match="at least 16"):
+        load_pepper(str(data_dir))

@@ -217,3 +217,4 @@ LimiterFactory: TypeAlias = Callable[..., Limiter]
 """What ``register_limiters`` registers: called with the limiter's options as keyword arguments,
 plus ``clock`` (the gateway's :class:`~gateway.clock.Clock`) and ``events``
 (:class:`LimiterEvents`); ``TypeError``/``ValueError`` become config errors."""
+

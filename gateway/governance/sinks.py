@@ -160,7 +160,9 @@ class SpendReader(Protocol):
         """Rows grouped by ``query.group_by``, sorted by those keys."""
         ...
 
-    async def audit_log(self, *, tenant: str | None = None, limit: int = 100) -> list[AuditRecord]:
+    async def audit_log(
+        self, *, tenant: str | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
         """The latest audit records (of ``tenant`` when given), newest first."""
         ...
 

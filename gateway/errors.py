@@ -115,6 +115,14 @@ class MethodNotAllowedError(GatewayError):
     error_type = "invalid_request_error"
 
 
+class ResourceConflictError(GatewayError):
+    """409: the record exists already, or cannot change as asked (a tenant that has keys)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(GatewayError):
     """413: the request body is over the configured limit."""
 
@@ -131,10 +139,11 @@ class RateLimitError(GatewayError):
 
 
 class ServiceUnavailableError(GatewayError):
-    """The gateway itself cannot serve the request right now (a store it needs is down)."""
+    """503: something the gateway itself depends on (the key store, the shared limiter) cannot
+    be reached."""
 
     status = 503
-    error_type = "service_unavailable"
+    error_type = "api_error"
     default_code = "service_unavailable"
 
 

@@ -181,8 +181,9 @@ def register_alert_sinks(register: RegisterAlertSink) -> None:
 def register_key_stores(register: RegisterKeyStore) -> None:
     """Register key stores, where virtual keys and tenants live.
 
-    Call ``register(name, factory)``; ``factory(**options, clock=clock) -> KeyStore``
-    (``gateway.governance.keystore``) is called with ``governance.key_store.options``. Records
+    Call ``register(name, factory)``; ``factory(**options, clock=clock, pepper=pepper) ->
+    KeyStore`` (``gateway.governance.keystore``) is called with ``governance.key_store.options``
+    (``pepper``: the bytes secrets are HMAC'd with). Records
     hold only the HMAC of each key's secret; ``changes()`` streams invalidations to every replica.
     """
 

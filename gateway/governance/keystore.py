@@ -43,9 +43,14 @@ class ConflictError(KeyStoreError):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A record that changed (created, updated, revoked, deleted): drop it from caches."""
+    """A record that changed (created, updated, revoked, deleted): drop it from caches.
 
-    kind: Literal["key", "tenant"]
+    ``kind`` ``all`` (``id`` empty) drops everything: a store yields it first whenever its feed
+    has (re)subscribed, because changes made before then were not delivered; from that change on
+    the feed is live, so a cache may trust its entries for longer.
+    """
+
+    kind: Literal["key", "tenant", "all"]
     id: str
 
 
@@ -100,7 +105,8 @@ class KeyStore(Protocol):
         """Changes made anywhere (another replica included) as they happen, for cache
         invalidation; None when the store cannot tell (caches then expire by time only).
         The iterator ends when the store is closed; it may raise
-        :class:`KeyStoreUnavailableError`, after which the caller calls this again."""
+        :class:`KeyStoreUnavailableError`, after which the caller calls this again. Its first
+        item, once subscribed, is ``Change("all", "")``."""
         ...
 
     async def aclose(self) -> None:
@@ -110,5 +116,7 @@ class KeyStore(Protocol):
 
 KeyStoreFactory: TypeAlias = Callable[..., KeyStore]
 """What ``register_key_stores`` registers: called with the store's options as keyword arguments
-(``config`` takes its ``tenants`` and ``keys`` there) and ``clock`` (the gateway's
-:class:`~gateway.clock.Clock`); ``TypeError``/``ValueError`` become config errors."""
+(``config`` takes its ``tenants`` and ``keys`` there), ``clock`` (the gateway's
+:class:`~gateway.clock.Clock`) and ``pepper`` (bytes: the HMAC key of secret hashes, from
+:func:`gateway.governance.pepper.load_pepper`; ``config`` hashes the full keys it declares with
+it, the others may ignore it); ``TypeError``/``ValueError`` become config errors."""

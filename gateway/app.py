@@ -25,7 +25,9 @@ from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import GatewayError
 from gateway.pipeline.pipeline import Pipeline
 from gateway.plugins import PluginError, call_lifecycle
-from gateway.routes.admin import build_admin_routes
+from gateway.routes.admin import admin_authorizer, build_admin_routes
+from gateway.routes.admin_keys import build_key_admin_routes
+from gateway.routes.admin_spend import build_spend_routes
 from gateway.routes.anthropic import build_anthropic_routes
 from gateway.routes.errors import error_format_for
 from gateway.routes.front import GatewayApp
@@ -105,6 +107,7 @@ def _lifespan(state: GatewayState) -> Any:
             async with state.background:
                 start_background_tasks(state)
                 try:
+                    await state.governance.start(state.background)
                     await call_lifecycle(state.plugin_manager, "startup", state, swallow=False)
                     # Everything built so far lives as long as the app: move it out of the
                     # collector's sight so full collections under load only scan per-request
@@ -117,6 +120,9 @@ def _lifespan(state: GatewayState) -> Any:
                         state.plugin_manager, "shutdown", state, swallow=True
                     ):
                         log.error("plugin %s failed in shutdown: %s", plugin, exc)
+                    # After the last request: settlements, usage records and alerts are
+                    # flushed while the background tasks still run.
+                    await state.governance.aclose()
                 # Leaving the block drains the off-path writes, then stops the tasks.
         finally:
             await state.providers.close()
@@ -142,6 +148,7 @@ def create_app(
     """
     state = build_state(settings, plugin_manager, clock=clock)
     pipeline = Pipeline(state)
+    authorize = admin_authorizer(state.auth)
     hot_routes = {**build_inference_routes(pipeline), **build_anthropic_routes(pipeline)}
     for name in state.registries.routes:
         taken = _paths_of(state.registries.routes.get(name)) & hot_routes.keys()
@@ -156,7 +163,10 @@ def create_app(
         *build_stored_routes(state),
         *build_health_routes(state),
         *build_admin_routes(state),
+        *build_spend_routes(lambda: state.governance.ledger.reader, authorize),
     ]
+    if state.governance.admin is not None:
+        handlers += build_key_admin_routes(state.governance.admin, authorize)
     if plugin_routes:
         handlers.append(
             Router(path="/", route_handlers=plugin_routes, guards=[_plugin_route_guard(state.auth)])

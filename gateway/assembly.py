@@ -20,9 +20,7 @@ from gateway.cache.coalesce import Coalescer
 from gateway.cache.tiered import TieredCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config_loader import ConfigError
-from gateway.governance.governor import Governor
-from gateway.governance.idle import NoLedger, NoLimiter, NoPrices
-from gateway.governance.metrics import GovernanceMetrics
+from gateway.governance.runtime import build_governance
 from gateway.plugins import Registries, collect_registries, make_plugin_manager
 from gateway.providers.base import BackendSpec, ProviderContext
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
@@ -222,6 +220,7 @@ def build_state(
     catalog = builder.catalog(settings)
     metrics = GatewayMetrics()
     background = Background(drain_s=settings.server.shutdown_grace_s)
+    governance = build_governance(settings, registries, catalog, metrics, clock, background)
     return GatewayState(
         settings=settings,
         plugin_manager=pm,
@@ -230,28 +229,14 @@ def build_state(
         builder=builder,
         providers=providers,
         metrics=metrics,
-        auth=Authenticator(settings.auth.api_keys, settings.auth.master_key),
+        auth=Authenticator(
+            settings.auth.api_keys, settings.auth.master_key, virtual=governance.directory
+        ),
         background=background,
         clock=clock,
         cache=build_cache(settings, registries, metrics, clock),
         store=build_store(settings, registries, clock),
         coalescer=Coalescer(background.spawn),
-        governor=_idle_governor(catalog, metrics, clock, settings),
+        governance=governance,
     )
 
-
-def _idle_governor(
-    catalog: ModelCatalog, metrics: GatewayMetrics, clock: Clock, settings: Settings
-) -> Governor:
-    prices = NoPrices()
-    return Governor(
-        limiter=NoLimiter(),
-        ledger=NoLedger(),
-        prices=prices,
-        pricing=prices,
-        policies={},
-        catalog=catalog,
-        metrics=GovernanceMetrics(metrics.registry),
-        clock=clock,
-        reserve_output_tokens=settings.governance.reserve_output_tokens,
-    )

@@ -21,7 +21,7 @@ from gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
     from gateway.assembly import CatalogBuilder
-    from gateway.governance.governor import Governor
+    from gateway.governance.runtime import Governance
 
 
 @dataclass(slots=True)
@@ -42,7 +42,8 @@ class GatewayState:
         cache: the response cache's tiers (None when no model group caches).
         store: stored responses and chat completions.
         coalescer: identical cacheable requests in flight, sharing one upstream call.
-        governor: the governance stage (cost policies, limits, usage accounting).
+        governance: keys, limits, usage, budgets and cost policies (its ``governor`` is the
+            pipeline's governance stage).
     """
 
     settings: Settings
@@ -58,4 +59,4 @@ class GatewayState:
     cache: TieredCache | None
     store: ResponseStore
     coalescer: Coalescer
-    governor: Governor
+    governance: Governance

@@ -71,7 +71,7 @@ class Pipeline:
         self._fallback = FallbackPolicy(state.catalog, telemetry)
         self._batching = EmbeddingBatching(telemetry, background.spawn)
         self._store = state.store
-        self._governor = state.governor
+        self._governor = state.governance.governor
 
     async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
         """Answer one request (a body or a stream).

@@ -15,6 +15,7 @@ Without a master key configured the admin API answers 403; callers whose
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -22,6 +23,7 @@ import msgspec
 from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 
+from gateway.auth import Authenticator
 from gateway.config_loader import ConfigError, load_settings
 from gateway.errors import (
     AuthenticationError,
@@ -29,12 +31,33 @@ from gateway.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from gateway.identity import Principal
 from gateway.reload import apply_settings
 from gateway.routing.backends import Backend, ModelGroup
 from gateway.settings import BackendSettings
 from gateway.state import GatewayState
 
 _json = msgspec.json.Encoder()
+
+
+def admin_authorizer(auth: Authenticator) -> Callable[[Mapping[str, str]], Awaitable[Principal]]:
+    """The caller of an admin route of the key, tenant and spend APIs: the master key (all of
+    them) or a tenant admin key (its own tenant's); anyone else gets 401 or 403."""
+
+    async def authorize(headers: Mapping[str, str]) -> Principal:
+        if not auth.enabled:
+            raise PermissionDeniedError(
+                "The admin API needs `auth.master_key` configured.", code="admin_disabled"
+            )
+        principal = await auth.authenticate(headers)
+        if principal.admin or principal.tenant_admin is not None:
+            return principal
+        raise PermissionDeniedError(
+            "This key may not use the admin API: use the master key or a tenant admin key.",
+            code="admin_only",
+        )
+
+    return authorize
 
 
 def describe(group: ModelGroup, backend: Backend) -> dict[str, Any]:

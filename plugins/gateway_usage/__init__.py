@@ -1,8 +1,9 @@
 """Built-in plugin: usage sinks (``sqlite``, ``jsonl``, ``redis``) and alert sinks (``log``,
-``webhook``, ``redis``)."""
+``webhook``, ``redis``), and the ``gateway spend`` command (a client of ``/admin/spend``)."""
 
 from gateway import hookimpl
-from gateway.hookspecs import RegisterAlertSink, RegisterUsageSink
+from gateway.governance.spend_cli import SPEND_COMMAND
+from gateway.hookspecs import RegisterAlertSink, RegisterCommand, RegisterUsageSink
 from gateway_usage.alert_sinks import LogAlertSink, RedisAlertSink, WebhookAlertSink
 from gateway_usage.jsonl_sink import JsonlUsageSink
 from gateway_usage.redis_sink import RedisUsageSink
@@ -24,3 +25,9 @@ def register_alert_sinks(register: RegisterAlertSink) -> None:
     register("log", LogAlertSink)
     register("webhook", WebhookAlertSink)
     register("redis", RedisAlertSink)
+
+
+@hookimpl
+def register_commands(register: RegisterCommand) -> None:
+    """Register ``spend``."""
+    register("spend", SPEND_COMMAND)

@@ -1,0 +1,403 @@
+"""The ``redis`` limiter: one set of limits for a fleet of gateways, counted in Redis.
+
+- A reservation is ONE call: an atomic Lua script (:mod:`gateway_limits.script`) that checks and
+  takes every rule on Redis's clock, all or nothing. Settlements of the same hash tag that are
+  waiting ride along in that call; the rest are flushed in batches (one call per tag per flush,
+  only for ops no reservation carried off within ``flush_interval_s``), so in steady state a
+  request costs one Redis call. Scripts run by EVALSHA, falling back to EVAL (which caches the
+  script on that node) after a restart or on a new Cluster node.
+- Every key of a demand shares its hash tag, so it runs on Redis Cluster (``cluster: true``).
+- A heartbeat (one call a second) records this replica in ``<prefix>:replicas``; the count of
+  replicas seen in the last 5 s sizes the local share when degraded.
+- When Redis is unreachable: ``fail_closed`` raises :class:`LimiterUnavailableError` from
+  reserve; ``fail_open`` (the default) degrades to a local share (:mod:`gateway_limits.failover`),
+  leaves Redis alone on the request path, probes it every 0.5 s and switches back when it
+  answers. Settlements are retried until Redis is back (at most ``max_pending`` wait; beyond it
+  the oldest are dropped and counted). A call that timed out may have been applied: its
+  settlements are retried anyway (charged twice rather than lost: the limits stay safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Sequence
+from typing import Any, Literal, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.governance.limiter import (
+    Alert,
+    Demand,
+    Grant,
+    LimiterEvents,
+    LimiterUnavailableError,
+    Reservation,
+    Rule,
+    RuleState,
+)
+from gateway_limits import script
+from gateway_limits.failover import LocalShare
+from gateway_limits.ops import (
+    KIND_CODE,
+    MAX_BATCH,
+    Arg,
+    Op,
+    PendingOps,
+    charge,
+    encode,
+    settlement,
+    window_spec,
+)
+from gateway_limits.usage import BudgetUsage
+
+log = logging.getLogger(__name__)
+
+FAILURES = (RedisError, OSError, TimeoutError)
+"""What means Redis cannot answer (redis-py's connection and timeout errors, Cluster errors,
+sockets); NOSCRIPT is handled before."""
+HEARTBEAT_S = 1.0
+PROBE_S = 0.5
+CLOSE_WAIT_S = 5.0
+
+
+class _Script:
+    """A script's source and its SHA-1 (what EVALSHA names it by)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+def _number(name: str, value: object, *, integer: bool = False) -> None:
+    """Check a numeric option: a positive number, or an integer of at least 1."""
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(
+            f"`{name}` must be {'an integer' if integer else 'a number'}, got {value!r}"
+        )
+    if float(cast(float, value)) < (1 if integer else 0) or value == 0:
+        raise ValueError(
+            f"`{name}` must be {'at least 1' if integer else 'positive'}, got {value!r}"
+        )
+
+
+class RedisLimiter:
+    """Limits shared by every replica through one Redis (or Redis Cluster).
+
+    Args:
+        url: ``redis://`` / ``rediss://`` / ``unix://`` URL (with ``cluster``: a startup node).
+        cluster: talk to a Redis Cluster.
+        on_error: ``fail_open`` (enforce a local share while Redis is unreachable) or
+            ``fail_closed`` (refuse: reserve raises :class:`LimiterUnavailableError`).
+        replicas: the fleet size assumed until heartbeats have been seen.
+        timeout_s: the most one Redis call may take.
+        flush_interval_s: how long a settlement may wait for a reservation to carry it.
+        prefix: the first part of every key.
+        max_pending: the most settlements kept waiting for Redis.
+        clock, events: from the gateway.
+
+    Raises:
+        TypeError, ValueError: bad options.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cluster: bool = False,
+        on_error: Literal["fail_open", "fail_closed"] = "fail_open",
+        replicas: int = 1,
+        timeout_s: float = 0.5,
+        flush_interval_s: float = 0.02,
+        prefix: str = "gw",
+        max_pending: int = 100_000,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        events: LimiterEvents | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"`url` must be a redis:// URL, got {url!r}")
+        if not isinstance(cluster, bool):
+            raise TypeError(f"`cluster` must be true or false, got {cluster!r}")
+        if on_error not in ("fail_open", "fail_closed"):
+            raise ValueError(f"`on_error` must be fail_open or fail_closed, got {on_error!r}")
+        _number("replicas", replicas, integer=True)
+        _number("timeout_s", timeout_s)
+        _number("flush_interval_s", flush_interval_s)
+        _number("max_pending", max_pending, integer=True)
+        if not isinstance(prefix, str) or not prefix:
+            raise TypeError(f"`prefix` must be a non-empty string, got {prefix!r}")
+        self.on_error = on_error
+        self.timeout_s = float(timeout_s)
+        self.flush_interval_s = float(flush_interval_s)
+        self.prefix = prefix
+        self.replicas = replicas
+        """The fleet size: the last heartbeat's count (``replicas`` until one was seen)."""
+        self.replica_id = secrets.token_hex(8)
+        self.degraded = False
+        self.calls: Counter[str] = Counter()
+        """Redis calls made, by purpose (``reserve``, ``flush``, ``states``, ``heartbeat``)."""
+        self._events = events or LimiterEvents()
+        options: dict[str, Any] = {
+            "socket_timeout": self.timeout_s,
+            "socket_connect_timeout": self.timeout_s,
+            "decode_responses": True,
+            "retry": Retry(NoBackoff(), 0),
+            # no CLIENT SETINFO per new connection: a request costs one call, nothing else
+            "lib_name": None,
+            "lib_version": None,
+        }
+        self._client: aioredis.Redis | RedisCluster
+        if cluster:
+            self._client = RedisCluster.from_url(url, **options)
+        else:
+            self._client = aioredis.Redis.from_url(url, **options)
+        self._reserve = _Script(script.RESERVE)
+        self._states = _Script(script.STATES)
+        self._heartbeat = _Script(script.HEARTBEAT)
+        self._pending = PendingOps(max_pending)
+        self._local = LocalShare(clock)
+        self._usage = BudgetUsage()
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._probe: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+
+    # -- the contract --------------------------------------------------------------------------
+
+    async def reserve(self, demand: Demand) -> Grant:
+        if self.degraded:
+            return self._local.reserve(demand, self.replicas)
+        ops = self._pending.take(demand.tag)
+        keys, argv = encode(demand, ops, self._key)
+        try:
+            reply = await self._eval(self._reserve, keys, argv, "reserve")
+        except FAILURES as exc:
+            self._pending.put_back(ops)
+            self._unavailable(exc)
+            return self._local.reserve(demand, self.replicas)
+        self._feedback(ops, reply[4])
+        return self._grant(demand, reply)
+
+    def settle(self, reservation: Reservation, tokens: int, cost: int) -> None:
+        try:
+            now = time.monotonic()
+            op: Op | None
+            if reservation.local:
+                self._local.settle(reservation, tokens, cost)
+                op = charge(reservation.demand, reservation.windows, tokens, cost, now)
+            else:
+                op = settlement(reservation, tokens, cost, now)
+            if op is not None and self._pending.add(op) >= MAX_BATCH:
+                self._kick.set()
+        except Exception:  # never raises: the request is over; a bug must not fail it
+            log.exception("settling request %s failed", reservation.demand.request_id)
+
+    async def states(self, rules: Sequence[Rule], tag: str) -> list[RuleState]:
+        if not self.degraded and rules:
+            keys = [self._key(tag, rule) for rule in rules]
+            argv: list[Arg] = [len(rules)]
+            for rule in rules:
+                spec = window_spec(rule) if rule.kind == "budget" else ""
+                argv += [KIND_CODE[rule.kind], rule.limit, spec]
+            try:
+                reply = await self._eval(self._states, keys, argv, "states")
+            except FAILURES as exc:
+                self._unavailable(exc)
+            else:
+                return [self._state(rule, raw) for rule, raw in zip(rules, reply, strict=True)]
+        return self._local.states(rules, tag, self.replicas)
+
+    def budget_used(self, scope: str) -> float | None:
+        return self._usage.get(scope)
+
+    async def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._flush_loop(), name="redis-limiter-flush"),
+                asyncio.create_task(self._heartbeat_loop(), name="redis-limiter-heartbeat"),
+                asyncio.create_task(self._sweep_loop(), name="redis-limiter-sweep"),
+            ]
+
+    async def aclose(self) -> None:
+        tasks = [*self._tasks, *([self._probe] if self._probe else [])]
+        self._tasks, self._probe = [], None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self._pending.count and time.monotonic() < deadline:
+            if not await self.flush(force=True):
+                await asyncio.sleep(0.05)
+        if self._pending.count:
+            log.warning("limiter: %d settlements not written to Redis", self._pending.count)
+        await self._client.aclose()
+
+    # -- settlements ---------------------------------------------------------------------------
+
+    async def flush(self, *, force: bool = False) -> bool:
+        """Send queued ops: every tag's (``force``) or those due; one call per tag. Answers
+        whether every call succeeded."""
+        before = time.monotonic() - self.flush_interval_s
+        tags = list(self._pending.by_tag) if force else self._pending.due(before)
+        results = await asyncio.gather(*(self._flush_tag(tag) for tag in tags))
+        return all(results)
+
+    async def _flush_tag(self, tag: str) -> bool:
+        ops = self._pending.take(tag)
+        if not ops:
+            return True
+        keys, argv = encode(None, ops, self._key)
+        try:
+            reply = await self._eval(self._reserve, keys, argv, "flush")
+        except FAILURES as exc:
+            self._pending.put_back(ops)
+            self._failed(exc)
+            return False
+        self._feedback(ops, reply[4])
+        return True
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.flush_interval_s)
+            self._kick.clear()
+            if self.degraded or time.monotonic() < self._retry_at:
+                continue
+            if not await self.flush():
+                self._retry_at = time.monotonic() + PROBE_S  # do not hammer a failing Redis
+
+    # -- the fleet and failures ----------------------------------------------------------------
+
+    async def beat(self) -> int:
+        """Record this replica; the number of replicas seen in the last 5 s (raises)."""
+        count = await self._eval(
+            self._heartbeat, [f"{self.prefix}:replicas"], [self.replica_id], "heartbeat"
+        )
+        self.replicas = max(1, int(count))
+        return self.replicas
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            if not self.degraded:
+                try:
+                    await self.beat()
+                except FAILURES as exc:
+                    self._failed(exc)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_S)
+            try:
+                await self.beat()
+            except FAILURES:
+                continue
+            self.degraded = False
+            self._probe = None
+            log.warning("limiter: Redis is back; limits are shared again")
+            self._emit_degraded(False)
+            self._kick.set()  # the retried settlements and the outage's charges
+            return
+
+    def _failed(self, exc: BaseException) -> None:
+        """A call failed: enter the degraded mode (``fail_open``; once per outage)."""
+        if self.on_error == "fail_closed" or self.degraded:
+            return
+        self.degraded = True
+        log.warning(
+            "limiter: Redis is unreachable (%r); enforcing a local share (1/%d of each limit)",
+            exc,
+            self.replicas,
+        )
+        self._emit_degraded(True)
+        self._probe = asyncio.create_task(self._probe_loop(), name="redis-limiter-probe")
+
+    def _unavailable(self, exc: BaseException) -> None:
+        """A call on the request path failed: raise (``fail_closed``) or degrade."""
+        if self.on_error == "fail_closed":
+            raise LimiterUnavailableError(f"the limiter's Redis failed: {exc!r}") from exc
+        self._failed(exc)
+
+    def _emit_degraded(self, on: bool) -> None:
+        try:
+            self._events.degraded(on)
+        except Exception:
+            log.exception("the degraded callback failed")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(60.0)
+            self._local.sweep()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _key(self, tag: str, rule: Rule) -> str:
+        return f"{self.prefix}:{{{tag}}}:{rule.name}"
+
+    async def _eval(self, s: _Script, keys: list[str], argv: Sequence[Arg], purpose: str) -> Any:
+        self.calls[purpose] += 1
+        started = time.perf_counter()
+        ok = False
+        client = cast(Any, self._client)  # both clients; their stubs type the reply loosely
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                try:
+                    reply = await cast(
+                        Awaitable[Any], client.evalsha(s.sha, len(keys), *keys, *argv)
+                    )
+                except NoScriptError:
+                    reply = await cast(
+                        Awaitable[Any], client.eval(s.source, len(keys), *keys, *argv)
+                    )
+            ok = True
+            return reply
+        finally:
+            try:
+                self._events.backend_call(time.perf_counter() - started, ok)
+            except Exception:
+                log.exception("the backend_call callback failed")
+
+    def _state(self, rule: Rule, raw: list[Any]) -> RuleState:
+        remaining, reset, used, held, _ = raw
+        if rule.kind == "budget":
+            self._usage.record(rule, int(used) + int(held))
+        return RuleState(rule, int(remaining), float(reset), int(used))
+
+    def _grant(self, demand: Demand, reply: list[Any]) -> Grant:
+        admitted, denied, retry, raw_states, _ = reply
+        states = tuple(self._state(r, raw) for r, raw in zip(demand.rules, raw_states, strict=True))
+        if not admitted:
+            return Grant(None, states, demand.rules[int(denied) - 1], float(retry))
+        windows = tuple(
+            str(raw[4])
+            for r, raw in zip(demand.rules, raw_states, strict=True)
+            if r.kind == "budget"
+        )
+        return Grant(Reservation(demand, demand.tokens, windows), states)
+
+    def _feedback(self, ops: list[Op], feedback: list[Any]) -> None:
+        """Budgets as settled: remember their use, send the alerts that fired."""
+        for o, e, spent, held, fired in feedback:
+            rule, wid = ops[int(o) - 1].entries[int(e) - 1]
+            self._usage.record(rule, int(spent) + int(held))
+            for threshold in fired:
+                alert = Alert(rule, wid, float(threshold), int(spent), rule.limit)
+                try:
+                    self._events.alert(alert)
+                except Exception:
+                    log.exception("the alert callback failed")

@@ -156,8 +156,7 @@ class RedisLimiter:
             "decode_responses": True,
             "retry": Retry(NoBackoff(), 0),
             # no CLIENT SETINFO per new connection: a request costs one call, nothing else
-            "lib_name": None,
-            "lib_version": None,
+            "driver_info": None,
         }
         self._client: aioredis.Redis | RedisCluster
         if cluster:

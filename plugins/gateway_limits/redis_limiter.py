@@ -107,6 +107,8 @@ class RedisLimiter:
         flush_interval_s: how long a settlement may wait for a reservation to carry it.
         prefix: the first part of every key.
         max_pending: the most settlements kept waiting for Redis.
+        max_connections: the most connections to Redis (per node with ``cluster``); a call
+            beyond them waits for one (within ``timeout_s``).
         clock, events: from the gateway.
 
     Raises:
@@ -123,6 +125,7 @@ class RedisLimiter:
         flush_interval_s: float = 0.02,
         prefix: str = "gw",
         max_pending: int = 100_000,
+        max_connections: int = 64,
         *,
         clock: Clock = SYSTEM_CLOCK,
         events: LimiterEvents | None = None,
@@ -137,6 +140,7 @@ class RedisLimiter:
         _number("timeout_s", timeout_s)
         _number("flush_interval_s", flush_interval_s)
         _number("max_pending", max_pending, integer=True)
+        _number("max_connections", max_connections, integer=True)
         if not isinstance(prefix, str) or not prefix:
             raise TypeError(f"`prefix` must be a non-empty string, got {prefix!r}")
         self.on_error = on_error
@@ -155,14 +159,18 @@ class RedisLimiter:
             "socket_connect_timeout": self.timeout_s,
             "decode_responses": True,
             "retry": Retry(NoBackoff(), 0),
-            # no CLIENT SETINFO per new connection: a request costs one call, nothing else
+            # no CLIENT SETINFO nor HELLO per new connection: a request costs one call, no more
             "driver_info": None,
+            "protocol": 2,
         }
         self._client: aioredis.Redis | RedisCluster
         if cluster:
-            self._client = RedisCluster.from_url(url, **options)
+            self._client = RedisCluster.from_url(url, max_connections=max_connections, **options)
         else:
-            self._client = aioredis.Redis.from_url(url, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=self.timeout_s, **options
+            )
+            self._client = aioredis.Redis.from_pool(pool)  # owns it: aclose closes it
         self._reserve = _Script(script.RESERVE)
         self._states = _Script(script.STATES)
         self._heartbeat = _Script(script.HEARTBEAT)

@@ -31,7 +31,8 @@ async def test_untouched_rules_are_full(harness: Harness) -> None:
     assert [s.rule for s in states] == [RPM, TPM, PAR, BUDGET]
     assert [s.remaining for s in states] == [4, 600, 2, 1000]
     assert [s.reset_s for s in states[:3]] == [0, 0, 0]
-    assert 0 < states[3].reset_s <= 86_400 and states[3].used == 0
+    assert 0 < states[3].reset_s <= 86_400
+    assert states[3].used == 0
     assert limiter.budget_used("tenant:t") == 0.0
     assert limiter.budget_used("key:nobody") is None
 
@@ -40,16 +41,19 @@ async def test_all_or_nothing_over_rules_and_scopes(harness: Harness) -> None:
     limiter = harness.make()
     rules = (RPM, TPM, PAR, BUDGET)
     first = await limiter.reserve(demand(rules, tokens=400, cost=300))
-    assert first.admitted and first.denied is None
+    assert first.admitted
+    assert first.denied is None
     assert [s.remaining for s in first.states] == [3, 200, 1, 700]
     # the tenant's tokens refuse: nothing of the key's requests, slots or the budget is taken
     refused = await limiter.reserve(demand(rules, tokens=400, cost=300))
-    assert not refused.admitted and refused.denied == TPM
+    assert not refused.admitted
+    assert refused.denied == TPM
     assert [s.remaining for s in refused.states] == [3, 200, 1, 700]
     assert await remaining(limiter, *rules) == [3, 200, 1, 700]
     # the budget refuses (the first refusing rule is reported)
     broke = await limiter.reserve(demand(rules, tokens=10, cost=701))
-    assert broke.denied == BUDGET and broke.reservation is None
+    assert broke.denied == BUDGET
+    assert broke.reservation is None
     assert await remaining(limiter, *rules) == [3, 200, 1, 700]
 
 
@@ -78,26 +82,32 @@ async def test_retry_after_is_the_longest_refusal(harness: Harness) -> None:
 async def test_tokens_are_refunded_and_overage_is_debt(harness: Harness) -> None:
     limiter = harness.make()
     grant = await limiter.reserve(demand((TPM,), tokens=400))
-    assert grant.reservation is not None and grant.states[0].remaining == 200
+    assert grant.reservation is not None
+    assert grant.states[0].remaining == 200
     limiter.settle(grant.reservation, 100, 0)  # 300 unused: given back
     await harness.settled()
     assert await remaining(limiter, TPM) == [500]
     big = await limiter.reserve(demand((TPM,), tokens=500))
-    assert big.reservation is not None and big.states[0].remaining == 0
+    assert big.reservation is not None
+    assert big.states[0].remaining == 0
     limiter.settle(big.reservation, 1100, 0)  # 600 over: the bucket owes a minute
     await harness.settled()
     (state,) = await limiter.states([TPM], "k:a")
-    assert state.remaining == 0 and 119 < state.reset_s <= 120
+    assert state.remaining == 0
+    assert 119 < state.reset_s <= 120
     owed = await limiter.reserve(demand((TPM,), tokens=1))
-    assert owed.denied == TPM and 60 < owed.retry_after_s <= 60.1
+    assert owed.denied == TPM
+    assert 60 < owed.retry_after_s <= 60.1
 
 
 async def test_a_demand_above_the_limit_is_clamped(harness: Harness) -> None:
     limiter = harness.make()
     grant = await limiter.reserve(demand((TPM,), tokens=5000))
-    assert grant.admitted and grant.states[0].remaining == 0
+    assert grant.admitted
+    assert grant.states[0].remaining == 0
     again = await limiter.reserve(demand((TPM,), tokens=5000))
-    assert again.denied == TPM and 59 < again.retry_after_s <= 60
+    assert again.denied == TPM
+    assert 59 < again.retry_after_s <= 60
 
 
 async def test_parallel_leases(harness: Harness) -> None:
@@ -106,7 +116,9 @@ async def test_parallel_leases(harness: Harness) -> None:
     b = await limiter.reserve(demand((PAR,)))
     assert [a.states[0].remaining, b.states[0].remaining] == [1, 0]
     full = await limiter.reserve(demand((PAR,)))
-    assert full.denied == PAR and full.retry_after_s == 1.0 and full.states[0].reset_s == 0
+    assert full.denied == PAR
+    assert full.retry_after_s == 1.0
+    assert full.states[0].reset_s == 0
     assert a.reservation is not None
     limiter.settle(a.reservation, 0, 0)
     await harness.settled()
@@ -139,9 +151,11 @@ async def test_no_overspend_under_concurrency(harness: Harness) -> None:
         for _ in range(100):
             tg.start_soon(one)
     admitted = [g for g in grants if g.admitted]
-    assert len(admitted) * 7 <= 100 and len(admitted) == 14
+    assert len(admitted) * 7 <= 100
+    assert len(admitted) == 14
     refused = next(g for g in grants if not g.admitted)
-    assert refused.denied == budget and refused.states[0].remaining == 2
+    assert refused.denied == budget
+    assert refused.states[0].remaining == 2
     assert 0 < refused.retry_after_s <= 31 * 86_400  # the window's end
     assert limiter.budget_used("tenant:t") == pytest.approx(0.98)
 
@@ -149,13 +163,16 @@ async def test_no_overspend_under_concurrency(harness: Harness) -> None:
 async def test_budget_settles_spent_and_held(harness: Harness) -> None:
     limiter = harness.make()
     grant = await limiter.reserve(demand((BUDGET,), cost=300))
-    assert grant.reservation is not None and len(grant.reservation.windows) == 1
-    assert grant.states[0].used == 0 and grant.states[0].remaining == 700
+    assert grant.reservation is not None
+    assert len(grant.reservation.windows) == 1
+    assert grant.states[0].used == 0
+    assert grant.states[0].remaining == 700
     assert limiter.budget_used("tenant:t") == pytest.approx(0.3)
     limiter.settle(grant.reservation, 0, 200)
     await harness.settled()
     (state,) = await limiter.states([BUDGET], "k:a")
-    assert state.used == 200 and state.remaining == 800
+    assert state.used == 200
+    assert state.remaining == 800
     assert limiter.budget_used("tenant:t") == pytest.approx(0.2)
 
 
@@ -176,7 +193,8 @@ async def test_alerts_fire_once_per_threshold(harness: Harness) -> None:
 async def test_requests_rules_need_no_settlement(harness: Harness) -> None:
     limiter = harness.make()
     grant = await limiter.reserve(demand((RPM,)))
-    assert grant.reservation is not None and grant.reservation.windows == ()
+    assert grant.reservation is not None
+    assert grant.reservation.windows == ()
     limiter.settle(grant.reservation, 10, 10)
     await harness.settled()
     assert await remaining(limiter, RPM) == [3]

@@ -156,6 +156,16 @@ class PendingOps:
         self.count -= len(taken)
         return taken
 
+    def take_any(self, tag: str, most: int = MAX_BATCH) -> list[Op]:
+        """Like :meth:`take`, topped up with other tags' ops (for one Redis, where a script may
+        touch any key; never on a Cluster)."""
+        taken = self.take(tag, most)
+        for other in list(self.by_tag):
+            if len(taken) >= most:
+                break
+            taken += self.take(other, most - len(taken))
+        return taken
+
     def put_back(self, ops: list[Op]) -> None:
         """Return ops that could not be sent to the front of their queues (retried later)."""
         for op in reversed(ops):

@@ -151,6 +151,7 @@ class RedisLimiter:
         """The fleet size: the last heartbeat's count (``replicas`` until one was seen)."""
         self.replica_id = secrets.token_hex(8)
         self.degraded = False
+        self._cluster = cluster
         self.calls: Counter[str] = Counter()
         """Redis calls made, by purpose (``reserve``, ``flush``, ``states``, ``heartbeat``)."""
         self._events = events or LimiterEvents()
@@ -187,7 +188,7 @@ class RedisLimiter:
     async def reserve(self, demand: Demand) -> Grant:
         if self.degraded:
             return self._local.reserve(demand, self.replicas)
-        ops = self._pending.take(demand.tag)
+        ops = self._take(demand.tag)
         keys, argv = encode(demand, ops, self._key)
         try:
             reply = await self._eval(self._reserve, keys, argv, "reserve")
@@ -257,17 +258,21 @@ class RedisLimiter:
     # -- settlements ---------------------------------------------------------------------------
 
     async def flush(self, *, force: bool = False) -> bool:
-        """Send queued ops: every tag's (``force``) or those due; one call per tag. Answers
-        whether every call succeeded."""
+        """Send queued ops: all of them (``force``) or those due (queued ``flush_interval_s``
+        ago, or a full batch), in one call per tag on a Cluster, in calls of up to
+        :data:`MAX_BATCH` ops of any tags on one Redis. Answers whether every call succeeded."""
         before = time.monotonic() - self.flush_interval_s
-        tags = list(self._pending.by_tag) if force else self._pending.due(before)
-        results = await asyncio.gather(*(self._flush_tag(tag) for tag in tags))
+        due = list(self._pending.by_tag) if force else self._pending.due(before)
+        batches: list[list[Op]] = []
+        if self._cluster:
+            batches = [self._pending.take(tag) for tag in due]
+        elif due:
+            while self._pending.count and (force or not batches):
+                batches.append(self._pending.take_any(due[0]))
+        results = await asyncio.gather(*(self._send(ops) for ops in batches if ops))
         return all(results)
 
-    async def _flush_tag(self, tag: str) -> bool:
-        ops = self._pending.take(tag)
-        if not ops:
-            return True
+    async def _send(self, ops: list[Op]) -> bool:
         keys, argv = encode(None, ops, self._key)
         try:
             reply = await self._eval(self._reserve, keys, argv, "flush")
@@ -277,6 +282,10 @@ class RedisLimiter:
             return False
         self._feedback(ops, reply[4])
         return True
+
+    def _take(self, tag: str) -> list[Op]:
+        """The ops a call for ``tag`` can carry (only ``tag``'s on a Cluster: one slot)."""
+        return self._pending.take(tag) if self._cluster else self._pending.take_any(tag)
 
     async def _flush_loop(self) -> None:
         while True:

@@ -1,11 +1,12 @@
 """The ``redis`` limiter: one set of limits for a fleet of gateways, counted in Redis.
 
 - A reservation is ONE call: an atomic Lua script (:mod:`gateway_limits.script`) that checks and
-  takes every rule on Redis's clock, all or nothing. Settlements of the same hash tag that are
-  waiting ride along in that call; the rest are flushed in batches (one call per tag per flush,
-  only for ops no reservation carried off within ``flush_interval_s``), so in steady state a
-  request costs one Redis call. Scripts run by EVALSHA, falling back to EVAL (which caches the
-  script on that node) after a restart or on a new Cluster node.
+  takes every rule on Redis's clock, all or nothing. Waiting settlements ride along in that call
+  (on a Cluster only those of the same hash tag; on one Redis, any); the rest are flushed in
+  batches (only ops no reservation carried off within ``flush_interval_s``; one call per tag on
+  a Cluster), so in steady state a request costs one Redis call. Scripts run by EVALSHA,
+  falling back to EVAL (which caches the script on that node) after a restart or on a new
+  Cluster node.
 - Every key of a demand shares its hash tag, so it runs on Redis Cluster (``cluster: true``).
 - A heartbeat (one call a second) records this replica in ``<prefix>:replicas``; the count of
   replicas seen in the last 5 s sizes the local share when degraded.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -29,11 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import Any, Literal, cast
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.governance.limiter import (
@@ -47,6 +43,7 @@ from gateway.governance.limiter import (
     RuleState,
 )
 from gateway_limits import script
+from gateway_limits.connection import Script, check_number, connect
 from gateway_limits.failover import LocalShare
 from gateway_limits.ops import (
     KIND_CODE,
@@ -69,29 +66,6 @@ sockets); NOSCRIPT is handled before."""
 HEARTBEAT_S = 1.0
 PROBE_S = 0.5
 CLOSE_WAIT_S = 5.0
-
-
-class _Script:
-    """A script's source and its SHA-1 (what EVALSHA names it by)."""
-
-    __slots__ = ("sha", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-
-def _number(name: str, value: object, *, integer: bool = False) -> None:
-    """Check a numeric option: a positive number, or an integer of at least 1."""
-    kinds: tuple[type, ...] = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise TypeError(
-            f"`{name}` must be {'an integer' if integer else 'a number'}, got {value!r}"
-        )
-    if float(cast(float, value)) < (1 if integer else 0) or value == 0:
-        raise ValueError(
-            f"`{name}` must be {'at least 1' if integer else 'positive'}, got {value!r}"
-        )
 
 
 class RedisLimiter:
@@ -136,11 +110,11 @@ class RedisLimiter:
             raise TypeError(f"`cluster` must be true or false, got {cluster!r}")
         if on_error not in ("fail_open", "fail_closed"):
             raise ValueError(f"`on_error` must be fail_open or fail_closed, got {on_error!r}")
-        _number("replicas", replicas, integer=True)
-        _number("timeout_s", timeout_s)
-        _number("flush_interval_s", flush_interval_s)
-        _number("max_pending", max_pending, integer=True)
-        _number("max_connections", max_connections, integer=True)
+        check_number("replicas", replicas, integer=True)
+        check_number("timeout_s", timeout_s)
+        check_number("flush_interval_s", flush_interval_s)
+        check_number("max_pending", max_pending, integer=True)
+        check_number("max_connections", max_connections, integer=True)
         if not isinstance(prefix, str) or not prefix:
             raise TypeError(f"`prefix` must be a non-empty string, got {prefix!r}")
         self.on_error = on_error
@@ -155,26 +129,10 @@ class RedisLimiter:
         self.calls: Counter[str] = Counter()
         """Redis calls made, by purpose (``reserve``, ``flush``, ``states``, ``heartbeat``)."""
         self._events = events or LimiterEvents()
-        options: dict[str, Any] = {
-            "socket_timeout": self.timeout_s,
-            "socket_connect_timeout": self.timeout_s,
-            "decode_responses": True,
-            "retry": Retry(NoBackoff(), 0),
-            # no CLIENT SETINFO nor HELLO per new connection: a request costs one call, no more
-            "driver_info": None,
-            "protocol": 2,
-        }
-        self._client: aioredis.Redis | RedisCluster
-        if cluster:
-            self._client = RedisCluster.from_url(url, max_connections=max_connections, **options)
-        else:
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=self.timeout_s, **options
-            )
-            self._client = aioredis.Redis.from_pool(pool)  # owns it: aclose closes it
-        self._reserve = _Script(script.RESERVE)
-        self._states = _Script(script.STATES)
-        self._heartbeat = _Script(script.HEARTBEAT)
+        self._client = connect(url, cluster, self.timeout_s, max_connections)
+        self._reserve = Script(script.RESERVE)
+        self._states = Script(script.STATES)
+        self._heartbeat = Script(script.HEARTBEAT)
         self._pending = PendingOps(max_pending)
         self._local = LocalShare(clock)
         self._usage = BudgetUsage()
@@ -182,6 +140,7 @@ class RedisLimiter:
         self._tasks: list[asyncio.Task[None]] = []
         self._probe: asyncio.Task[None] | None = None
         self._retry_at = 0.0
+        self._closing = False
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -240,6 +199,7 @@ class RedisLimiter:
             ]
 
     async def aclose(self) -> None:
+        self._closing = True  # a failure now starts no probe
         tasks = [*self._tasks, *([self._probe] if self._probe else [])]
         self._tasks, self._probe = [], None
         for task in tasks:
@@ -341,7 +301,8 @@ class RedisLimiter:
             self.replicas,
         )
         self._emit_degraded(True)
-        self._probe = asyncio.create_task(self._probe_loop(), name="redis-limiter-probe")
+        if not self._closing:
+            self._probe = asyncio.create_task(self._probe_loop(), name="redis-limiter-probe")
 
     def _unavailable(self, exc: BaseException) -> None:
         """A call on the request path failed: raise (``fail_closed``) or degrade."""
@@ -365,7 +326,7 @@ class RedisLimiter:
     def _key(self, tag: str, rule: Rule) -> str:
         return f"{self.prefix}:{{{tag}}}:{rule.name}"
 
-    async def _eval(self, s: _Script, keys: list[str], argv: Sequence[Arg], purpose: str) -> Any:
+    async def _eval(self, s: Script, keys: list[str], argv: Sequence[Arg], purpose: str) -> Any:
         self.calls[purpose] += 1
         started = time.perf_counter()
         ok = False

@@ -237,6 +237,25 @@ async def test_settlements_batch(open_limiter: Opener) -> None:
     assert [s.remaining for s in await limiter.states([par], "b")] == [1000]
 
 
+async def test_the_flusher_sends_what_no_reservation_carried(open_limiter: Opener) -> None:
+    recorder = Recorder()
+    limiter = open_limiter(recorder, flush_interval_s=0.01)
+    await limiter.start()
+    par = Rule("key:a", "parallel", 1)
+    grant = await limiter.reserve(demand((par,)))
+    assert grant.reservation is not None
+    limiter.settle(grant.reservation, 0, 0)
+    for _ in range(200):  # bounded: the flush loop frees the slot in the background
+        if limiter.calls["flush"] and limiter._pending.count == 0:
+            break
+        await anyio.sleep(0.01)
+    assert limiter.calls["flush"] >= 1
+    assert limiter.calls["heartbeat"] >= 1
+    assert (await limiter.states([par], "k:a"))[0].remaining == 1
+    assert recorder.calls
+    assert all(recorder.calls)
+
+
 async def test_fail_closed_raises_while_redis_is_down(
     own_server: RedisServer, open_limiter: Opener
 ) -> None:

@@ -98,33 +98,44 @@ def _entries(
     return tuple(entries)
 
 
+@lru_cache(maxsize=4096)
+def rules_arg(rules: tuple[Rule, ...]) -> str:
+    """A demand's rules as the scripts read them: ``kind limit spec;...`` (cached: a key's
+    rules are the same tuple for every request of a model group)."""
+    return ";".join(
+        f"{KIND_CODE[r.kind]} {r.limit} {window_spec(r) if r.kind == 'budget' else '_'}"
+        for r in rules
+    )
+
+
 def encode(demand: Demand | None, ops: Iterable[Op], key_of: KeyOf) -> tuple[list[str], list[Arg]]:
     """KEYS and ARGV of a RESERVE call: ``demand``'s rules (None: settle only) and ``ops``."""
     keys: list[str] = []
-    argv: list[Arg] = []
+    argv: list[Arg]
     if demand is None:
-        argv += [0, "", 0, 0, 0]
+        argv = ["", 0, 0, 0, ""]
     else:
-        argv += [len(demand.rules), demand.request_id, demand.tokens, demand.cost, demand.lease_s]
-        for rule in demand.rules:
-            keys.append(key_of(demand.tag, rule))
-            spec = window_spec(rule) if rule.kind == "budget" else ""
-            argv += [KIND_CODE[rule.kind], rule.limit, spec]
+        keys = [key_of(demand.tag, rule) for rule in demand.rules]
+        argv = [demand.request_id, demand.tokens, demand.cost, demand.lease_s]
+        argv.append(rules_arg(demand.rules))
     index = {key: i + 1 for i, key in enumerate(keys)}
-    ops = list(ops)
-    argv.append(len(ops))
     for op in ops:
-        argv += [op.request_id, op.reserved_tokens, op.tokens, op.reserved_cost, op.cost]
-        argv.append(len(op.entries))
+        parts = [f"{op.reserved_tokens} {op.tokens} {op.reserved_cost} {op.cost}"]
         for rule, wid in op.entries:
             key = key_of(op.tag, rule)
             at = index.get(key)
             if at is None:
                 keys.append(key)
                 at = index[key] = len(keys)
-            th = thresholds_arg(rule) if rule.kind == "budget" else ""
-            argv += [at, KIND_CODE[rule.kind], rule.limit, wid, th]
+            th = (thresholds_arg(rule) or "_") if rule.kind == "budget" else "_"
+            parts.append(f"{at} {KIND_CODE[rule.kind]} {rule.limit} {wid or '_'} {th}")
+        argv += [op.request_id, ";".join(parts)]
     return keys, argv
+
+
+def rows(text: str) -> list[list[str]]:
+    """A reply's ``;``-joined rows of space-separated fields."""
+    return [row.split(" ") for row in text.split(";")] if text else []
 
 
 @dataclass(slots=True)

@@ -46,15 +46,15 @@ from gateway_limits import script
 from gateway_limits.connection import Script, check_number, connect
 from gateway_limits.failover import LocalShare
 from gateway_limits.ops import (
-    KIND_CODE,
     MAX_BATCH,
     Arg,
     Op,
     PendingOps,
     charge,
     encode,
+    rows,
+    rules_arg,
     settlement,
-    window_spec,
 )
 from gateway_limits.usage import BudgetUsage
 
@@ -175,16 +175,12 @@ class RedisLimiter:
     async def states(self, rules: Sequence[Rule], tag: str) -> list[RuleState]:
         if not self.degraded and rules:
             keys = [self._key(tag, rule) for rule in rules]
-            argv: list[Arg] = [len(rules)]
-            for rule in rules:
-                spec = window_spec(rule) if rule.kind == "budget" else ""
-                argv += [KIND_CODE[rule.kind], rule.limit, spec]
             try:
-                reply = await self._eval(self._states, keys, argv, "states")
+                reply = await self._eval(self._states, keys, [rules_arg(tuple(rules))], "states")
             except FAILURES as exc:
                 self._unavailable(exc)
             else:
-                return [self._state(rule, raw) for rule, raw in zip(rules, reply, strict=True)]
+                return [self._state(r, raw) for r, raw in zip(rules, rows(reply), strict=True)]
         return self._local.states(rules, tag, self.replicas)
 
     def budget_used(self, scope: str) -> float | None:
@@ -349,14 +345,15 @@ class RedisLimiter:
             except Exception:
                 log.exception("the backend_call callback failed")
 
-    def _state(self, rule: Rule, raw: list[Any]) -> RuleState:
+    def _state(self, rule: Rule, raw: list[str]) -> RuleState:
         remaining, reset, used, held, _ = raw
         if rule.kind == "budget":
             self._usage.record(rule, int(used) + int(held))
         return RuleState(rule, int(remaining), float(reset), int(used))
 
     def _grant(self, demand: Demand, reply: list[Any]) -> Grant:
-        admitted, denied, retry, raw_states, _ = reply
+        admitted, denied, retry, text, _ = reply
+        raw_states = rows(text)
         states = tuple(self._state(r, raw) for r, raw in zip(demand.rules, raw_states, strict=True))
         if not admitted:
             return Grant(None, states, demand.rules[int(denied) - 1], float(retry))
@@ -367,12 +364,12 @@ class RedisLimiter:
         )
         return Grant(Reservation(demand, demand.tokens, windows), states)
 
-    def _feedback(self, ops: list[Op], feedback: list[Any]) -> None:
+    def _feedback(self, ops: list[Op], feedback: str) -> None:
         """Budgets as settled: remember their use, send the alerts that fired."""
-        for o, e, spent, held, fired in feedback:
+        for o, e, spent, held, fired in rows(feedback):
             rule, wid = ops[int(o) - 1].entries[int(e) - 1]
             self._usage.record(rule, int(spent) + int(held))
-            for threshold in fired:
+            for threshold in fired.split(",") if fired != "_" else ():
                 alert = Alert(rule, wid, float(threshold), int(spent), rule.limit)
                 try:
                     self._events.alert(alert)

@@ -7,7 +7,8 @@ writing is allowed). Every key of one call shares the demand's hash tag, so one 
 runs it. A budget's window id is computed here, from that clock, so the key of the window
 (``KEYS[i] .. ':' .. id``) is derived from the declared ``KEYS[i]``: the same hash tag, hence the
 same slot. Floats cross the boundary as strings (``%.17g`` round-trips a double; a Lua number in
-a reply would be truncated to an integer).
+a reply would be truncated to an integer). Rules, settlements and states travel as compact
+space- and ``;``-separated strings: a few arguments and a flat reply, cheap to pack and parse.
 
 Storage, under ``<prefix>:{<tag>}:<rule name>``: a ``requests``/``tokens`` rule is a string (its
 TAT, expiring when the bucket is full again); a ``parallel`` rule a sorted set of request ids by
@@ -25,6 +26,28 @@ local EPS = 1e-6
 local DAY = 86400
 
 local function fmt(x) return string.format('%.17g', x) end
+local function int(x) return string.format('%d', x) end
+
+local function split(s, sep)
+  local out = {}
+  for f in string.gmatch(s, '[^' .. sep .. ']+') do out[#out + 1] = f end
+  return out
+end
+
+-- a demand's rules, 'kind limit spec;...' (spec: a budget's window spec, else '_')
+local function parse_rules(s)
+  local rules = {}
+  for i, r in ipairs(split(s, ';')) do
+    local f = split(r, ' ')
+    rules[i] = {kind = f[1], limit = tonumber(f[2]), spec = f[3]}
+  end
+  return rules
+end
+
+-- a state row: 'remaining reset_s used held window' (window '_' when none)
+local function row(remaining, reset, used, held, wid)
+  return int(remaining) .. ' ' .. fmt(reset) .. ' ' .. int(used) .. ' ' .. int(held) .. ' ' .. wid
+end
 
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
@@ -102,21 +125,23 @@ local function set_tat(key, tat)
   redis.call('SET', key, fmt(tat), 'PX', math.ceil((tat - now + PERIOD) * 1000))
 end
 
--- ARGV[p]: the number of settlements; each: request id, reserved tokens, used tokens, reserved
--- cost, used cost, the number of entries; each entry: KEYS index, kind, limit, window id,
--- ascending thresholds joined by ','. Returns, per budget entry, {op, entry, spent, held, fired}.
+-- ARGV[p], ARGV[p + 1], ...: pairs of a request id and 'reserved_tokens used_tokens
+-- reserved_cost used_cost;entry;entry...', an entry being 'KEYS_index kind limit window
+-- thresholds' (window and thresholds '_' when none; thresholds ascending, joined by ',').
+-- Returns, per budget entry, 'op entry spent held fired' (fired: thresholds joined by ',' or
+-- '_'), joined by ';'.
 local function settle(p)
   local feedback = {}
-  local n_ops = tonumber(ARGV[p])
-  p = p + 1
-  for o = 1, n_ops do
-    local rid, rtok, atok = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
-    local rcost, acost, n = ARGV[p + 3], ARGV[p + 4], tonumber(ARGV[p + 5])
-    p = p + 6
-    for e = 1, n do
-      local key, kind, limit = KEYS[tonumber(ARGV[p])], ARGV[p + 1], tonumber(ARGV[p + 2])
-      local wid, thresholds = ARGV[p + 3], ARGV[p + 4]
-      p = p + 5
+  local o = 0
+  for i = p, #ARGV, 2 do
+    o = o + 1
+    local rid = ARGV[i]
+    local parts = split(ARGV[i + 1], ';')
+    local head = split(parts[1], ' ')
+    local rtok, atok, rcost, acost = tonumber(head[1]), tonumber(head[2]), head[3], head[4]
+    for e = 2, #parts do
+      local f = split(parts[e], ' ')
+      local key, kind, limit, wid = KEYS[tonumber(f[1])], f[2], tonumber(f[3]), f[4]
       if kind == 't' then
         local reserved = math.max(0, math.min(rtok, limit))
         set_tat(key, math.max(get_tat(key) + (atok - reserved) * PERIOD / limit, now))
@@ -134,16 +159,22 @@ local function settle(p)
         -- a window created by its settlement (its key expired meanwhile): bounded anyway
         if redis.call('PTTL', bkey) < 0 then redis.call('PEXPIRE', bkey, 40 * DAY * 1000) end
         local fired = {}
-        for th in string.gmatch(thresholds, '[^,]+') do
-          if spent >= tonumber(th) * limit and redis.call('HSETNX', bkey, 'a:' .. th, '1') == 1 then
-            fired[#fired + 1] = th
+        if f[5] ~= '_' then
+          for _, th in ipairs(split(f[5], ',')) do
+            local reached = spent >= tonumber(th) * limit
+            if reached and redis.call('HSETNX', bkey, 'a:' .. th, '1') == 1 then
+              fired[#fired + 1] = th
+            end
           end
         end
-        feedback[#feedback + 1] = {o, e, spent, held, fired}
+        local list = '_'
+        if #fired > 0 then list = table.concat(fired, ',') end
+        feedback[#feedback + 1] =
+          o .. ' ' .. (e - 1) .. ' ' .. int(spent) .. ' ' .. int(held) .. ' ' .. list
       end
     end
   end
-  return feedback
+  return table.concat(feedback, ';')
 end
 """
 
@@ -151,20 +182,17 @@ RESERVE = (
     _COMMON
     + _WRITES
     + """
--- ARGV: n rules, request id, tokens, cost, lease seconds, then per rule (KEYS[i]): kind, limit,
--- window spec; then the settlements (see settle). Settlements are applied first: they free
--- what the reservation may need. Returns {admitted, denied index, retry after, states, feedback}
--- where a state is {remaining, reset_s, used, held, window id}.
-local n_rules = tonumber(ARGV[1])
-local feedback = settle(6 + 3 * n_rules)
-if n_rules == 0 then return {1, 0, '0', {}, feedback} end
-local rid, tokens, cost, lease = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+-- ARGV: request id, tokens, cost, lease seconds, the rules (parse_rules; KEYS[i] for the i-th;
+-- '' when only settling), then the settlements (see settle), applied first: they free what the
+-- reservation may need. Returns {admitted, denied index, retry after, states, feedback}: the
+-- states as rows (see row) joined by ';'.
+local feedback = settle(6)
+if ARGV[5] == '' then return {1, 0, '0', '', feedback} end
+local rid, tokens, cost, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local info = parse_rules(ARGV[5])
 local denied, retry = 0, 0
-local info = {}
-for i = 1, n_rules do
-  local kind, limit, spec = ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i]), ARGV[5 + 3 * i]
-  local key = KEYS[i]
-  local rec = {kind = kind, limit = limit}
+for i, rec in ipairs(info) do
+  local kind, limit, key = rec.kind, rec.limit, KEYS[i]
   local wait = nil
   if kind == 'r' or kind == 't' then
     rec.tat = get_tat(key)
@@ -176,7 +204,7 @@ for i = 1, n_rules do
     rec.live = redis.call('ZCARD', key)
     if rec.live >= limit then wait = 1 end
   else
-    rec.wid, rec.wend = window_at(spec)
+    rec.wid, rec.wend = window_at(rec.spec)
     rec.key = key .. ':' .. rec.wid
     rec.spent, rec.held = budget(rec.key)
     if rec.spent + rec.held + tonumber(cost) > limit then wait = rec.wend - now end
@@ -185,11 +213,10 @@ for i = 1, n_rules do
     if denied == 0 then denied = i end
     if wait > retry then retry = wait end
   end
-  info[i] = rec
 end
 if denied == 0 then
-  for i = 1, n_rules do
-    local rec, key = info[i], KEYS[i]
+  for i, rec in ipairs(info) do
+    local key = KEYS[i]
     if rec.kind == 'r' or rec.kind == 't' then
       rec.tat = math.max(rec.tat, now) + rec.n * PERIOD / rec.limit
       set_tat(key, rec.tat)
@@ -204,45 +231,43 @@ if denied == 0 then
   end
 end
 local states = {}
-for i = 1, n_rules do
-  local rec = info[i]
+for i, rec in ipairs(info) do
   if rec.kind == 'r' or rec.kind == 't' then
-    states[i] = {rate_remaining(rec.limit, rec.tat), fmt(math.max(0, rec.tat - now)), 0, 0, ''}
+    states[i] = row(rate_remaining(rec.limit, rec.tat), math.max(0, rec.tat - now), 0, 0, '_')
   elseif rec.kind == 'p' then
-    states[i] = {math.max(0, rec.limit - rec.live), '0', 0, 0, ''}
+    states[i] = row(math.max(0, rec.limit - rec.live), 0, 0, 0, '_')
   else
     local left = math.max(0, rec.limit - rec.spent - rec.held)
-    states[i] = {left, fmt(math.max(0, rec.wend - now)), rec.spent, rec.held, rec.wid}
+    states[i] = row(left, math.max(0, rec.wend - now), rec.spent, rec.held, rec.wid)
   end
 end
 local admitted = 0
 if denied == 0 then admitted = 1 end
-return {admitted, denied, fmt(retry), states, feedback}
+return {admitted, denied, fmt(retry), table.concat(states, ';'), feedback}
 """
 )
 
 STATES = (
     _COMMON
     + """
--- Read-only. ARGV: n rules, then per rule (KEYS[i]): kind, limit, window spec. Returns the
--- states as RESERVE does.
+-- Read-only. ARGV[1]: the rules (parse_rules; KEYS[i] for the i-th). Returns the states as
+-- RESERVE does.
 local states = {}
-for i = 1, tonumber(ARGV[1]) do
-  local kind, limit, spec = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), ARGV[3 * i + 1]
-  local key = KEYS[i]
+for i, rec in ipairs(parse_rules(ARGV[1])) do
+  local kind, limit, key = rec.kind, rec.limit, KEYS[i]
   if kind == 'r' or kind == 't' then
     local tat = get_tat(key)
-    states[i] = {rate_remaining(limit, tat), fmt(math.max(0, tat - now)), 0, 0, ''}
+    states[i] = row(rate_remaining(limit, tat), math.max(0, tat - now), 0, 0, '_')
   elseif kind == 'p' then
     local live = redis.call('ZCOUNT', key, '(' .. fmt(now), '+inf')
-    states[i] = {math.max(0, limit - live), '0', 0, 0, ''}
+    states[i] = row(math.max(0, limit - live), 0, 0, 0, '_')
   else
-    local wid, wend = window_at(spec)
+    local wid, wend = window_at(rec.spec)
     local spent, held = budget(key .. ':' .. wid)
-    states[i] = {math.max(0, limit - spent - held), fmt(math.max(0, wend - now)), spent, held, wid}
+    states[i] = row(math.max(0, limit - spent - held), math.max(0, wend - now), spent, held, wid)
   end
 end
-return states
+return table.concat(states, ';')
 """
 )
 

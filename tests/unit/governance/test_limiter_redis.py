@@ -3,7 +3,8 @@ instances acting as two replicas, one call per request, and outages (fail closed
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -322,3 +323,68 @@ async def test_fail_open_enforces_a_local_share_and_charges_it_later(
     (state,) = await a.states([budget], "k:a")
     assert state.used == 70 + 5 * 50  # the outage's spend, charged to the (empty) restarted Redis
     assert (await a.reserve(demand((rpm,)))).reservation is not None
+
+
+async def test_fail_open_under_load_loses_no_spend(tmp_path: Path) -> None:
+    """Kill Redis while two replicas serve requests, restart it (its AOF keeps what it had):
+    nobody sees an exception, both degrade and come back, and Redis ends up charged at least
+    everything that was spent (a call cut off mid-reply may be retried: never less)."""
+    aof = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    server = RedisServer(extra=aof).start()
+    recorders = [Recorder(), Recorder()]
+    limiters = [
+        RedisLimiter(url=server.url, prefix="load", timeout_s=0.3, events=r.events)
+        for r in recorders
+    ]
+    rules = (
+        Rule("tenant:l", "requests", 10**6),
+        Rule("tenant:l", "parallel", 100),
+        Rule("tenant:l", "budget", 10**12, "month"),
+    )
+    spent = 0
+    done = 0
+    stop = anyio.Event()
+
+    async def worker(limiter: RedisLimiter) -> None:
+        nonlocal spent, done
+        while not stop.is_set():
+            grant = await limiter.reserve(demand(rules, tag="t:l", cost=100))
+            await anyio.sleep(0.001)
+            if grant.reservation is not None:
+                limiter.settle(grant.reservation, 0, 10)
+                spent += 10
+            done += 1
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(500):  # bounded
+            if condition():
+                return
+            await anyio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    try:
+        for limiter in limiters:
+            await limiter.start()
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(worker, limiters[i % 2])
+            await until(lambda: done >= 200)
+            server.stop()
+            await until(lambda: all(lim.degraded for lim in limiters))
+            mark = done
+            await until(lambda: done >= mark + 200)
+            server.start()
+            await until(lambda: not any(lim.degraded for lim in limiters))
+            mark = done
+            await until(lambda: done >= mark + 200)
+            stop.set()
+        for limiter in limiters:
+            await limiter.aclose()
+        assert [r.degraded for r in recorders] == [[True, False], [True, False]]
+        sync = sync_client(server)
+        (key,) = sync.keys("load:*budget*")
+        charged = int(sync.hget(key, "s") or 0)
+        sync.close()
+        assert spent <= charged <= spent * 1.1
+    finally:
+        server.stop()

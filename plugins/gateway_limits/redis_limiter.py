@@ -255,13 +255,15 @@ class RedisLimiter:
 
     # -- the fleet and failures ----------------------------------------------------------------
 
-    async def beat(self) -> int:
-        """Record this replica; the number of replicas seen in the last 5 s (raises)."""
-        count = await self._eval(
+    async def beat(self, *, count: bool = True) -> int:
+        """Record this replica; the number of replicas seen in the last 5 s, kept as the fleet
+        size unless ``count`` is False (raises on failure)."""
+        seen = await self._eval(
             self._heartbeat, [f"{self.prefix}:replicas"], [self.replica_id], "heartbeat"
         )
-        self.replicas = max(1, int(count))
-        return self.replicas
+        if count:
+            self.replicas = max(1, int(seen))
+        return max(1, int(seen))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -276,7 +278,8 @@ class RedisLimiter:
         while True:
             await asyncio.sleep(PROBE_S)
             try:
-                await self.beat()
+                # a restarted Redis has not seen the others beat yet: keep the last fleet size
+                await self.beat(count=False)
             except FAILURES:
                 continue
             self.degraded = False

@@ -61,8 +61,9 @@ from gateway_limits.usage import BudgetUsage
 log = logging.getLogger(__name__)
 
 FAILURES = (RedisError, OSError, TimeoutError)
-"""What means Redis cannot answer (redis-py's connection and timeout errors, Cluster errors,
-sockets); NOSCRIPT is handled before."""
+"""A failed call: Redis unreachable (redis-py's connection and timeout errors, Cluster errors,
+sockets) or refusing (an OOM, a script error): either way the limiter cannot count there, so
+``fail_open`` degrades and ``fail_closed`` refuses. NOSCRIPT is handled before."""
 HEARTBEAT_S = 1.0
 PROBE_S = 0.5
 CLOSE_WAIT_S = 5.0
@@ -212,6 +213,16 @@ class RedisLimiter:
         await self._client.aclose()
 
     # -- settlements ---------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Settlements (and charges) waiting to be written to Redis."""
+        return self._pending.count
+
+    @property
+    def dropped(self) -> int:
+        """Settlements given up because more than ``max_pending`` were waiting."""
+        return self._pending.dropped
 
     async def flush(self, *, force: bool = False) -> bool:
         """Send queued ops: all of them (``force``) or those due (queued ``flush_interval_s``

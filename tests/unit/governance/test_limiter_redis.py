@@ -257,6 +257,22 @@ async def test_the_flusher_sends_what_no_reservation_carried(open_limiter: Opene
     assert all(recorder.calls)
 
 
+async def test_waiting_settlements_are_bounded(own_server: RedisServer) -> None:
+    limiter = RedisLimiter(url=own_server.url, max_pending=3, timeout_s=0.3)
+    par = Rule("key:a", "parallel", 10)
+    grants = [await limiter.reserve(demand((par,))) for _ in range(5)]
+    own_server.stop()
+    for grant in grants:
+        assert grant.reservation is not None
+        limiter.settle(grant.reservation, 0, 0)
+    assert (limiter.pending, limiter.dropped) == (3, 2)  # the two oldest are given up
+    assert not await limiter.flush(force=True)
+    assert limiter.pending == 3  # put back, to retry
+    own_server.start()
+    await limiter.aclose()  # flushes them
+    assert limiter.pending == 0
+
+
 async def test_fail_closed_raises_while_redis_is_down(
     own_server: RedisServer, open_limiter: Opener
 ) -> None:

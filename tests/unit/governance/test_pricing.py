@@ -195,7 +195,7 @@ def test_the_book_from_settings_alone_agrees_with_the_catalogs() -> None:
 def test_the_price_table_policy_prices_from_its_bound_book() -> None:
     registered: dict[str, Any] = {}
     register_cost_policies(lambda name, factory: registered.__setitem__(name, factory))
-    assert registered == {"price_table": PriceTablePolicy}
+    assert registered["price_table"] is PriceTablePolicy
 
     policy = registered["price_table"]()
     assert isinstance(policy, PriceTablePolicy)

@@ -120,13 +120,17 @@ def test_rpm_limit_answers_429_with_retry_after_and_headers_on_every_response(
         assert first.headers["x-ratelimit-remaining-requests"] == "119"
         assert first.headers["x-ratelimit-limit-tokens"] == "1000000"
         assert first.headers["x-ratelimit-reset-requests"].endswith("s")
-        admitted = 1
-        with pytest.raises(openai.RateLimitError) as limited:
-            for _ in range(200):  # 120 burst, plus one per 0.5 s while they run
+        admitted, refusal = 1, None
+        for _ in range(200):  # 120 burst, plus one per 0.5 s while they run
+            try:
                 chat(c, "small")
-                admitted += 1
+            except openai.RateLimitError as exc:
+                refusal = exc
+                break
+            admitted += 1
         assert 120 <= admitted < 160
-        err = limited.value
+        assert refusal is not None
+        err = refusal
         assert err.code == "rate_limit_exceeded"
         assert err.response.headers["x-ratelimit-remaining-requests"] == "0"
         retry_ms = int(err.response.headers["retry-after-ms"])
@@ -248,14 +252,14 @@ def test_budget_alerts_fire_exactly_once_per_threshold(
         # 80 and 90 % of $0.05; the 12th's worst case does not fit, so 100 % is never reached.
         key = new_key(gw, budgets=[{"usd": 0.05, "window": "day"}])
         c = client(gw, key["key"])
-        refused = 0
+        codes = []
         for _ in range(20):
             try:
                 chat(c, "big", tokens=10)
             except openai.RateLimitError as exc:
-                assert exc.code == "budget_exceeded"
-                refused += 1
-        assert refused >= 5
+                codes.append(exc.code)
+        assert len(codes) >= 5
+        assert set(codes) == {"budget_exceeded"}
         assert eventually(lambda: len(received) >= 2)
         eventually(lambda: len(received) > 2, timeout_s=0.5)
         alerts = [json.loads(b) for b in received]

@@ -208,7 +208,8 @@ def test_the_price_table_policy_prices_from_its_bound_book() -> None:
     assert policy.decide(None) is None  # type: ignore[arg-type]  # no opinion on routing
 
     with pytest.raises(TypeError):
-        registered["price_table"](surprise=1)
+        factory: Any = registered["price_table"]
+        factory(surprise=1)
 
 
 def test_the_price_table_policy_prices_gpu_time_from_the_records_busy_time() -> None:

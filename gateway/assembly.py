@@ -239,4 +239,3 @@ def build_state(
         coalescer=Coalescer(background.spawn),
         governance=governance,
     )
-

@@ -35,6 +35,7 @@ from gateway.governance.limiter import (
     RuleState,
 )
 from gateway.governance.metrics import GovernanceMetrics
+from gateway.governance.pricing import Price
 from gateway.governance.sinks import UsageRecord as LedgerRecord
 from gateway.pipeline.context import RequestContext
 from gateway.providers.base import Endpoint
@@ -63,6 +64,8 @@ class Prices(Protocol):
     def worst_case_nanos(self, group: str, prompt_tokens: int, completion_tokens: int) -> int: ...
 
     def group_facts(self, group: str) -> GroupFacts: ...
+
+    def get(self, backend: str) -> Price | None: ...
 
 
 def format_reset(seconds: float) -> str:
@@ -319,6 +322,15 @@ class Governor:
 
     # -- once, at the end ---------------------------------------------------------------------
 
+    def _busy_share(self, ctx: RequestContext, backend: str) -> float:
+        """For a backend priced by GPU time: the request's share of the replica's busy time,
+        its duration divided by the requests the replica was serving (0 for the others)."""
+        price = self.prices.get(backend)
+        if price is None or price.gpu_hour_usd is None or ctx.group is None:
+            return 0.0
+        concurrent = 1 + next((b.in_flight for b in ctx.group.backends if b.name == backend), 0)
+        return (time.perf_counter() - ctx.started) / concurrent
+
     def finish(
         self,
         ctx: RequestContext,
@@ -344,6 +356,8 @@ class Governor:
             group = ctx.group.name if ctx.group is not None else "-"
             cost = 0
             if prompt or completion:
+                if not busy_s:
+                    busy_s = self._busy_share(ctx, backend)
                 usage = UsageRecord(group, backend, prompt, completion, cached, busy_s)
                 cost = self.pricing.cost(usage) or 0
             principal = ctx.principal

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -261,9 +262,11 @@ GOVERNED_KEY = {
     "budgets": [{"usd": 1_000_000, "window": "month"}],
 }
 
+# Governance off: a static key, no usage ledger (the governed gateway below has them).
 GATEWAY_CONFIG = """
 server: {{host: 127.0.0.1, port: {port}, workers: 1}}
 auth: {{api_keys: ["{key}"]}}
+governance: {{usage: {{sinks: []}}}}
 models:
   - name: bench
     backends: [{{url: "http://127.0.0.1:{upstream}", model: bench-model}}]
@@ -399,14 +402,30 @@ def redis_cli(port: int, *command: str) -> str:
     return out.stdout.strip()
 
 
-def redis_calls(port: int) -> int:
-    """Commands the server has executed (``INFO commandstats``), the INFO calls excluded."""
-    total = 0
+def _commands_inside_scripts() -> set[str]:
+    """The commands the limiter's Lua scripts call: Redis counts them in ``commandstats`` as
+    if clients had sent them, so they are told apart from the round trips by name."""
+    import gateway_limits.script as scripts
+
+    source = Path(scripts.__file__).read_text()
+    return {m.lower() for m in re.findall(r"redis\.call\(['\"]([A-Za-z]+)['\"]", source)}
+
+
+def redis_calls(port: int) -> tuple[int, int]:
+    """Round trips clients made so far, from ``INFO commandstats``: script calls (``evalsha``,
+    ``eval``) and other commands sent directly (not those scripts run, nor INFO and PING)."""
+    inside = _commands_inside_scripts() | {"info", "ping"}
+    scripts = direct = 0
     for line in redis_cli(port, "INFO", "commandstats").splitlines():
-        if line.startswith("cmdstat_") and not line.startswith(("cmdstat_info:", "cmdstat_ping:")):
-            fields = dict(f.split("=") for f in line.split(":", 1)[1].split(","))
-            total += int(fields["calls"])
-    return total
+        if not line.startswith("cmdstat_"):
+            continue
+        name, _, rest = line[len("cmdstat_") :].partition(":")
+        calls = int(dict(f.split("=") for f in rest.split(","))["calls"])
+        if name in ("evalsha", "eval"):
+            scripts += calls
+        elif name not in inside:
+            direct += calls
+    return scripts, direct
 
 
 def create_virtual_key(url: str) -> str:
@@ -437,7 +456,13 @@ def start_server(
 
 
 def profile_server(
-    pid: int, url: str, duration: int, work: Path, core: int | None, out: Path
+    pid: int,
+    url: str,
+    duration: int,
+    work: Path,
+    core: int | None,
+    out: Path,
+    key: str = API_KEY,
 ) -> dict[str, Any]:
     """py-spy on a relay process while wrk posts plain chat at c=32; the summary by function.
 
@@ -465,7 +490,7 @@ def profile_server(
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)  # attached before the load starts
-    run_wrk(url, REQUEST, 32, duration, work, core)
+    run_wrk(url, REQUEST, 32, duration, work, core, key=key)
     spy.wait(60)
     summary = summarize(out.read_text())
     out.with_suffix(".summary.txt").write_text(render(summary) + "\n")
@@ -576,8 +601,8 @@ def main() -> int:
                 for name, url in urls.items()
             }
             if not streamed:
-                before = redis_calls(redis_port)
-                runs["governed"] = run_wrk(
+                scripts_before, direct_before = redis_calls(redis_port)
+                gv = runs["governed"] = run_wrk(
                     gov_url,
                     body,
                     conns,
@@ -588,9 +613,10 @@ def main() -> int:
                     key=virtual_key,
                 )
                 time.sleep(0.2)  # the last settlements' flush
-                runs["governed"]["redis_calls_per_req"] = (redis_calls(redis_port) - before) / runs[
-                    "governed"
-                ]["requests"]
+                scripts_after, direct_after = redis_calls(redis_port)
+                gv["redis_scripts_per_req"] = (scripts_after - scripts_before) / gv["requests"]
+                gv["redis_direct_per_req"] = (direct_after - direct_before) / gv["requests"]
+                gv["redis_calls_per_req"] = gv["redis_scripts_per_req"] + gv["redis_direct_per_req"]
             d, b, g = runs["direct"], runs["bare_relay"], runs["gateway"]
             governed_rows = {}
             if "governed" in runs:
@@ -619,12 +645,19 @@ def main() -> int:
         if args.profile:
             out = Path(args.profile)
             out.parent.mkdir(parents=True, exist_ok=True)
-            for name, proc, path_ in (
-                ("gateway", gateway, out),
-                ("bare_relay", relays[0], out.with_suffix(".bare.txt")),
+            for name, proc, url_, key_, path_ in (
+                ("gateway", gateway, urls["gateway"][0], API_KEY, out),
+                (
+                    "bare_relay",
+                    relays[0],
+                    urls["bare_relay"][0],
+                    API_KEY,
+                    out.with_suffix(".bare.txt"),
+                ),
+                ("governed", governed, gov_url, virtual_key, out.with_suffix(".governed.txt")),
             ):
                 profiles[name] = profile_server(
-                    proc.pid, urls[name][0], args.duration, work, load_core, path_
+                    proc.pid, url_, args.duration, work, load_core, path_, key_
                 )
     finally:
         for proc in reversed(procs):

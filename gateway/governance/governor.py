@@ -300,8 +300,9 @@ class Governor:
         for state in grant.states:
             rule = state.rule
             if rule.kind == "budget" and (metrics.key_labels or rule.scope.startswith("tenant:")):
-                gauge = metrics.budget_remaining.labels(rule.scope, rule.window)
-                gauge.set(state.remaining / 1e9)
+                metrics.gauge(metrics.budget_remaining, rule.scope, rule.window).set(
+                    state.remaining / 1e9
+                )
 
     def _prompt_estimate(self, ctx: RequestContext) -> int:
         body = ctx.body

@@ -74,6 +74,9 @@ class GovernanceMetrics:
     def child(self, metric: Counter, *values: str) -> Counter:
         return self._children.get(metric, *values)
 
+    def gauge(self, metric: Gauge, *values: str) -> Gauge:
+        return self._children.get(metric, *values)
+
     def spent(self, tenant: str | None, model: str, key: str | None, nanos: int) -> None:
         if nanos <= 0:
             return

@@ -7,6 +7,7 @@ clients get no errors and each replica enforces its share of the limit.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -191,3 +192,24 @@ def test_redis_killed_mid_run_fail_open_splits_the_limit(
     finally:
         redis.start()
     assert eventually(lambda: call(fleet[0], key) in (200, 429), timeout_s=5)
+
+
+def test_the_sqlite_ledger_survives_restarts_with_nothing_lost(
+    tmp_path: Path, sim: Sim, redis: RedisServer
+) -> None:
+    """Usage records are buffered off the request path; SIGTERM flushes them: after two runs of
+    one gateway process on one ledger file, every request has exactly one record."""
+    config = fleet_config(tmp_path, sim, redis, "solo")
+    key: dict[str, Any] = {}
+    for run in range(2):
+        with serving("--config", str(config), env=ENV) as (_, url):
+            if run == 0:
+                key = create_key(url)
+            for _ in range(40):
+                assert call(url, key["key"]) == 200
+    with sqlite3.connect(tmp_path / "solo.db") as db:
+        count, distinct = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT request_id) FROM usage WHERE key_id = ?",
+            (key["id"],),
+        ).fetchone()
+    assert count == distinct == 80

@@ -37,11 +37,14 @@ class KeyAccount:
         tenant: its tenant's record (None: a key of its own).
         tag: the hash tag of every limiter key it touches: its tenant's name, else its own id,
             so that one request's counters share a Redis Cluster slot.
+        rate_headers: the ``x-ratelimit-*`` headers of its latest reservation, sent with the
+            answers that reserve nothing (cache hits), so every answer carries them.
     """
 
     key: KeyRecord
     tenant: TenantRecord | None
     tag: str = ""
+    rate_headers: dict[str, str] | None = None
     _by_group: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

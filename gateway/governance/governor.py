@@ -182,16 +182,19 @@ class Governor:
     # -- before the cache ---------------------------------------------------------------------
 
     def steer(self, ctx: RequestContext) -> None:
-        """Apply the caller's (or the group's) cost policy.
+        """Apply the caller's (or the group's) cost policy; give the response the caller's
+        latest rate-limit headers (a reservation, if one follows, refreshes them).
 
         Raises:
             RateLimitError: the policy refused the request (429 ``budget_exceeded``).
         """
         group = ctx.model_group
         account = ctx.principal.account
-        name = (account.cost_policy() if account is not None else None) or (
-            group.settings.cost_policy
-        )
+        name = group.settings.cost_policy
+        if account is not None:
+            if account.rate_headers:  # replaced by fresh ones if this request reserves
+                ctx.response_headers.update(account.rate_headers)
+            name = account.cost_policy() or name
         if name is None:
             return
         policy = self.policies.get(name)
@@ -290,6 +293,7 @@ class Governor:
             headers["retry-after-ms"] = str(max(1, math.ceil(retry * 1000)))
             raise RateLimitError(message, code=code, headers=headers)
         ctx.reservation = grant.reservation
+        account.rate_headers = headers
         self.metrics.child(self.metrics.reserved_tokens, ctx.principal.tenant or "-").inc(
             demand.tokens
         )

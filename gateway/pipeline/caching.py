@@ -82,6 +82,7 @@ class CacheStage:
                     backend = f"cache:{tier}"
                     telemetry.answered(ctx, backend, 200)
                     headers = {
+                        **ctx.response_headers,
                         "x-request-id": ctx.request_id,
                         "x-gateway-cache": "hit",
                         "age": str(age),
@@ -139,6 +140,7 @@ class CacheStage:
         """A response from the flight and its status, or None when the flight ended with neither
         answer nor error."""
         headers = {
+            **ctx.response_headers,
             "x-request-id": ctx.request_id,
             "x-gateway-cache": "coalesced",
             "x-gateway-backend": "coalesced",

@@ -141,6 +141,26 @@ def test_rpm_limit_answers_429_with_retry_after_and_headers_on_every_response(
         assert chat(patient, "small").parse().choices
 
 
+def test_cache_hits_carry_the_rate_limit_headers_and_reserve_nothing(
+    sim: Sim, tmp_path: Path
+) -> None:
+    config = governed(sim, tmp_path)
+    config["models"][1]["cache"] = {"enabled": True}
+    with running_gateway(config) as gw:
+        key = new_key(gw, rpm=100)
+        c = client(gw, key["key"])
+        miss = c.chat.completions.with_raw_response.create(
+            model="small", messages=[{"role": "user", "content": "cached"}], temperature=0
+        )
+        hit = c.chat.completions.with_raw_response.create(
+            model="small", messages=[{"role": "user", "content": "cached"}], temperature=0
+        )
+        assert hit.headers["x-gateway-cache"] == "hit"
+        assert miss.headers["x-ratelimit-remaining-requests"] == "99"
+        assert hit.headers["x-ratelimit-remaining-requests"] == "99"  # the hit took nothing
+        assert chat(c, "small").headers["x-ratelimit-remaining-requests"] == "98"
+
+
 def test_tokens_are_reserved_then_reconciled_and_an_overage_becomes_debt(
     sim: Sim, tmp_path: Path
 ) -> None:

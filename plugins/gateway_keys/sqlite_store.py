@@ -11,16 +11,13 @@ own process's entries at once.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any, TypeVar
-
-import anyio.to_thread
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.governance.keystore import Change, ConflictError, KeyStoreUnavailableError
 from gateway.governance.records import KeyRecord, TenantRecord
+from gateway.sqlite_file import SqliteFile
 from gateway_keys.codec import decode_key, decode_tenant, encode
 
 T = TypeVar("T")
@@ -64,59 +61,21 @@ class SqliteKeyStore:
         clock: Clock = SYSTEM_CLOCK,
         pepper: bytes = b"",
     ) -> None:
-        if not isinstance(path, str) or not path:
-            raise TypeError(f"`path` must be a file path, got {path!r}")
-        if (
-            isinstance(busy_timeout_ms, bool)
-            or not isinstance(busy_timeout_ms, int)
-            or busy_timeout_ms < 0
-        ):
-            raise ValueError(
-                f"`busy_timeout_ms` must be a non-negative integer, got {busy_timeout_ms!r}"
-            )
+        self._file = SqliteFile(
+            path,
+            _SCHEMA,
+            busy_timeout_ms=busy_timeout_ms,
+            failure=KeyStoreUnavailableError,
+            what="the key store",
+        )
         self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        self._closed = False
 
     @property
     def writable(self) -> bool:
         return True
 
-    # -- plumbing: every statement runs in a worker thread, under the lock ---------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._closed:
-            raise KeyStoreUnavailableError("the key store is closed")
-        if self._db is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=0
-            )
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(_SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return work(self._connect())
-
-        try:
-            return await anyio.to_thread.run_sync(locked)
-        except (sqlite3.Error, OSError) as exc:
-            raise KeyStoreUnavailableError(
-                f"the key store failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        return await self._file.run(work)
 
     async def _one(self, sql: str, args: tuple[Any, ...]) -> bytes | None:
         def work(db: sqlite3.Connection) -> bytes | None:
@@ -227,11 +186,4 @@ class SqliteKeyStore:
         return None
 
     async def aclose(self) -> None:
-        def work() -> None:
-            with self._lock:
-                self._closed = True
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
-        await anyio.to_thread.run_sync(work)
+        await self._file.aclose()

@@ -9,15 +9,13 @@ read and deleted a bounded batch at a time on writes.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
 import msgspec
 
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.sqlite_file import SqliteFile
 from gateway.stores.base import (
     DEFAULT_TTL_S,
     Kind,
@@ -89,53 +87,22 @@ class SqliteResponseStore:
         *,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        if not isinstance(path, str) or not path:
-            raise TypeError(f"`path` must be a file path, got {path!r}")
-        for name, value in (("sweep_limit", sweep_limit), ("busy_timeout_ms", busy_timeout_ms)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}")
+        if isinstance(sweep_limit, bool) or not isinstance(sweep_limit, int) or sweep_limit < 0:
+            raise ValueError(f"`sweep_limit` must be a non-negative integer, got {sweep_limit!r}")
+        self._file = SqliteFile(
+            path,
+            _SCHEMA,
+            busy_timeout_ms=busy_timeout_ms,
+            failure=StoreUnavailableError,
+            what="the response store",
+        )
         self.path = path
         self.ttl_s = check_ttl(ttl_s)
         self.sweep_limit = sweep_limit
-        self.busy_timeout_ms = busy_timeout_ms
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        self._closed = False
-
-    # -- plumbing: every statement runs in a worker thread, under the lock ---------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreUnavailableError("the response store is closed")
-        if self._db is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=0
-            )
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(_SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return work(self._connect())
-
-        try:
-            return await anyio.to_thread.run_sync(locked)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailableError(
-                f"the response store failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        return await self._file.run(work)
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -278,14 +245,7 @@ class SqliteResponseStore:
         return await self._run(work)
 
     async def aclose(self) -> None:
-        def work() -> None:
-            with self._lock:
-                self._closed = True
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
-        await anyio.to_thread.run_sync(work)
+        await self._file.aclose()
 
 
 def _json(metadata: Mapping[str, str]) -> str:

@@ -11,15 +11,13 @@ column of nano-dollars, summed exactly by SQLite's integer ``SUM``.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
 import msgspec
 
 from gateway.governance.sinks import AuditRecord, SpendQuery, SpendRow, UsageRecord
+from gateway.sqlite_file import SqliteFile
 
 T = TypeVar("T")
 
@@ -151,50 +149,14 @@ class SqliteUsageSink:
     """
 
     def __init__(self, path: str = "data/usage.sqlite3", busy_timeout_ms: int = 5000) -> None:
-        if not isinstance(path, str) or not path:
-            raise TypeError(f"`path` must be a file path, got {path!r}")
-        if (
-            isinstance(busy_timeout_ms, bool)
-            or not isinstance(busy_timeout_ms, int)
-            or busy_timeout_ms < 0
-        ):
-            raise ValueError(
-                f"`busy_timeout_ms` must be a non-negative integer, got {busy_timeout_ms!r}"
-            )
+        # sqlite3 errors reach the ledger as they are: it retries the batch.
+        self._file = SqliteFile(
+            path, _SCHEMA, busy_timeout_ms=busy_timeout_ms, what="the usage sink"
+        )
         self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        self._closed = False
-
-    # -- plumbing: every statement runs in a worker thread, under the lock ---------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._closed:
-            raise RuntimeError("the usage sink is closed")
-        if self._db is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None, timeout=0
-            )
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                db.execute("PRAGMA journal_mode = WAL")
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.executescript(_SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
-        return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return work(self._connect())
-
-        return await anyio.to_thread.run_sync(locked)
+        return await self._file.run(work)
 
     # -- UsageSink -----------------------------------------------------------------------------
 
@@ -219,14 +181,7 @@ class SqliteUsageSink:
         await self._run(work)
 
     async def aclose(self) -> None:
-        def work() -> None:
-            with self._lock:
-                self._closed = True
-                if self._db is not None:
-                    self._db.close()
-                    self._db = None
-
-        await anyio.to_thread.run_sync(work)
+        await self._file.aclose()
 
     # -- SpendReader ---------------------------------------------------------------------------
 

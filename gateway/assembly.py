@@ -21,7 +21,12 @@ from gateway.cache.tiered import TieredCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config_loader import ConfigError
 from gateway.governance.runtime import build_governance
-from gateway.plugins import Registries, collect_registries, make_plugin_manager
+from gateway.plugins import (
+    Registries,
+    build_registered,
+    collect_registries,
+    make_plugin_manager,
+)
 from gateway.providers.base import BackendSpec, ProviderContext
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 from gateway.routing.health import BreakerSettings
@@ -187,18 +192,15 @@ def build_store(settings: Settings, registries: Registries, clock: Clock) -> Res
         ConfigError: an unknown store or options it rejects (naming the field).
     """
     config = settings.store
-    factory = registries.response_stores.get(config.backend)
-    if factory is None:
-        raise ConfigError(
-            settings.source,
-            "store.backend",
-            f"unknown response store `{config.backend}`; registered: "
-            f"{', '.join(registries.response_stores.names()) or 'none'}",
-        )
-    try:
-        return factory(**config.options, clock=clock)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(settings.source, "store.options", str(exc)) from None
+    store: ResponseStore = build_registered(
+        registries.response_stores,
+        config.backend,
+        config.options,
+        settings.source,
+        "store",
+        clock=clock,
+    )
+    return store
 
 
 def build_state(

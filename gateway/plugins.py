@@ -7,7 +7,7 @@ third-party ``gateway-<name>`` distribution declares its own, so both load throu
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -178,6 +178,41 @@ class Registries:
     def kinds(self) -> dict[str, Registry[Any]]:
         """Each registry by its hook suffix (``providers``, ``routing_strategies``...)."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def build_registered(
+    registry: Registry[Any],
+    name: str,
+    options: Mapping[str, Any],
+    source: str,
+    where: str,
+    **extra: Any,
+) -> Any:
+    """``registry``'s factory ``name`` called with the config's ``options`` (and ``extra``).
+
+    Args:
+        source: the config file, for errors.
+        where: the config field of the choice (``store``, ``governance.limiter``): errors name
+            ``<where>.backend`` or ``<where>.options``.
+
+    Raises:
+        ConfigError: nothing is registered under ``name``, or the factory rejected the options
+            (``TypeError``/``ValueError``).
+    """
+    from gateway.config_loader import ConfigError
+
+    factory = registry.get(name)
+    if factory is None:
+        raise ConfigError(
+            source,
+            f"{where}.backend",
+            f"unknown {registry.kind} `{name}`; registered: "
+            f"{', '.join(registry.names()) or 'none'}",
+        )
+    try:
+        return factory(**options, **extra)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(source, f"{where}.options", str(exc)) from None
 
 
 def make_plugin_manager(

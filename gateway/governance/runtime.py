@@ -33,7 +33,7 @@ from gateway.governance.pepper import load_pepper
 from gateway.governance.pricing import PriceBook
 from gateway.governance.records import KeyRecord, TenantRecord
 from gateway.governance.sinks import AlertSink, UsageSink
-from gateway.plugins import Registries, Registry
+from gateway.plugins import Registries, Registry, build_registered
 from gateway.routing.backends import ModelCatalog
 from gateway.settings import PluginChoice, Settings
 from gateway.telemetry.metrics import GatewayMetrics
@@ -126,18 +126,7 @@ def virtual_keys_enabled(settings: Settings) -> bool:
 def _build(
     registry: Registry[Any], choice: PluginChoice, where: str, source: str, **extra: Any
 ) -> Any:
-    factory = registry.get(choice.backend)
-    if factory is None:
-        raise ConfigError(
-            source,
-            f"{where}.backend",
-            f"unknown {registry.kind} `{choice.backend}`; registered: "
-            f"{', '.join(registry.names()) or 'none'}",
-        )
-    try:
-        return factory(**choice.options, **extra)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, f"{where}.options", str(exc)) from None
+    return build_registered(registry, choice.backend, choice.options, source, where, **extra)
 
 
 def _sinks(settings: Settings) -> list[PluginChoice]:

@@ -89,6 +89,31 @@ def serve_gateway(config: dict[str, Any], core: int | None = 0) -> Iterator[str]
         os.unlink(f.name)
 
 
+def start_redis(core: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server without persistence on a free loopback port (pinned to ``core``), once it
+    answers PING; returns the process and the port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *pin(core),
+            "redis-server",
+            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        ping = subprocess.run(
+            ["redis-cli", "-p", str(port), "PING"], capture_output=True, text=True, timeout=5
+        )
+        if ping.stdout.strip() == "PONG":
+            return proc, port
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+
+
 def stop(*procs: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
     """SIGTERM each process, then wait for it (killing it after ``timeout_s``)."""
     for proc in procs:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import free_port, missing_tools, serve_gateway, stop, wait_until_up
+from common import free_port, missing_tools, serve_gateway, start_redis, stop, wait_until_up
 
 MASTER = "sk-bench-master"
 PRICE = {"input_per_mtok": 100.0, "output_per_mtok": 300.0}  # dear, so a small budget binds
@@ -137,21 +137,8 @@ def main() -> int:
     if missing_tools("governance.sh", ("redis-server",)):
         return 2
     work = Path(tempfile.mkdtemp(prefix="gateway-gov-"))
-    redis_port, sim_port = free_port(), free_port()
-    redis = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    sim_port = free_port()
+    redis, redis_port = start_redis()
     sim = subprocess.Popen(
         [
             sys.executable,

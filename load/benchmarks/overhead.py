@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import free_port, pin
+from common import free_port, pin, start_redis
 from profile_summary import render, summarize
 
 API_KEY = "sk-bench"
@@ -369,32 +369,6 @@ STREAM_REQUEST = {
 }
 
 
-def start_redis(core: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server without persistence on a free port (pinned with the load)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *pin(core),
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while redis_cli(port, "PING") != "PONG":
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis-server did not start")
-        time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def redis_cli(port: int, *command: str) -> str:
     out = subprocess.run(
         ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=10
@@ -526,8 +500,8 @@ def main() -> int:
     gw_port, bare_port, bare_stream_port = free_port(), free_port(), free_port()
     gov_port = free_port()
     nginx, upstream, stream_upstream = start_static_upstream(work, load_core)
-    redis, redis_url = start_redis(load_core)
-    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    redis, redis_port = start_redis(load_core)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
     (work / "gateway.yaml").write_text(
         GATEWAY_CONFIG.format(
             port=gw_port, key=API_KEY, upstream=upstream, stream_upstream=stream_upstream

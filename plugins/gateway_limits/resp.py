@@ -117,9 +117,10 @@ def encode(args: tuple[Arg, ...]) -> bytes:
 class _Connection(asyncio.Protocol):
     """One connection: calls written in order, replies matched to them in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, coalesce: bool) -> None:
         self.loop = loop
         self.timeout_s = timeout_s
+        self.coalesce = coalesce
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=RespError, encoding="utf-8", notEnoughData=_MORE)
         self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
@@ -136,10 +137,15 @@ class _Connection(asyncio.Protocol):
         future = self.loop.create_future()
         deadline = self.loop.time() + self.timeout_s
         self.pending.append((future, deadline))
-        if not self.buffer:
+        if not self.coalesce:
+            if self.transport is not None and not self.dead:
+                self.transport.write(payload)
+        elif not self.buffer:
             # callers of this loop iteration join this write: one syscall for all of them
             self.loop.call_soon(self._flush)
-        self.buffer.append(payload)
+            self.buffer.append(payload)
+        else:
+            self.buffer.append(payload)
         if self.timer is None:
             self.timer = self.loop.call_at(deadline, self._check)
         return future
@@ -212,13 +218,15 @@ class RespClient:
     Args:
         url: ``redis://`` or ``unix://`` (see the module).
         timeout_s: the most a call waits for its reply (and a connect, AUTH and SELECT take).
+        coalesce: join the writes of one loop iteration into one (else write each at once).
 
     Raises:
         ValueError: another URL.
     """
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, *, coalesce: bool = True) -> None:
         self.url = url
+        self.coalesce = coalesce
         self.address = parse_url(url)
         self.timeout_s = float(timeout_s)
         a = self.address  # for messages: never the password
@@ -296,7 +304,7 @@ class RespClient:
 
         def factory() -> _Connection:
             nonlocal conn
-            conn = _Connection(loop, self.timeout_s)
+            conn = _Connection(loop, self.timeout_s, self.coalesce)
             return conn
 
         try:

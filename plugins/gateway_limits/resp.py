@@ -133,8 +133,11 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def call(self, payload: bytes) -> asyncio.Future[Any]:
-        """Send one encoded command; the future gets its reply (the connection must be alive)."""
+        """Send one encoded command; the future gets its reply."""
         future = self.loop.create_future()
+        if self.dead:  # it died between a connect and its caller's first call
+            future.set_exception(RespConnectionError("the connection to Redis was lost"))
+            return future
         deadline = self.loop.time() + self.timeout_s
         self.pending.append((future, deadline))
         if not self.coalesce:
@@ -288,8 +291,14 @@ class RespClient:
                 self._connect(), name="resp-connect"
             )
             task.add_done_callback(self._connected)
-        # a cancelled caller must not cancel the connect the others wait on
-        return await asyncio.shield(task)
+        try:
+            # a cancelled caller must not cancel the connect the others wait on
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():
+                raise  # this caller is cancelled
+            raise RespConnectionError("the Redis client was closed") from None  # by aclose
 
     def _connected(self, task: asyncio.Task[_Connection]) -> None:
         if self._connecting is task:

@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 import redis
+from gateway_limits.redis_limiter import RedisLimiter
 from gateway_limits.resp import (
     NoScriptError,
     RespClient,
@@ -23,8 +24,9 @@ from gateway_limits.resp import (
     parse_url,
 )
 
+from gateway.governance.limiter import Rule
 from tests.support.redis_server import RedisServer, running_redis
-from tests.unit.governance.limiter_support import redis_server
+from tests.unit.governance.limiter_support import demand, redis_server
 
 __all__ = ["redis_server"]  # a fixture
 pytestmark = pytest.mark.anyio
@@ -275,6 +277,37 @@ async def test_close_fails_waiting_calls_and_leaves_no_task(own_server: RedisSer
         await c.execute("PING")
     await c.aclose()  # again: nothing to do
     assert asyncio.all_tasks() <= before
+
+
+async def test_close_during_a_connect_fails_its_callers(own_server: RedisServer) -> None:
+    c = RespClient(own_server.url, timeout_s=30.0)
+    calls = [asyncio.ensure_future(c.execute("PING")) for _ in range(3)]
+    await asyncio.sleep(0)  # they wait on the one connect
+    await c.aclose()
+    for call in calls:
+        with pytest.raises(RespConnectionError, match="closed"):
+            await call
+
+
+async def test_the_limiter_pipelines_on_one_connection(own_server: RedisServer) -> None:
+    limiter = RedisLimiter(url=own_server.url, prefix="resp-limiter")
+    rules = (Rule("key:a", "requests", 1000), Rule("key:a", "tokens", 10**6))
+    try:
+        grants = await asyncio.gather(
+            *(limiter.reserve(demand(rules, tokens=10)) for _ in range(100))
+        )
+        assert all(g.reservation is not None for g in grants)
+        for g in grants:
+            assert g.reservation is not None
+            limiter.settle(g.reservation, 5, 0)
+        assert await limiter.flush(force=True)
+        with sync_client(own_server) as sync:
+            # redis-py's pool would have opened a connection per concurrent call
+            assert int(sync.info("clients")["connected_clients"]) == 2  # the limiter's, this
+        assert limiter.calls["reserve"] == 100
+        assert not limiter.degraded
+    finally:
+        await limiter.aclose()
 
 
 @contextmanager

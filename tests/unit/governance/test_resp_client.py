@@ -24,7 +24,7 @@ from gateway_limits.resp import (
     parse_url,
 )
 
-from gateway.governance.limiter import Rule
+from gateway.governance.limiter import LimiterUnavailableError, Rule
 from tests.support.redis_server import RedisServer, running_redis
 from tests.unit.governance.limiter_support import demand, redis_server
 
@@ -306,6 +306,33 @@ async def test_the_limiter_pipelines_on_one_connection(own_server: RedisServer) 
             assert int(sync.info("clients")["connected_clients"]) == 2  # the limiter's, this
         assert limiter.calls["reserve"] == 100
         assert not limiter.degraded
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.parametrize("on_error", ["fail_open", "fail_closed"])
+async def test_the_limiter_treats_a_timeout_as_unreachable(
+    own_server: RedisServer, on_error: str
+) -> None:
+    limiter = RedisLimiter(
+        url=own_server.url,
+        prefix="resp-timeout",
+        timeout_s=0.2,
+        on_error=on_error,  # type: ignore[arg-type]
+    )
+    rules = (Rule("key:a", "requests", 10),)
+    try:
+        assert (await limiter.reserve(demand(rules))).reservation is not None
+        with sync_client(own_server) as sync:
+            sync.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        if on_error == "fail_closed":
+            with pytest.raises(LimiterUnavailableError):
+                await limiter.reserve(demand(rules))
+        else:
+            grant = await limiter.reserve(demand(rules))
+            assert grant.reservation is not None
+            assert grant.reservation.local
+            assert limiter.degraded
     finally:
         await limiter.aclose()
 

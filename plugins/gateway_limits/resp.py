@@ -141,13 +141,12 @@ class _Connection(asyncio.Protocol):
         deadline = self.loop.time() + self.timeout_s
         self.pending.append((future, deadline))
         if not self.coalesce:
-            if self.transport is not None and not self.dead:
+            if self.transport is not None:
                 self.transport.write(payload)
-        elif not self.buffer:
-            # callers of this loop iteration join this write: one syscall for all of them
-            self.loop.call_soon(self._flush)
-            self.buffer.append(payload)
         else:
+            if not self.buffer:
+                # the calls of this loop iteration join this write: one syscall for them all
+                self.loop.call_soon(self._flush)
             self.buffer.append(payload)
         if self.timer is None:
             self.timer = self.loop.call_at(deadline, self._check)

@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import pytest
@@ -312,13 +313,13 @@ async def test_the_limiter_pipelines_on_one_connection(own_server: RedisServer) 
 
 @pytest.mark.parametrize("on_error", ["fail_open", "fail_closed"])
 async def test_the_limiter_treats_a_timeout_as_unreachable(
-    own_server: RedisServer, on_error: str
+    own_server: RedisServer, on_error: Literal["fail_open", "fail_closed"]
 ) -> None:
     limiter = RedisLimiter(
         url=own_server.url,
         prefix="resp-timeout",
         timeout_s=0.2,
-        on_error=on_error,  # type: ignore[arg-type]
+        on_error=on_error,
     )
     rules = (Rule("key:a", "requests", 10),)
     try:

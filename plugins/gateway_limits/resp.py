@@ -4,10 +4,10 @@ redis-py's asyncio client spends most of a call's CPU on its connection pool, a 
 its encoder and its parser. This one keeps a single persistent connection on which concurrent
 callers pipeline naturally:
 
-- a call encodes its RESP array, queues a future and writes (writes made in one loop iteration
-  are joined into one ``transport.write``); Redis answers in order, so replies (parsed by
-  ``hiredis.Reader``, bulk strings decoded as UTF-8 like redis-py's ``decode_responses``) are
-  matched FIFO to the queued futures;
+- a call encodes its RESP array, queues a future and writes: at once on an idle connection,
+  else joined with the other writes of the loop iteration into one ``transport.write``. Redis
+  answers in order, so replies (parsed by ``hiredis.Reader``, bulk strings decoded as UTF-8
+  like redis-py's ``decode_responses``) are matched FIFO to the queued futures;
 - an error reply raises :class:`RespError` (:class:`NoScriptError` for ``NOSCRIPT``);
 - a call not answered within ``timeout_s`` declares the connection dead: every call waiting on it
   raises :class:`RespTimeoutError` (a :class:`TimeoutError`), the transport is aborted. One timer
@@ -139,13 +139,15 @@ class _Connection(asyncio.Protocol):
             future.set_exception(RespConnectionError("the connection to Redis was lost"))
             return future
         deadline = self.loop.time() + self.timeout_s
+        idle = not self.pending
         self.pending.append((future, deadline))
-        if not self.coalesce:
+        if idle or not self.coalesce:
+            # nothing in flight: no other call is likely this iteration, an extra one would cost
             if self.transport is not None:
                 self.transport.write(payload)
         else:
             if not self.buffer:
-                # the calls of this loop iteration join this write: one syscall for them all
+                # busy: the calls of this loop iteration join one write (one syscall)
                 self.loop.call_soon(self._flush)
             self.buffer.append(payload)
         if self.timer is None:
@@ -220,7 +222,8 @@ class RespClient:
     Args:
         url: ``redis://`` or ``unix://`` (see the module).
         timeout_s: the most a call waits for its reply (and a connect, AUTH and SELECT take).
-        coalesce: join the writes of one loop iteration into one (else write each at once).
+        coalesce: while calls are in flight, join the writes of one loop iteration into one
+            (else write each at once).
 
     Raises:
         ValueError: another URL.

@@ -1,7 +1,8 @@
 """Redis client micro-benchmark: N concurrent EVALSHA calls of a trivial script, through
 redis-py's asyncio client (as the ``redis`` limiter used it: a BlockingConnectionPool, and
 ``asyncio.timeout`` around each call) and through the lean client of
-:mod:`gateway_limits.resp` (writes coalesced per loop iteration while calls are in flight, and written one by one).
+:mod:`gateway_limits.resp` (writes coalesced per loop iteration while calls are in flight,
+and written one by one).
 
 Reports, per client, the CPU time of this Python process per call (``time.process_time``) and
 calls per second, measured in the same run on one local redis-server (started on a free port,

@@ -80,7 +80,9 @@ async def measure(call: Call, calls: int, concurrency: int) -> dict[str, float]:
 
 async def main(calls: int, concurrency: int, rounds: int) -> None:
     with redis_server() as url:
-        redispy = connect(url, False, TIMEOUT_S, 64)
+        # a connection per worker: beyond its max_connections (64 in the limiter) redis-py's
+        # BlockingConnectionPool was seen to stall into timeouts; that is not what is measured
+        redispy = connect(url, False, TIMEOUT_S, max(64, concurrency))
         coalesced = RespClient(url, TIMEOUT_S)
         one_by_one = RespClient(url, TIMEOUT_S, coalesce=False)
 

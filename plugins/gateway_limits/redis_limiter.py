@@ -4,7 +4,9 @@
   takes every rule on Redis's clock, all or nothing. Waiting settlements ride along in that call
   (on a Cluster only those of the same hash tag; on one Redis, any); the rest are flushed in
   batches (only ops no reservation carried off within ``flush_interval_s``; one call per tag on
-  a Cluster), so in steady state a request costs one Redis call. Scripts run by EVALSHA,
+  a Cluster), so in steady state a request costs one Redis call. On one Redis (``redis://``,
+  ``unix://``) every call goes through the lean pipelined client of :mod:`gateway_limits.resp`;
+  a Cluster (and ``rediss://``) through redis-py. Scripts run by EVALSHA,
   falling back to EVAL (which caches the script on that node) after a restart or on a new
   Cluster node.
 - Every key of a demand shares its hash tag, so it runs on Redis Cluster (``cluster: true``).
@@ -42,7 +44,7 @@ from gateway.governance.limiter import (
     Rule,
     RuleState,
 )
-from gateway_limits import script
+from gateway_limits import resp, script
 from gateway_limits.connection import Script, check_number, connect
 from gateway_limits.failover import LocalShare
 from gateway_limits.ops import (
@@ -60,9 +62,10 @@ from gateway_limits.usage import BudgetUsage
 
 log = logging.getLogger(__name__)
 
-FAILURES = (RedisError, OSError, TimeoutError)
+FAILURES = (RedisError, resp.RespError, OSError, TimeoutError)
 """A failed call: Redis unreachable (redis-py's connection and timeout errors, Cluster errors,
-sockets) or refusing (an OOM, a script error): either way the limiter cannot count there, so
+sockets, :mod:`~gateway_limits.resp`'s connection and timeout errors, which are OSErrors) or
+refusing (an OOM, a script error): either way the limiter cannot count there, so
 ``fail_open`` degrades and ``fail_closed`` refuses. NOSCRIPT is handled before."""
 HEARTBEAT_S = 1.0
 PROBE_S = 0.5
@@ -82,8 +85,9 @@ class RedisLimiter:
         flush_interval_s: how long a settlement may wait for a reservation to carry it.
         prefix: the first part of every key.
         max_pending: the most settlements kept waiting for Redis.
-        max_connections: the most connections to Redis (per node with ``cluster``); a call
-            beyond them waits for one (within ``timeout_s``).
+        max_connections: the most connections to a Redis Cluster node (or a ``rediss://``
+            Redis); a call beyond them waits for one (within ``timeout_s``). The lean client
+            of one Redis pipelines every call on one connection.
         clock, events: from the gateway.
 
     Raises:
@@ -131,6 +135,11 @@ class RedisLimiter:
         """Redis calls made, by purpose (``reserve``, ``flush``, ``states``, ``heartbeat``)."""
         self._events = events or LimiterEvents()
         self._client = connect(url, cluster, self.timeout_s, max_connections)
+        """redis-py's client: every call on a Cluster; on one Redis only for others (it opens
+        no connection unless used)."""
+        self._lean: resp.RespClient | None = None
+        if not cluster and not url.startswith("rediss://"):
+            self._lean = resp.RespClient(url, self.timeout_s)
         self._reserve = Script(script.RESERVE)
         self._states = Script(script.STATES)
         self._heartbeat = Script(script.HEARTBEAT)
@@ -210,6 +219,8 @@ class RedisLimiter:
                 await asyncio.sleep(0.05)
         if self._pending.count:
             log.warning("limiter: %d settlements not written to Redis", self._pending.count)
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._client.aclose()
 
     # -- settlements ---------------------------------------------------------------------------
@@ -340,8 +351,16 @@ class RedisLimiter:
         self.calls[purpose] += 1
         started = time.perf_counter()
         ok = False
-        client = cast(Any, self._client)  # both clients; their stubs type the reply loosely
+        lean = self._lean
         try:
+            if lean is not None:  # it bounds each call by timeout_s itself
+                try:
+                    reply = await lean.evalsha(s.sha, len(keys), *keys, *argv)
+                except resp.NoScriptError:
+                    reply = await lean.eval(s.source, len(keys), *keys, *argv)
+                ok = True
+                return reply
+            client = cast(Any, self._client)  # both clients; their stubs type the reply loosely
             async with asyncio.timeout(self.timeout_s):
                 try:
                     reply = await cast(

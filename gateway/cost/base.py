@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 _NONE: Mapping[str, float] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageRecord:
     """What a request consumed.
 

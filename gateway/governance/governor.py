@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from gateway.clock import Clock
-from gateway.cost.base import CostPolicy, Decision, GroupFacts, Situation, UsageRecord
+from gateway.cost.base import CostPolicy, Decision, GroupFacts, Situation
 from gateway.errors import GatewayError, RateLimitError, ServiceUnavailableError
 from gateway.governance.limiter import (
     Demand,
@@ -359,13 +359,32 @@ class Governor:
             return
         try:
             group = ctx.group.name if ctx.group is not None else "-"
-            cost = 0
-            if prompt or completion:
-                if not busy_s:
-                    busy_s = self._busy_share(ctx, backend)
-                usage = UsageRecord(group, backend, prompt, completion, cached, busy_s)
-                cost = self.pricing.cost(usage) or 0
             principal = ctx.principal
+            if (prompt or completion) and not busy_s:
+                busy_s = self._busy_share(ctx, backend)
+            now = self.clock.time()
+            # One record: the pricing policy reads its usage part, the ledger all of it.
+            record = LedgerRecord(
+                group,
+                backend,
+                prompt,
+                completion,
+                cached,
+                busy_s,
+                request_id=ctx.request_id,
+                key_id=principal.key_id,
+                tenant=principal.tenant,
+                cost_nanos=0,
+                status=status,
+                started_at=now - (time.perf_counter() - ctx.started),
+                finished_at=now,
+                endpoint=ctx.dialect.endpoint,
+                cached=ctx.served_from == "hit",
+                coalesced=ctx.served_from == "coalesced",
+                reserved_tokens=reservation.demand.tokens if reservation else 0,
+                error_code=error.code if isinstance(error, GatewayError) else None,
+            )
+            cost = (self.pricing.cost(record) or 0) if prompt or completion else 0
             if reservation is not None:
                 if prompt or completion:
                     tokens = prompt + completion
@@ -377,28 +396,7 @@ class Governor:
                 self.metrics.child(self.metrics.settled_tokens, principal.tenant or "-").inc(tokens)
             self.metrics.spent(principal.tenant, group, principal.key_id, cost)
             if ledger.active:
-                now = self.clock.time()
-                ledger.record(
-                    LedgerRecord(
-                        group,
-                        backend,
-                        prompt,
-                        completion,
-                        cached,
-                        busy_s,
-                        request_id=ctx.request_id,
-                        key_id=principal.key_id,
-                        tenant=principal.tenant,
-                        cost_nanos=cost,
-                        status=status,
-                        started_at=now - (time.perf_counter() - ctx.started),
-                        finished_at=now,
-                        endpoint=ctx.dialect.endpoint,
-                        cached=ctx.served_from == "hit",
-                        coalesced=ctx.served_from == "coalesced",
-                        reserved_tokens=reservation.demand.tokens if reservation else 0,
-                        error_code=error.code if isinstance(error, GatewayError) else None,
-                    )
-                )
+                record.cost_nanos = cost
+                ledger.record(record)
         except Exception:  # accounting must never fail a request that already ended
             log.exception("request %s: its usage could not be accounted", ctx.request_id)

@@ -64,7 +64,7 @@ class Rule:
         return f"{self.scope}#{self.kind}{':' + self.window if self.window else ''}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Demand:
     """What one request asks of its limits.
 
@@ -85,7 +85,7 @@ class Demand:
     lease_s: float = 900.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RuleState:
     """A rule as it stands (after the reservation, when one was made).
 
@@ -102,7 +102,7 @@ class RuleState:
     used: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reservation:
     """What :meth:`Limiter.reserve` took, to hand back to :meth:`Limiter.settle` exactly once.
 
@@ -120,7 +120,7 @@ class Reservation:
     local: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Grant:
     """The answer to a demand.
 
@@ -143,7 +143,7 @@ class Grant:
         return self.reservation is not None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Alert:
     """A budget's settled spend reached one of its thresholds (once per threshold per window)."""
 

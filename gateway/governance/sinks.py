@@ -23,7 +23,7 @@ from gateway.cost import base
 from gateway.governance.limiter import Alert
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class UsageRecord(base.UsageRecord):
     """What one request consumed and cost, by whom, when and how it ended.
 

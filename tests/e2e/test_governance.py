@@ -189,6 +189,43 @@ def test_tokens_are_reserved_then_reconciled_and_an_overage_becomes_debt(
         assert eventually(lambda: tokens_left() <= before - 64)
 
 
+def test_streams_and_messages_are_limited_and_settled_too(sim: Sim, tmp_path: Path) -> None:
+    with running_gateway(governed(sim, tmp_path)) as gw:
+        key = new_key(gw, tpm=100_000, rpm=1000)
+
+        def tokens_left() -> int:
+            _, shown = admin(gw, "GET", f"/admin/keys/{key['id']}")
+            (rule,) = [r for r in shown["usage"]["limits"] if r["kind"] == "tokens"]
+            return int(rule["remaining"])
+
+        c = client(gw, key["key"])
+        with c.chat.completions.with_streaming_response.create(
+            model="small",
+            messages=[{"role": "user", "content": "hello"}],
+            max_tokens=2000,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": False},
+        ) as stream:
+            assert stream.headers["x-ratelimit-limit-tokens"] == "100000"
+            chunks = list(stream.iter_lines())
+        assert any('"usage"' in line for line in chunks)
+        # Settled with the real use (far below the 2,000 reserved).
+        assert eventually(lambda: tokens_left() > 100_000 - 200)
+        a = anthropic.Anthropic(base_url=gw.url, api_key=key["key"], max_retries=0)
+        reply = a.messages.with_raw_response.create(
+            model="small", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.headers["x-ratelimit-limit-requests"] == "1000"
+        limited = new_key(gw, rpm=1)
+        a = anthropic.Anthropic(base_url=gw.url, api_key=limited["key"], max_retries=0)
+        a.messages.create(model="small", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(anthropic.RateLimitError):
+            a.messages.create(
+                model="small", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            )
+
+
 def test_concurrent_requests_cannot_overspend_a_budget(sim: Sim, tmp_path: Path) -> None:
     budget = 0.05
     with running_gateway(governed(sim, tmp_path)) as gw:

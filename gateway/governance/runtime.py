@@ -66,7 +66,10 @@ class Governance:
     admin: KeyAdmin | None
 
     async def start(self, background: Background) -> None:
-        """Start the limiter and the ledger; follow the key store's changes."""
+        """Start the limiter and the ledger; follow the key store's changes; say which backends
+        have no price (once, when the app starts, not each time a config is checked)."""
+        for warning in self.prices.warnings():
+            log.warning("%s", warning)
         await self.limiter.start()
         await self.ledger.start()
         if self.directory is not None:
@@ -212,8 +215,6 @@ def build_governance(
     )
 
     prices = PriceBook(catalog)
-    for warning in prices.warnings():
-        log.warning("%s", warning)
     policies = _policies(settings, registries, prices, catalog)
     pricing = policies.get(gs.pricing)
     if pricing is None:

@@ -248,7 +248,7 @@ auth: {{master_key: "{master}"}}
 governance:
   data_dir: "{work}/governed"
   key_store: {{backend: redis, options: {{url: "{redis}"}}}}
-  limiter: {{backend: redis, options: {{url: "{redis}"}}}}
+  limiter: {limiter}
 models:
   - name: bench
     backends: [{{url: "http://127.0.0.1:{upstream}", model: bench-model,
@@ -476,6 +476,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--out", default="load/results/overhead.json")
     parser.add_argument(
+        "--governed-limiter",
+        choices=("redis", "memory"),
+        default="redis",
+        help="where the governed gateway counts its limits (default redis, as a fleet does)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=list(SCENARIOS),
@@ -509,7 +515,16 @@ def main() -> int:
     )
     (work / "governed.yaml").write_text(
         GOVERNED_CONFIG.format(
-            port=gov_port, master=MASTER_KEY, work=work, redis=redis_url, upstream=upstream
+            port=gov_port,
+            master=MASTER_KEY,
+            work=work,
+            redis=redis_url,
+            upstream=upstream,
+            limiter=(
+                f'{{backend: redis, options: {{url: "{redis_url}"}}}}'
+                if args.governed_limiter == "redis"
+                else "{backend: memory}"
+            ),
         )
     )
     procs = [nginx, redis]

@@ -87,5 +87,5 @@ def test_bad_budget_window_is_a_validation_error(tmp_path: Path) -> None:
     keys = [
         {"key": "sk-gw-aaaaaaaaaaaa-" + "b" * 43, "budgets": [{"usd": 1, "window": "fortnight"}]}
     ]
-    with pytest.raises(ConfigError, match="governance.key_store.options"):
+    with pytest.raises(ConfigError, match=r"governance\.key_store\.options"):
         build(tmp_path, {"key_store": {"backend": "config", "options": {"keys": keys}}})

@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from common import TWO_CORES, format_table, free_port, pin
+from common import TWO_CORES, format_table, start_redis, stop
 from gateway_limits.connection import Script, connect
 from gateway_limits.resp import RespClient
 
@@ -34,32 +32,18 @@ SCRIPT = Script("return {1, 0, 0, ARGV[1], '_'}")
 KEYS = ["bench:{k:a}:rpm", "bench:{k:a}:tpm", "bench:{k:a}:budget"]
 ARGV = ["60:1:0", "key:a", "1", "900"]
 TIMEOUT_S = 5.0  # generous: this measures CPU, not outages (a busy box can be slow)
-NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
 
 Call = Callable[[], Awaitable[Any]]
 
 
 @contextmanager
 def redis_server() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*pin(1), "redis-server", "--port", str(port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
-        stdout=subprocess.DEVNULL,
-    )
+    """A redis-server on the load core for the duration of the block; yields its URL."""
+    proc, port = start_redis(1)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.kill()
-        proc.wait(10)
+        stop(proc)
 
 
 async def measure(call: Call, calls: int, concurrency: int) -> dict[str, float]:

@@ -92,6 +92,8 @@ class KeyAdmin:
         clock: timestamps (``created_at``, ``revoked_at``, audit records).
         audit: receives one record per successful write (must not block or raise).
         known_models: the model groups and aliases served, to check ``models`` against.
+        known_policies: the cost policies defined, to check ``cost_policy`` against (None: not
+            checked).
         usage: a key's live state for :meth:`show_key` (limiter states, remaining budget);
             None: an empty ``usage``.
     """
@@ -105,6 +107,7 @@ class KeyAdmin:
         clock: Clock,
         audit: Callable[[AuditRecord], None],
         known_models: Callable[[], Collection[str]],
+        known_policies: Callable[[], Collection[str]] | None = None,
         usage: Usage | None = None,
     ) -> None:
         self._store = store
@@ -113,6 +116,7 @@ class KeyAdmin:
         self._clock = clock
         self._audit = audit
         self._known_models = known_models
+        self._known_policies = known_policies
         self._usage = usage
 
     # -- keys ----------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ class KeyAdmin:
     def _apply(self, record: H, request: HolderBody, now: float) -> H:
         """``record`` with the fields ``request`` sets, all validated before anything is
         written (so that nothing is ever half-applied)."""
-        changes = holder_changes(request, now, self._known_models)
+        changes = holder_changes(request, now, self._known_models, self._known_policies)
         return msgspec.structs.replace(record, **changes, updated_at=now)
 
     async def _call(self, work: Awaitable[T]) -> T:

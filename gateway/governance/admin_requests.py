@@ -152,10 +152,14 @@ def _expiry(changes: dict[str, Any], now: float) -> None:
 
 
 def holder_changes(
-    request: HolderBody, now: float, known_models: Callable[[], Collection[str]]
+    request: HolderBody,
+    now: float,
+    known_models: Callable[[], Collection[str]],
+    known_policies: Callable[[], Collection[str]] | None = None,
 ) -> dict[str, Any]:
     """The record fields ``request`` sets, as record values, each checked: models against
-    ``known_models()``, budget windows and thresholds, ``expires_in`` from ``now``. A key's
+    ``known_models()``, a cost policy against ``known_policies()`` (when given), budget windows
+    and thresholds, ``expires_in`` from ``now``. A key's
     ``tenant`` and a tenant's ``name`` are left out (the caller decides them).
 
     Raises:
@@ -175,6 +179,13 @@ def holder_changes(
         known = set(known_models())
     if models is not None and (unknown := sorted(set(models) - known)):
         raise InvalidRequestError(f"Unknown model(s): {', '.join(unknown)}.", param="models")
+    policy = changes.get("cost_policy")
+    if policy is not None and known_policies is not None and policy not in known_policies():
+        raise InvalidRequestError(
+            f"Unknown cost policy `{policy}`; defined: "
+            f"{', '.join(sorted(known_policies())) or 'none'} (governance.cost_policies).",
+            param="cost_policy",
+        )
     if "budgets" in changes:
         changes["budgets"] = [_budget(b, f"budgets[{i}]") for i, b in enumerate(changes["budgets"])]
     if "model_limits" in changes:

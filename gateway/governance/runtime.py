@@ -240,6 +240,7 @@ def build_governance(
             clock=clock,
             audit=ledger.audit,
             known_models=lambda: names,
+            known_policies=lambda: policies,
             usage=governance.usage_of,
         )
     return governance

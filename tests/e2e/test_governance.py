@@ -329,6 +329,9 @@ def test_downgrade_policy_reroutes_past_its_threshold(sim: Sim, tmp_path: Path) 
         "save": {"policy": "downgrade", "options": {"chain": ["big", "small"], "thresholds": [0.5]}}
     }
     with running_gateway(governed(sim, tmp_path, cost_policies=policies)) as gw:
+        status, refused = admin(gw, "POST", "/admin/keys", {"cost_policy": "spend-freely"})
+        assert status == 400
+        assert refused["error"]["param"] == "cost_policy"
         key = new_key(gw, budgets=[{"usd": 0.05, "window": "day"}], cost_policy="save")
         c = client(gw, key["key"])
         backends = []

@@ -55,10 +55,6 @@ class KeyAccount:
         return f"key:{self.key.id}"
 
     @property
-    def tenant_scope(self) -> str | None:
-        return f"tenant:{self.tenant.name}" if self.tenant else None
-
-    @property
     def budget_scopes(self) -> tuple[str, ...]:
         """The scopes that carry budgets, most specific first."""
         scopes = [self.key_scope] if self.key.budgets else []

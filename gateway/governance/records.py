@@ -178,12 +178,3 @@ def secret_matches(secret: str, stored_hash: str, pepper: bytes) -> bool:
     """Whether ``secret`` hashes to ``stored_hash`` (constant-time comparison)."""
     return hmac.compare_digest(hash_secret(secret, pepper), stored_hash)
 
-
-def nanos(usd: float) -> int:
-    """US dollars in nano-dollars (rounded to the nearest)."""
-    return round(usd * NANOS_PER_USD)
-
-
-def usd(nano_dollars: int) -> float:
-    """Nano-dollars in US dollars (for display: nine decimals are exact)."""
-    return nano_dollars / NANOS_PER_USD

@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" "dev"
 # The cache tests start a real redis-server on a free port.
-if ! command -v redis-server >/dev/null; then
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "== installing redis-server"
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi

@@ -177,4 +177,3 @@ def hash_secret(secret: str, pepper: bytes) -> str:
 def secret_matches(secret: str, stored_hash: str, pepper: bytes) -> bool:
     """Whether ``secret`` hashes to ``stored_hash`` (constant-time comparison)."""
     return hmac.compare_digest(hash_secret(secret, pepper), stored_hash)
-

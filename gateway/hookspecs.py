@@ -120,9 +120,10 @@ def register_tools(register: RegisterTool) -> None:
 def register_tool_sources(register: RegisterToolSource) -> None:
     """Register tool sources, which list tools at run time (MCP servers, tool catalogues).
 
-    Call ``register(name, factory)``; ``factory(**options) -> ToolSource``
-    (``gateway.tools.base``) is called with the source's config options. Its
-    ``list_tools()`` is awaited when tools are needed; its ``aclose()`` at shutdown.
+    Call ``register(name, factory)``; ``name`` is what a ``tool_sources`` entry's ``type:`` names.
+    ``factory(**options) -> ToolSource`` (``gateway.tools.base``) is called with the entry's
+    options. Its ``list_tools()`` is awaited when the gateway starts and when tools are needed
+    (cached briefly); its ``aclose()`` at shutdown. Its tools are named ``<entry>.<tool>``.
     """
 
 
@@ -130,10 +131,13 @@ def register_tool_sources(register: RegisterToolSource) -> None:
 def register_agents(register: RegisterAgent) -> None:
     """Register agents, served as model names.
 
-    Call ``register(name, factory)``; ``factory(**options) -> Agent`` (``gateway.agents.base``) is
-    called with the agent's config options. ``Agent.run(request, client)`` answers a chat request
-    and ``Agent.stream(request, client)`` yields its events, calling models through ``client``
-    (a ``ModelClient`` bound to the caller, going through the gateway's own pipeline).
+    Call ``register(name, factory)`` once per agent *type*; ``name`` is what an agent's ``type:``
+    names. ``factory(settings) -> Agent`` (``gateway.agents.base``) is called once per configured
+    agent with its ``AgentSettings`` (``gateway.settings_agents``; type-specific settings in its
+    ``options``). ``Agent.run(request, session)`` answers a chat request and
+    ``Agent.stream(request, session)`` yields its events, calling models through
+    ``session.models`` (the gateway's own pipeline, as the caller) and tools through
+    ``session.tools``.
     """
 
 
@@ -141,9 +145,11 @@ def register_agents(register: RegisterAgent) -> None:
 def register_guardrails(register: RegisterGuardrail) -> None:
     """Register guardrails, checks on what passes through the gateway.
 
-    Call ``register(name, factory)``; ``factory(**options) -> Guardrail``
-    (``gateway.guardrails.base``) is called with the guardrail's config options. Its checks of
-    the request, the response and each stream chunk return a verdict: allow, block or rewrite.
+    Call ``register(name, factory)``; ``name`` is what a ``guardrails`` entry's ``type:`` names.
+    ``factory(**options) -> Guardrail`` (``gateway.guardrails.base``) is called once per entry with
+    its options. Its checks of the request, the response and each stream chunk (in OpenAI chat
+    format) return a verdict: allow, block or rewrite. Only the model groups and agents that list
+    the entry run it.
     """
 
 

@@ -7,9 +7,17 @@ live in :mod:`gateway.config_loader`; the embedded default lives in :mod:`gatewa
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from gateway.settings_agents import (
+    AgentSettings,
+    GuardrailSettings,
+    ServerToolSettings,
+    ToolSourceSettings,
+    WorkflowSettings,
+)
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -74,6 +82,8 @@ class BackendSettings(_Config):
         price: what it charges (the ``cost`` strategy picks the cheapest); None: looked up in
             the offline price table by ``model`` (cloud providers), else zero with a warning.
         context_window: the longest prompt plus output it accepts, in tokens (0: unknown).
+        local: the backend runs on the operator's own machines (a vLLM replica), not a cloud
+            API: only such backends serve agents routed ``privacy: local_only``.
     """
 
     provider: str = "vllm"
@@ -86,6 +96,7 @@ class BackendSettings(_Config):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     price: PriceSettings | None = None
     context_window: Annotated[int, msgspec.Meta(ge=0)] = 0
+    local: bool = False
 
 
 class RetrySettings(_Config):
@@ -227,6 +238,9 @@ class ModelGroupSettings(_Config):
             (a key's or tenant's own policy wins).
         reserve_output_tokens: output tokens reserved against token limits and budgets when a
             request sets no ``max_tokens`` (None: ``governance.reserve_output_tokens``).
+        tools: ``client`` (tool calls go back to the client) or ``server`` (the gateway runs
+            calls to registered tools itself; the long form lists which).
+        guardrails: ``guardrails`` names checked on the group's requests and answers.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -246,6 +260,19 @@ class ModelGroupSettings(_Config):
     capabilities: list[str] | None = None
     cost_policy: str | None = None
     reserve_output_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    tools: Literal["client", "server"] | ServerToolSettings = "client"
+    guardrails: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def server_tools(self) -> ServerToolSettings | None:
+        """Server-side tool execution, when on (``tools: server`` offers every registered
+        tool)."""
+        tools = self.tools
+        if tools == "server":
+            return ServerToolSettings(mode="server", tools=["*"])
+        if isinstance(tools, ServerToolSettings) and tools.mode == "server":
+            return tools
+        return None
 
 
 class ServerSettings(_Config):
@@ -416,6 +443,10 @@ class Settings(_Config):
         cache: the response cache's tiers.
         store: the response store.
         governance: virtual keys, tenants, limits, usage, budgets and cost policies.
+        agents: agents, served as model names.
+        workflows: workflows over agents, served as model names.
+        guardrails: named guardrail instances, which model groups and agents refer to.
+        tool_sources: named tool sources (MCP servers); their tools are ``<name>.<tool>``.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -427,4 +458,8 @@ class Settings(_Config):
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     governance: GovernanceSettings = msgspec.field(default_factory=GovernanceSettings)
+    agents: list[AgentSettings] = msgspec.field(default_factory=list)
+    workflows: list[WorkflowSettings] = msgspec.field(default_factory=list)
+    guardrails: dict[str, GuardrailSettings] = msgspec.field(default_factory=dict)
+    tool_sources: dict[str, ToolSourceSettings] = msgspec.field(default_factory=dict)
     source: str = "<memory>"

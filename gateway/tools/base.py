@@ -5,6 +5,10 @@ runs it with a :class:`ToolContext` saying who asked, until when, and with which
 A tool never raises for a failure the model should hear about: it returns a :class:`ToolResult`
 with ``is_error`` set, which goes back to the model like any other result. A tool source lists
 tools at run time (an MCP server, a catalogue service), so its tools need not be known at build.
+
+Tool names are what models call: letters, digits, ``_`` and ``-`` (OpenAI's function-name
+pattern), at most 64 characters. A source's tools are namespaced ``<source>.<tool>`` in the
+config; models see them as ``<source>__<tool>`` (the dot is not allowed in function names).
 """
 
 from __future__ import annotations
@@ -17,12 +21,65 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-import aiohttp
-
 from gateway.identity import Principal
 
 JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """An HTTP answer as a tool sees it (whatever its status: a 404 is an answer, not an error).
+
+    Attributes:
+        status: the final response's status.
+        headers: its headers (lower-case names; the last value wins).
+        body: at most the policy's ``max_response_bytes`` of its body.
+        url: the URL that answered (after the redirects followed).
+        truncated: the body was longer and was cut at the cap.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+    truncated: bool = False
+
+
+class NetworkRefusedError(Exception):
+    """The network policy refused a request (a scheme, host, address or redirect it does not
+    allow); the message says which and why, for the model to read."""
+
+
+class HttpFailureError(Exception):
+    """A permitted request failed: it could not connect, timed out, or redirected too often."""
+
+
+class HttpClient(Protocol):
+    """Outbound HTTP under the network policy of the agent (or model group) running the tool.
+
+    Every address a name resolves to is checked before connecting, the connection goes to the
+    checked address, and each redirect is checked again (``gateway.tools.network``).
+    """
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> HttpReply:
+        """Send one request, following redirects within the policy.
+
+        ``timeout_s`` (bounded by the policy's own) covers the whole exchange.
+
+        Raises:
+            NetworkRefusedError: the policy refused the URL or a redirect.
+            HttpFailureError: it could not connect, timed out, or redirected too many times.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,18 +88,23 @@ class ToolContext:
 
     Attributes:
         principal: the caller whose request led to the call; a tool acting for them checks
-            what they may do with it (``tenant``, ``metadata``), never with a key of its own.
+            what they may do with it (``key_id``, ``tenant``, ``metadata``), never with a key of
+            its own.
         deadline: ``time.monotonic()`` by which the call must have returned.
         request_id: the ``x-request-id`` of the client request, for logs and upstream calls.
+        call_id: the model's id for this call (``call_...``).
+        agent: the agent (or model group, for server-side tools) whose loop made the call.
         log: a logger already labelled with the request and the tool.
-        http: the gateway's pooled HTTP client session (outbound network policy applies to it).
+        http: outbound HTTP under that agent's network policy (deny by default).
     """
 
     principal: Principal
     deadline: float
     request_id: str
+    call_id: str
+    agent: str
     log: logging.Logger | logging.LoggerAdapter[logging.Logger]
-    http: aiohttp.ClientSession
+    http: HttpClient
 
     def time_left(self) -> float:
         """Seconds until :attr:`deadline` (negative once past it)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: the agent types ``tool_loop`` and ``workflow``."""

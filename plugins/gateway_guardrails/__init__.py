@@ -1,0 +1,1 @@
+"""Built-in plugin: the guardrails ``max_input_chars``, ``regex_block`` and ``pii_redact``."""

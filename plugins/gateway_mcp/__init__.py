@@ -1,0 +1,1 @@
+"""Built-in plugin: the ``mcp`` tool source (the tools of an MCP server; the ``mcp`` extra)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: the tools ``calculator``, ``current_time`` and ``http_request``."""

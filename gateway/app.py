@@ -32,7 +32,7 @@ from gateway.routes.anthropic import build_anthropic_routes
 from gateway.routes.errors import error_format_for
 from gateway.routes.front import GatewayApp
 from gateway.routes.health import build_health_routes
-from gateway.routes.openai import build_inference_routes, build_model_routes
+from gateway.routes.openai import CHAT, build_inference_routes, build_model_routes
 from gateway.routes.stored import build_stored_routes
 from gateway.routing.probes import probe_forever
 from gateway.routing.scraper import scrape_forever
@@ -108,6 +108,7 @@ def _lifespan(state: GatewayState) -> Any:
                 start_background_tasks(state)
                 try:
                     await state.governance.start(state.background)
+                    await state.agents.start()
                     await call_lifecycle(state.plugin_manager, "startup", state, swallow=False)
                     # Everything built so far lives as long as the app: move it out of the
                     # collector's sight so full collections under load only scan per-request
@@ -123,6 +124,7 @@ def _lifespan(state: GatewayState) -> Any:
                     # After the last request: settlements, usage records and alerts are
                     # flushed while the background tasks still run.
                     await state.governance.aclose()
+                    await state.agents.aclose()
                 # Leaving the block drains the off-path writes, then stops the tasks.
         finally:
             await state.providers.close()
@@ -148,6 +150,7 @@ def create_app(
     """
     state = build_state(settings, plugin_manager, clock=clock)
     pipeline = Pipeline(state)
+    state.agents.bind(pipeline, CHAT)  # agents' steps come back through this pipeline
     authorize = admin_authorizer(state.auth)
     hot_routes = {**build_inference_routes(pipeline), **build_anthropic_routes(pipeline)}
     for name in state.registries.routes:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pluggy
 
+from gateway.agents.runtime import build_agents
 from gateway.auth import Authenticator
 from gateway.background import Background
 from gateway.cache.coalesce import Coalescer
@@ -88,6 +89,7 @@ class CatalogBuilder:
             input_price=bs.price.input_per_mtok if bs.price else 0.0,
             output_price=bs.price.output_per_mtok if bs.price else 0.0,
             context_window=bs.context_window,
+            local=bs.local,
         )
         try:
             provider = factory(spec, self.context)
@@ -223,6 +225,7 @@ def build_state(
     metrics = GatewayMetrics()
     background = Background(drain_s=settings.server.shutdown_grace_s)
     governance = build_governance(settings, registries, catalog, metrics, clock, background)
+    agents = build_agents(settings, registries, catalog, governance.prices, metrics)
     return GatewayState(
         settings=settings,
         plugin_manager=pm,
@@ -240,4 +243,5 @@ def build_state(
         store=build_store(settings, registries, clock),
         coalescer=Coalescer(background.spawn),
         governance=governance,
+        agents=agents,
     )

@@ -40,6 +40,8 @@ class SqliteFile:
         failure: turns a failure's description into the exception the owner's callers expect
             (``StoreUnavailableError``...); None lets ``sqlite3`` errors through.
         what: the owner, for messages (``the key store``).
+        migrate: run after the schema when the connection opens, to bring a file made by an
+            earlier version up to date (columns added since).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class SqliteFile:
         busy_timeout_ms: int = 5000,
         failure: Callable[[str], Exception] | None = None,
         what: str = "the database",
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         if not isinstance(path, str) or not path:
             raise TypeError(f"`path` must be a file path, got {path!r}")
@@ -58,6 +61,7 @@ class SqliteFile:
         self._schema = schema
         self._failure = failure
         self._what = what
+        self._migrate = migrate
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._closed = False
@@ -76,6 +80,8 @@ class SqliteFile:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.executescript(self._schema)
+                if self._migrate is not None:
+                    self._migrate(db)
             except BaseException:
                 db.close()
                 raise

@@ -20,6 +20,7 @@ from gateway.stores.base import ResponseStore
 from gateway.telemetry.metrics import GatewayMetrics
 
 if TYPE_CHECKING:
+    from gateway.agents.runtime import AgentRuntime
     from gateway.assembly import CatalogBuilder
     from gateway.governance.runtime import Governance
 
@@ -44,6 +45,8 @@ class GatewayState:
         coalescer: identical cacheable requests in flight, sharing one upstream call.
         governance: keys, limits, usage, budgets and cost policies (its ``governor`` is the
             pipeline's governance stage).
+        agents: agents, workflows, server-side tools and guardrail chains (their runners and
+            chains are the pipeline's).
     """
 
     settings: Settings
@@ -60,3 +63,4 @@ class GatewayState:
     store: ResponseStore
     coalescer: Coalescer
     governance: Governance
+    agents: AgentRuntime

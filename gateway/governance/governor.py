@@ -260,11 +260,14 @@ class Governor:
         rules = account.rules_for(group)
         if not rules:
             return
-        prompt = self._prompt_estimate(ctx)
-        output = self._output_ceiling(ctx)
-        cost = 0
-        if any(rule.kind == "budget" for rule in rules):
-            cost = self.prices.worst_case_nanos(group, prompt, output)
+        if ctx.composite:  # a run: its steps reserve their own tokens and money
+            prompt = output = cost = 0
+        else:
+            prompt = self._prompt_estimate(ctx)
+            output = self._output_ceiling(ctx)
+            cost = 0
+            if any(rule.kind == "budget" for rule in rules):
+                cost = self.prices.worst_case_nanos(group, prompt, output)
         demand = Demand(
             request_id=ctx.request_id,
             tag=account.tag,
@@ -349,10 +352,15 @@ class Governor:
         busy_s: float = 0.0,
     ) -> None:
         """Account a finished request exactly once (later calls do nothing): settle its
-        reservation with the real use and record its usage. Never raises."""
+        reservation with the real use and record its usage. Never raises.
+
+        A run (an agent's, a workflow's) is recorded without tokens or money: its steps, each
+        accounted on its own, carry them; ``ctx.cost_nanos`` keeps the run's total."""
         if ctx.settled:
             return
         ctx.settled = True
+        if ctx.composite:
+            prompt = completion = cached = 0
         reservation = ctx.reservation
         ledger = self.ledger
         if reservation is None and not ledger.active:
@@ -384,6 +392,9 @@ class Governor:
                 reserved_tokens=reservation.demand.tokens if reservation else 0,
                 error_code=error.code if isinstance(error, GatewayError) else None,
             )
+            if (step := ctx.step) is not None:
+                record.parent_id, record.agent = step.parent_id, step.agent
+                record.step, record.route = step.number, step.route
             cost = (self.pricing.cost(record) or 0) if prompt or completion else 0
             if reservation is not None:
                 if prompt or completion:
@@ -394,6 +405,8 @@ class Governor:
                     tokens = 0
                 self.limiter.settle(reservation, tokens, cost)
                 self.metrics.child(self.metrics.settled_tokens, principal.tenant or "-").inc(tokens)
+            if not ctx.composite:
+                ctx.cost_nanos = cost
             self.metrics.spent(principal.tenant, group, principal.key_id, cost)
             if ledger.active:
                 record.cost_nanos = cost

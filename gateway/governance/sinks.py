@@ -43,6 +43,11 @@ class UsageRecord(base.UsageRecord):
         coalesced: answered by sharing an identical request's upstream call.
         reserved_tokens: tokens the limiter reserved before dispatch (0: none).
         error_code: the error's ``code`` when the request failed (``rate_limit_exceeded``...).
+        parent_id: for a step of an agent's run, the run's request id (its own record carries
+            no tokens or money: its steps do, so nothing is counted twice).
+        agent: the agent (or workflow) whose run made this step.
+        step: the step's number in that run (0: not a step).
+        route: why the step's model was chosen (the agent's routing policy), if it chose.
     """
 
     request_id: str
@@ -57,6 +62,10 @@ class UsageRecord(base.UsageRecord):
     coalesced: bool = False
     reserved_tokens: int = 0
     error_code: str | None = None
+    parent_id: str | None = None
+    agent: str | None = None
+    step: int = 0
+    route: str | None = None
 
     @property
     def cost_usd(self) -> float:

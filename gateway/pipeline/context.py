@@ -9,6 +9,7 @@ for each upstream model name is encoded at most once, however many retries send 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.codec import decode_object, encode
@@ -17,8 +18,10 @@ from gateway.providers.base import UpstreamRequest
 from gateway.routes.errors import ErrorFormat
 
 if TYPE_CHECKING:
+    from gateway.agents.base import RunLimits, RunUsage
     from gateway.cache.policy import CacheStore
     from gateway.governance.limiter import Reservation
+    from gateway.pipeline.guarding import Guarding
     from gateway.routing.backends import Backend, ModelGroup
     from gateway.stores.base import ResponseStore, StoredObject
 
@@ -142,6 +145,30 @@ class KeepsNothing:
         raise RuntimeError(f"{type(self).__name__} keeps nothing")
 
 
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What makes a request one step of an agent's (or workflow's) run.
+
+    Attributes:
+        agent: the agent (or workflow, or model group running server-side tools) whose run
+            made the call.
+        parent_id: the request id of that run.
+        number: the step's number in the run (from 1).
+        depth: how deeply runs are nested (1: a step of a run the client asked for).
+        route: why the model was chosen, if the agent routes.
+        local_only: only groups whose every backend is local may serve it.
+        cap: limits for a nested run (when the step's model is itself an agent or workflow).
+    """
+
+    agent: str
+    parent_id: str
+    number: int
+    depth: int = 1
+    route: str | None = None
+    local_only: bool = False
+    cap: RunLimits | None = None
+
+
 class RequestContext:
     """One request on its way through the pipeline.
 
@@ -168,6 +195,14 @@ class RequestContext:
             ``served_status`` (a coalesced request may share its leader's error).
         settled: the request has been accounted (its usage recorded, its reservation settled);
             accounting happens exactly once.
+        cost_nanos: what it cost once accounted (a run: the sum of its steps).
+        composite: it is served by a runner (an agent, a workflow, server-side tools) whose
+            steps are accounted on their own: the request itself reserves and records no
+            tokens or money.
+        step: set when the request is a step of an agent's run (made in process).
+        run_usage: for a request served by a runner: what its run used (every step's tokens,
+            cost and time), for an enclosing run to fold in.
+        guards: the group's guardrails and their context (None: the group has none).
     """
 
     __slots__ = (
@@ -175,19 +210,24 @@ class RequestContext:
         "_raw",
         "body",
         "cache_store",
+        "composite",
+        "cost_nanos",
         "deadline",
         "dialect",
         "group",
+        "guards",
         "headers",
         "payload",
         "principal",
         "request_id",
         "reservation",
         "response_headers",
+        "run_usage",
         "served_from",
         "served_status",
         "settled",
         "started",
+        "step",
         "store",
         "stream",
         "turn",
@@ -216,6 +256,11 @@ class RequestContext:
         self.served_from: str | None = None
         self.served_status = 200
         self.settled = False
+        self.cost_nanos = 0
+        self.composite = False
+        self.run_usage: RunUsage | None = None
+        self.step: StepInfo | None = None
+        self.guards: Guarding | None = None
         self._raw: dict[str, Any] | None = None
         self._bodies: dict[str, bytes] | None = None
 
@@ -235,6 +280,12 @@ class RequestContext:
         if self._raw is None:
             self._raw = decode_object(self.body)
         return self._raw
+
+    def replace_raw(self, body: dict[str, Any]) -> None:
+        """Replace the whole request (a guardrail rewrote it): body, dict and payload."""
+        self._raw = body
+        self.body_changed()
+        self.payload = self.dialect.decode(self.body)
 
     def body_changed(self) -> None:
         """The plain dict was changed: encode the upstream body from it (once per model)."""

@@ -12,7 +12,7 @@ Each group is tried at most once per request.
 
 from __future__ import annotations
 
-from gateway.errors import GatewayError, UpstreamUnavailableError
+from gateway.errors import GatewayError, PermissionDeniedError, UpstreamUnavailableError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.telemetry import Telemetry
 from gateway.providers.base import UpstreamRequest
@@ -30,6 +30,26 @@ def fallback_reason(error: GatewayError) -> str | None:
     if is_retryable(error) or isinstance(error, UpstreamUnavailableError):
         return "unavailable"
     return None
+
+
+def is_local(group: ModelGroup) -> bool:
+    """Whether every backend of ``group`` is marked ``local`` (none is a cloud API)."""
+    return all(b.spec.local for b in group.backends)
+
+
+def require_local(group: ModelGroup) -> None:
+    """The privacy gate of an agent routed ``local_only``.
+
+    Raises:
+        PermissionDeniedError: ``group`` has a backend not marked local (403 ``local_only``).
+    """
+    if not is_local(group):
+        raise PermissionDeniedError(
+            f"Model `{group.name}` may not serve this agent: it is routed `local_only` and "
+            "the group has a backend not marked `local`.",
+            param="model",
+            code="local_only",
+        )
 
 
 class FallbackPolicy:
@@ -82,7 +102,15 @@ class FallbackPolicy:
         names = (
             settings.context_window_fallbacks if reason == "context_window" else settings.fallbacks
         )
-        target = next((n for n in names if n not in seen), None)
+        local_only = ctx.step is not None and ctx.step.local_only
+        target = next(
+            (
+                n
+                for n in names
+                if n not in seen and (not local_only or is_local(self._catalog.resolve(n)))
+            ),
+            None,
+        )
         if target is None:
             raise error
         seen.add(target)

@@ -1,17 +1,19 @@
 """The request pipeline: every inference request, whatever its API, top to bottom, here.
 
 Stages, in order (those in brackets arrive with the next features; their seams are marked
-``# seam:`` in :meth:`Pipeline.serve`, where they go):
+``# seam:`` in :meth:`Pipeline.answer`, where they go):
 
 1. **authenticate**: the caller's :class:`~gateway.identity.Principal`;
 2. **decode and validate**: the body read (bounded) and decoded once, by the dialect;
 3. **resolve the model**: the model group, which the caller must be allowed to use;
-4. (**guardrails, pre**): check or rewrite the request;
+4. **guardrails, pre**: check or rewrite the request (:mod:`gateway.pipeline.guarding`);
 5. **cache and coalescing**: answer from the cache or an identical request in flight;
 6. (**cost policy, limits and budget reservation**): one atomic reservation per request;
 7. (**admission**): wait in the scheduler's queue while the group is saturated;
-8. **dispatch**: route, retry, fall back (or the embedding batcher);
-9. **convert** to the client's format, and (**guardrails, post**) on bodies and chunks;
+8. **dispatch**: route, retry, fall back (or the embedding batcher); for an agent, a workflow
+   or a group running server-side tools, its runner (:mod:`gateway.agents.runner`), whose
+   model calls come back through :meth:`Pipeline.answer` as steps;
+9. **guardrails, post** on bodies and chunks, and **convert** to the client's format;
 10. **keep**: answers the client asked to store (``store``) go to the response store, before
     the client sees their end, so a next turn can always find them;
 11. **account**: metrics and usage, recorded off the response's path.
@@ -40,7 +42,8 @@ from gateway.errors import (
 from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
 from gateway.pipeline.context import Converter, Dialect, RequestContext, StreamRecorder
-from gateway.pipeline.fallback import FallbackPolicy
+from gateway.pipeline.fallback import FallbackPolicy, require_local
+from gateway.pipeline.guarding import GUARDED_ENDPOINTS, Guarding, check_request
 from gateway.pipeline.limits import check_limits
 from gateway.pipeline.streams import relay_stream
 from gateway.pipeline.telemetry import InFlight, Telemetry
@@ -72,6 +75,9 @@ class Pipeline:
         self._batching = EmbeddingBatching(telemetry, background.spawn)
         self._store = state.store
         self._governor = state.governance.governor
+        agents = state.agents
+        self._runners = agents.runners  # agents, workflows, groups running server-side tools
+        self._guards = agents.guards  # guardrail chains by model group
 
     async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
         """Answer one request (a body or a stream).
@@ -80,12 +86,27 @@ class Pipeline:
             GatewayError: the request failed before anything was sent; the caller renders it
                 in the dialect's format.
         """
-        ctx = await self.intake(call, dialect)
+        return await self.answer(await self.intake(call, dialect))
+
+    async def answer(self, ctx: RequestContext) -> ASGIApp:
+        """Stages 5 to 11 for a request that passed :meth:`intake` (or :meth:`admit`, for an
+        agent's step made in process).
+
+        Raises:
+            GatewayError: as :meth:`serve`.
+        """
         governor = self._governor
-        # seam: guardrails (pre), issue 13.
+        dialect = ctx.dialect
         try:
             governor.steer(ctx)  # a cost policy may pick another group: before the cache key
             group = ctx.model_group
+            if (step := ctx.step) is not None and step.local_only:
+                require_local(group)
+            runner = self._runners.get(group.name) if self._runners else None
+            if runner is not None and (step is None or runner.nests):
+                ctx.composite = True
+            else:
+                runner = None
             if self._cache is not None and dialect.cacheable and group.settings.cache.enabled:
                 answer = await self._cache.consult(ctx)
                 if answer is not None:
@@ -104,7 +125,10 @@ class Pipeline:
         telemetry = self.telemetry
         in_flight = telemetry.in_flight(group)
         try:
-            result = await self._fallback.dispatch(ctx)
+            if runner is not None:
+                result = await runner.answer(ctx)
+            else:
+                result = await self._fallback.dispatch(ctx)
         except BaseException as exc:
             in_flight.dec()
             if ctx.cache_store is not None:
@@ -112,13 +136,12 @@ class Pipeline:
             telemetry.failed(ctx, exc, "none")
             governor.finish(ctx, _status(exc), _backend_of(exc), error=exc)
             raise
-        # seam: guardrails (post) on the body, or on each chunk in relay_stream.
         if isinstance(result, OpenStream):
             return await self._stream(ctx, result, in_flight)
         return await self._body(ctx, result, in_flight)
 
     async def intake(self, call: Call, dialect: Dialect) -> RequestContext:
-        """Stages 1 to 3: authenticate, decode and validate, resolve the model.
+        """Stages 1 to 4: authenticate, decode and validate, resolve the model, guardrails.
 
         Raises:
             GatewayError: 401, 400, 413, 404 or 403; counted as a rejected request.
@@ -126,11 +149,29 @@ class Pipeline:
         ctx = RequestContext(dialect, call.headers, call.request_id, time.perf_counter())
         ctx.store = self._store
         try:
-            ctx.principal = principal = await self._auth.authenticate(ctx.headers)
+            ctx.principal = await self._auth.authenticate(ctx.headers)
             ctx.body = await call.body(self._max_body)
-            ctx.payload = payload = dialect.decode(ctx.body)
+            ctx.payload = dialect.decode(ctx.body)
+        except GatewayError as exc:
+            self.telemetry.rejected(ctx, exc)
+            self._governor.finish(ctx, status_of(exc), "none", error=exc)
+            raise
+        await self.admit(ctx)
+        return ctx
+
+    async def admit(self, ctx: RequestContext) -> None:
+        """Stages 3 and 4 for a decoded request (``ctx.principal`` and ``ctx.payload`` set):
+        resolve the model, check what the caller may ask for, guardrails on the request, and
+        the dialect's preparation. An agent's step skips the caller's model allow-list: the
+        key was allowed the agent, whose configuration chose the models.
+
+        Raises:
+            GatewayError: 404, 403 or 400; counted as a rejected request.
+        """
+        dialect, payload = ctx.dialect, ctx.payload
+        try:
             ctx.group = group = self._catalog.resolve(payload.model)
-            if not principal.may_use(payload.model):
+            if ctx.step is None and not ctx.principal.may_use(payload.model):
                 raise PermissionDeniedError(
                     f"This API key may not use the model `{payload.model}`.",
                     param="model",
@@ -140,12 +181,16 @@ class Pipeline:
                 check_limits(limits, payload, payload.model)
             ctx.stream = dialect.streams and bool(payload.stream)
             ctx.deadline = time.monotonic() + group.settings.timeouts.total
+            chain = self._guards.get(group.name) if self._guards else None
+            if chain is not None and dialect.endpoint in GUARDED_ENDPOINTS:
+                ctx.guards = Guarding(chain)
             await dialect.prepare(ctx)
+            if ctx.guards is not None:
+                await check_request(ctx, ctx.guards)
         except GatewayError as exc:
             self.telemetry.rejected(ctx, exc)
             self._governor.finish(ctx, status_of(exc), "none", error=exc)
             raise
-        return ctx
 
     async def keep(self, ctx: RequestContext, answer: bytes) -> None:
         """Stage 10: store a successful answer the client asked to keep. A store that fails
@@ -183,7 +228,8 @@ class Pipeline:
             self._governor.finish(ctx, status, backend)
             return
         prompt, completion = usage.prompt, usage.completion
-        self.telemetry.tokens(ctx, backend, prompt, completion)
+        if not ctx.composite:  # a run's tokens are its steps', counted there
+            self.telemetry.tokens(ctx, backend, prompt, completion)
         self._governor.finish(ctx, status, backend, prompt, completion, usage.cached)
 
     async def _stream(
@@ -210,6 +256,7 @@ class Pipeline:
                 self.telemetry,
                 in_flight,
                 self.account,
+                ctx.guards,
             )
             if ctx.dialect.keeps(ctx):
                 chunks = self._kept(ctx, chunks, ctx.dialect.recorder(ctx))
@@ -237,6 +284,8 @@ class Pipeline:
         store = ctx.cache_store
         converter = ctx.dialect.converter(ctx, out.backend)
         try:
+            if (guards := ctx.guards) is not None and status == 200 and guards.context:
+                body = await guards.chain.check_response(guards.context, body)
             if converter is not None:
                 body = _converted(converter, body, backend)
         except GatewayError as exc:

@@ -15,6 +15,7 @@ import anyio
 
 from gateway.errors import GatewayError, status_of
 from gateway.pipeline.context import RequestContext, StreamConverter
+from gateway.pipeline.guarding import Guarding
 from gateway.pipeline.telemetry import Account, InFlight, Telemetry, usage_in_stream_tail
 from gateway.routing.dispatch import OpenStream
 
@@ -26,8 +27,10 @@ async def relay_stream(
     telemetry: Telemetry,
     in_flight: InFlight,
     account: Account,
+    guards: Guarding | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The client's stream of SSE bytes for ``opened`` (see the module docstring)."""
+    """The client's stream of SSE bytes for ``opened`` (see the module docstring); ``guards``
+    check (and may rewrite or block) the upstream's chunks before they are converted."""
     backend = opened.backend
     store = ctx.cache_store
     status = 499  # stays so if the client goes away first
@@ -35,7 +38,10 @@ async def relay_stream(
     first = True
     recorder = store.assembler() if store is not None else None
     try:
-        async for chunk in opened.chunks():
+        chunks = opened.chunks()
+        if guards is not None and guards.context is not None:
+            chunks = guards.chain.filter_stream(guards.context, chunks)
+        async for chunk in chunks:
             if first:
                 first = False
                 telemetry.first_token(ctx, backend)

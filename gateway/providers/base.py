@@ -53,6 +53,7 @@ class BackendSpec:
         options: provider-specific settings from the config, unvalidated.
         input_price / output_price: US dollars per million tokens.
         context_window: longest prompt plus output in tokens (0: unknown).
+        local: runs on the operator's own machines, not a cloud API (the ``local_only`` gate).
     """
 
     name: str
@@ -66,6 +67,7 @@ class BackendSpec:
     input_price: float = 0.0
     output_price: float = 0.0
     context_window: int = 0
+    local: bool = False
 
 
 class ProviderContext:

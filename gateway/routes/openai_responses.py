@@ -182,7 +182,8 @@ class ResponsesDialect:
                     param="previous_response_id",
                 )
             turn.history = await conversation(ctx.store, ctx.principal.namespace, previous)
-        if not all(speaks_responses(b) for b in ctx.model_group.backends):
+        guarded = ctx.guards is not None  # guardrails read chat: always translate
+        if guarded or not all(speaks_responses(b) for b in ctx.model_group.backends):
             # The cache stage reads (and removes) the gateway's own `cache_control` later; it
             # is never part of what a backend is sent.
             request = {k: v for k, v in raw.items() if k != "cache_control"}
@@ -192,7 +193,7 @@ class ResponsesDialect:
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
         turn: Turn = ctx.turn
         model = backend.model
-        if speaks_responses(backend):
+        if speaks_responses(backend) and ctx.guards is None:
             if turn.history is None:
                 body = ctx.body_for(model)
             else:
@@ -214,7 +215,7 @@ class ResponsesDialect:
         return encode(body)
 
     def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
-        if not speaks_responses(backend):
+        if not speaks_responses(backend) or ctx.guards is not None:
             return ChatToResponses(ctx.raw, ctx.turn)
         if ctx.turn.history is not None:
             return ContinuedNative(ctx.payload.previous_response_id)

@@ -42,6 +42,18 @@ class RawResponse:
             content_type, headers, [(b"content-length", str(len(body)).encode())]
         )
 
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lower case), if set."""
+        return next((v for k, v in self._headers if k == name), None)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self._status, "headers": self._headers}
@@ -64,6 +76,15 @@ class EventStream:
     ) -> None:
         self._chunks = chunks
         self._headers = _encode_headers(EVENT_STREAM_CONTENT_TYPE, headers, [])
+
+    @property
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The stream's bytes (for a caller in process: an agent's step)."""
+        return self._chunks
+
+    def header(self, name: bytes) -> bytes | None:
+        """The value of header ``name`` (lower case), if set."""
+        return next((v for k, v in self._headers if k == name), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks = self._chunks

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gateway.sse import Event, SSEParser, encode_event
+from gateway.sse import Event, SSEFramer, encode_event, parse_event
 from gateway.translate.messages import (
     CHAT_TO_STOP_REASON,
     STOP_REASON_TO_CHAT,
@@ -260,16 +260,25 @@ class EventTranslator(Protocol):
 
 
 class TranslatingStream:
-    """Raw upstream bytes in, translated SSE bytes out (a :class:`StreamConverter`)."""
+    """Raw upstream bytes in, translated SSE bytes out (a :class:`StreamConverter`).
+
+    Comment lines pass through unchanged, in order: they carry an agent's tool activity
+    (``docs/agents.md``), which every SDK ignores, whatever the API.
+    """
 
     def __init__(self, translator: EventTranslator) -> None:
-        self._parser = SSEParser()
+        self._framer = SSEFramer()
         self._translator = translator
 
     def feed(self, chunk: bytes) -> bytes:
-        return b"".join(
-            out for event in self._parser.feed(chunk) for out in self._translator.feed(event)
-        )
+        out: list[bytes] = []
+        for block in self._framer.feed(chunk):
+            event = parse_event(block)
+            if event is not None:
+                out.extend(self._translator.feed(event))
+            elif block.startswith(b":"):
+                out.append(block)
+        return b"".join(out)
 
     def finish(self) -> bytes:
         finish = getattr(self._translator, "finish", None)

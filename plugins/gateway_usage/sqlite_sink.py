@@ -40,7 +40,11 @@ CREATE TABLE IF NOT EXISTS usage (
     cached            INTEGER NOT NULL,
     coalesced         INTEGER NOT NULL,
     reserved_tokens   INTEGER NOT NULL,
-    error_code        TEXT
+    error_code        TEXT,
+    parent_id         TEXT,
+    agent             TEXT,
+    step              INTEGER NOT NULL DEFAULT 0,
+    route             TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_tenant ON usage (tenant, started_at);
 CREATE INDEX IF NOT EXISTS usage_key ON usage (key_id, started_at);
@@ -58,6 +62,22 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, at);
 """
+
+# Columns added after the first release, for files made before them (``ALTER TABLE`` on open).
+_ADDED_COLUMNS = {
+    "parent_id": "TEXT",
+    "agent": "TEXT",
+    "step": "INTEGER NOT NULL DEFAULT 0",
+    "route": "TEXT",
+}
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    present = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")  # constants only
+
 
 _COLUMNS = (
     "request_id",
@@ -78,6 +98,10 @@ _COLUMNS = (
     "coalesced",
     "reserved_tokens",
     "error_code",
+    "parent_id",
+    "agent",
+    "step",
+    "route",
 )
 _INSERT_USAGE = (
     f"INSERT OR IGNORE INTO usage ({', '.join(_COLUMNS)})"  # noqa: S608 (constants only)
@@ -120,6 +144,10 @@ def _usage_row(rec: UsageRecord) -> tuple[Any, ...]:
         int(rec.coalesced),
         rec.reserved_tokens,
         rec.error_code,
+        rec.parent_id,
+        rec.agent,
+        rec.step,
+        rec.route,
     )
 
 
@@ -151,7 +179,11 @@ class SqliteUsageSink:
     def __init__(self, path: str = "data/usage.sqlite3", busy_timeout_ms: int = 5000) -> None:
         # sqlite3 errors reach the ledger as they are: it retries the batch.
         self._file = SqliteFile(
-            path, _SCHEMA, busy_timeout_ms=busy_timeout_ms, what="the usage sink"
+            path,
+            _SCHEMA,
+            busy_timeout_ms=busy_timeout_ms,
+            what="the usage sink",
+            migrate=_add_missing_columns,
         )
         self.path = path
 

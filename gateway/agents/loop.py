@@ -1,0 +1,307 @@
+"""The built-in agent type ``tool_loop``: call the model, run its tool calls, repeat.
+
+Each step sends the conversation (the agent's instructions first) with the tools to the model
+chosen by the agent's router. When the model answers without tool calls, that is the answer.
+When it calls tools, the calls run (concurrently when there are several), their results are
+appended, and the loop goes on. Before each step the run's limits are checked (steps, seconds,
+dollars, tokens); at a limit, one last call *without* tools produces the final answer, and the
+answer says which limit stopped the run (OpenAI Agents SDK semantics: a graceful final answer).
+
+Calls to tools the agent does not own belong to the client (its own ``tools``): the run stops
+and returns them with ``finish_reason: tool_calls``. Calls to a tool marked
+``require_approval`` stop the run the same way, pending; the client approves by sending the
+conversation back as returned (the pending call without a result), or refuses by adding a
+``tool`` message for it saying so. Calls the gateway ran in that step are not in the returned
+message (the client has no results to pair them with); the model sees them on the next turn
+only if it asks again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import anyio
+
+from gateway.agents.base import (
+    AgentAnswer,
+    AgentEvent,
+    AgentSession,
+    DeltaEvent,
+    DoneEvent,
+    StepEvent,
+    StepOptions,
+    StepResult,
+    StopReason,
+    ToolCall,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from gateway.agents.routing import ModelDirectory, StepRouter
+from gateway.agents.toolcalls import calls_in_message
+from gateway.errors import InvalidRequestError
+from gateway.settings_agents import AgentSettings
+from gateway.tokens import estimate_prompt_tokens
+from gateway.tools.base import ToolResult
+
+# The share of a run's time kept for the final answer once time runs short (at most 5 s).
+_FINAL_SHARE = 0.2
+_FINAL_MAX_S = 5.0
+_FINAL_NOTE = (
+    "You have reached this run's {limit} limit. Answer now with what you know, without "
+    "calling any tool."
+)
+_LIMIT_WORDS = {
+    "max_steps": "step",
+    "max_seconds": "time",
+    "max_cost": "cost",
+    "max_tokens": "token",
+}
+# Fields of the client's request passed on to each step (the rest is the loop's own).
+_PASSED = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "user",
+    "response_format",
+    "presence_penalty",
+    "frequency_penalty",
+    "metadata",
+)
+
+
+class ToolLoopAgent:
+    """The ``tool_loop`` agent (satisfies :class:`gateway.agents.base.Agent`).
+
+    Args:
+        settings: the agent's configuration.
+        directory: facts about the model groups, for its router.
+
+    Raises:
+        ValueError: no model to call (``model`` or ``routing.tiers``), or a routing policy
+            no candidate satisfies.
+    """
+
+    def __init__(self, settings: AgentSettings, directory: ModelDirectory) -> None:
+        self.settings = settings
+        self.router = StepRouter(settings.model, settings.routing, directory)
+        self._final_grace = min(_FINAL_MAX_S, (settings.max_seconds or 600.0) * _FINAL_SHARE)
+
+    def models(self) -> Sequence[str]:
+        return self.router.models()
+
+    async def run(self, request: Mapping[str, Any], session: AgentSession) -> AgentAnswer:
+        async for event in self._loop(request, session, streamed=False):
+            if isinstance(event, DoneEvent):
+                return event.answer
+        raise RuntimeError("the loop ended without an answer")  # pragma: no cover
+
+    def stream(self, request: Mapping[str, Any], session: AgentSession) -> AsyncIterator[AgentEvent]:
+        return self._loop(request, session, streamed=True)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _conversation(self, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise InvalidRequestError("`messages` must be a non-empty list.", param="messages")
+        conversation = [dict(m) for m in messages if isinstance(m, Mapping)]
+        if self.settings.instructions:
+            conversation.insert(0, {"role": "system", "content": self.settings.instructions})
+        return conversation
+
+    def _tools(self, request: Mapping[str, Any], session: AgentSession) -> list[dict[str, Any]]:
+        own = session.tools.specs()
+        theirs = request.get("tools") or []
+        if not isinstance(theirs, list):
+            raise InvalidRequestError("`tools` must be a list.", param="tools")
+        for spec in theirs:
+            name = spec.get("function", {}).get("name") if isinstance(spec, Mapping) else None
+            if isinstance(name, str) and session.tools.owns(name):
+                raise InvalidRequestError(
+                    f"The tool `{name}` is one of `{session.name}`'s own; rename yours.",
+                    param="tools",
+                )
+        return [*own, *theirs]
+
+    def _step_request(
+        self,
+        request: Mapping[str, Any],
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {k: request[k] for k in _PASSED if k in request}
+        body["model"] = model
+        body["messages"] = messages
+        if tools:
+            body["tools"] = tools
+            choice = request.get("tool_choice", self.settings.tool_choice)
+            if choice is not None:
+                body["tool_choice"] = choice
+            body["parallel_tool_calls"] = self.settings.parallel_tool_calls
+        return body
+
+    def _limit(self, session: AgentSession, largest_step: tuple[int, int]) -> StopReason | None:
+        """Which limit the next step would cross, if any (money and tokens: a step as large as
+        the largest so far must still fit)."""
+        limits, usage = session.limits, session.usage
+        if usage.steps + 1 >= limits.max_steps:
+            return "max_steps"  # the last allowed step is the final answer's
+        if time.monotonic() >= limits.deadline - self._final_grace:
+            return "max_seconds"
+        cost, tokens = largest_step
+        if limits.max_cost_nanos is not None and usage.cost_nanos + cost > limits.max_cost_nanos:
+            return "max_cost"
+        if limits.max_tokens is not None and usage.tokens + tokens > limits.max_tokens:
+            return "max_tokens"
+        return None
+
+    async def _loop(
+        self, request: Mapping[str, Any], session: AgentSession, *, streamed: bool
+    ) -> AsyncGenerator[AgentEvent, None]:
+        messages = self._conversation(request)
+        tools = self._tools(request, session)
+        largest = (0, 0)
+        # A conversation sent back with pending calls of ours (approved) runs them first.
+        pending = _unanswered_calls(messages)
+        if pending:
+            async for event in self._run_calls(pending, messages, session, streamed):
+                yield event
+        while True:
+            stop = self._limit(session, largest)
+            final = stop is not None
+            if final:
+                messages.append(
+                    {"role": "system", "content": _FINAL_NOTE.format(limit=_LIMIT_WORDS[stop])}
+                )
+            choice = self.router.choose(
+                messages, () if final else tools, estimate_prompt_tokens({"messages": messages})
+            )
+            body = self._step_request(request, choice.model, messages, [] if final else tools)
+            options = StepOptions(route=choice.reason, local_only=choice.local_only)
+            yield StepEvent(session.usage.steps + 1, choice.model, choice.reason)
+            if streamed:
+                step_stream = session.models.stream(body, options)
+                try:
+                    async for chunk in step_stream:
+                        for c in chunk.get("choices") or ():
+                            text = (c.get("delta") or {}).get("content")
+                            if text:
+                                yield DeltaEvent({"content": text})
+                finally:
+                    await step_stream.aclose()
+                step = step_stream.result
+            else:
+                step = await session.models.chat(body, options)
+            largest = (
+                max(largest[0], step.usage.cost_nanos),
+                max(largest[1], step.usage.tokens),
+            )
+            calls = [] if final else step.tool_calls
+            if not calls:
+                finish = "length" if stop == "max_tokens" else step.finish_reason
+                if finish == "tool_calls":  # a final call that still wrote calls: not ours
+                    finish = "stop"
+                message = {"role": "assistant", "content": step.message.get("content") or ""}
+                yield DoneEvent(AgentAnswer(message, finish, stop or "answered"))
+                return
+            messages.append(_assistant_message(step))
+            returned = [
+                c
+                for c in calls
+                if not session.tools.owns(c.name) or session.tools.needs_approval(c.name)
+            ]
+            ours = [c for c in calls if c not in returned]
+            async for event in self._run_calls(ours, messages, session, streamed):
+                yield event
+            if returned:
+                approval = all(session.tools.owns(c.name) for c in returned)
+                if streamed:
+                    yield DeltaEvent({"tool_calls": _call_deltas(returned)})
+                message = {
+                    "role": "assistant",
+                    "content": step.message.get("content"),
+                    "tool_calls": [c.message_part() for c in returned],
+                }
+                reason: StopReason = "approval" if approval else "tool_calls"
+                yield DoneEvent(AgentAnswer(message, "tool_calls", reason))
+                return
+
+    async def _run_calls(
+        self,
+        calls: Sequence[ToolCall],
+        messages: list[dict[str, Any]],
+        session: AgentSession,
+        streamed: bool,
+    ) -> AsyncGenerator[AgentEvent, None]:
+        """Run ``calls`` (concurrently), append their results in the calls' order."""
+        if not calls:
+            return
+        for call in calls:
+            yield ToolCallEvent(call.id, call.name, call.arguments)
+        results: list[tuple[ToolResult, float]] = [(ToolResult(""), 0.0)] * len(calls)
+        started = time.perf_counter()
+
+        async def one(i: int, call: ToolCall) -> None:
+            began = time.perf_counter()
+            results[i] = (await session.tools.call(call), time.perf_counter() - began)
+
+        if len(calls) == 1:
+            await one(0, calls[0])
+        else:
+            async with anyio.create_task_group() as group:
+                for i, call in enumerate(calls):
+                    group.start_soon(one, i, call)
+        session.usage.tool_s += time.perf_counter() - started
+        session.usage.tool_calls += len(calls)
+        for call, (result, seconds) in zip(calls, results, strict=True):
+            text = result.text()
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.id,
+                    "content": f"Error: {text}" if result.is_error else text,
+                }
+            )
+            yield ToolResultEvent(call.id, call.name, result, seconds)
+
+
+def _assistant_message(step: StepResult) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": step.message.get("content"),
+        "tool_calls": [c.message_part() for c in step.tool_calls],
+    }
+
+
+def _call_deltas(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": i,
+            "id": c.id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for i, c in enumerate(calls)
+    ]
+
+
+def _unanswered_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:
+    """Calls of the last assistant message that no later ``tool`` message answers (a run
+    that stopped for approval, sent back to go on)."""
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if message.get("role") == "assistant":
+            calls = calls_in_message(message)
+            answered = {
+                m.get("tool_call_id") for m in messages[i + 1 :] if m.get("role") == "tool"
+            }
+            return [c for c in calls if c.id not in answered]
+        if message.get("role") not in ("tool",):
+            return []
+    return []

@@ -350,7 +350,9 @@ class Agent(Protocol):
         """
         ...
 
-    def stream(self, request: Mapping[str, Any], session: AgentSession) -> AsyncIterator[AgentEvent]:
+    def stream(
+        self, request: Mapping[str, Any], session: AgentSession
+    ) -> AsyncIterator[AgentEvent]:
         """Answer ``request`` as events (an async generator) ending with a :class:`DoneEvent`.
         Closing the iterator early (the client left) must stop the run."""
         ...

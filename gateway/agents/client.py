@@ -269,8 +269,9 @@ class PipelineStepStream:
         ctx, answer = await self._open()
         if isinstance(answer, RawResponse):  # a cached whole answer for a streamed request
             body = decode(answer.body)
-            result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), self._started,
-                                self._options)
+            result = _result_of(
+                body, ctx, answer.header(b"x-gateway-backend"), self._started, self._options
+            )
             self._finish(result)
             return
         self._answer = answer

@@ -100,7 +100,9 @@ class ToolLoopAgent:
                 return event.answer
         raise RuntimeError("the loop ended without an answer")  # pragma: no cover
 
-    def stream(self, request: Mapping[str, Any], session: AgentSession) -> AsyncIterator[AgentEvent]:
+    def stream(
+        self, request: Mapping[str, Any], session: AgentSession
+    ) -> AsyncIterator[AgentEvent]:
         return self._loop(request, session, streamed=True)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -175,7 +177,7 @@ class ToolLoopAgent:
         while True:
             stop = self._limit(session, largest)
             final = stop is not None
-            if final:
+            if stop is not None:
                 messages.append(
                     {"role": "system", "content": _FINAL_NOTE.format(limit=_LIMIT_WORDS[stop])}
                 )
@@ -298,9 +300,7 @@ def _unanswered_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:
         message = messages[i]
         if message.get("role") == "assistant":
             calls = calls_in_message(message)
-            answered = {
-                m.get("tool_call_id") for m in messages[i + 1 :] if m.get("role") == "tool"
-            }
+            answered = {m.get("tool_call_id") for m in messages[i + 1 :] if m.get("role") == "tool"}
             return [c for c in calls if c.id not in answered]
         if message.get("role") not in ("tool",):
             return []

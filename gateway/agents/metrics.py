@@ -55,9 +55,7 @@ class AgentMetrics:
             registry=r,
         )
 
-    def run_ended(
-        self, agent: str, stop_reason: str, steps: int, overhead_s: float
-    ) -> None:
+    def run_ended(self, agent: str, stop_reason: str, steps: int, overhead_s: float) -> None:
         c = self._children
         c.get(self.runs, agent, stop_reason).inc()
         if steps:

@@ -58,9 +58,7 @@ def _text_of(message: Mapping[str, Any]) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, Sequence):
-        return " ".join(
-            str(part.get("text", "")) for part in content if isinstance(part, Mapping)
-        )
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
     return ""
 
 
@@ -157,7 +155,10 @@ class StepRouter:
             m
             for m, _ in self._tiers
             if (not needs_tools or directory.supports_tools(m))
-            and (directory.context_window(m) in (0, None) or directory.context_window(m) > prompt_tokens)
+            and (
+                directory.context_window(m) in (0, None)
+                or directory.context_window(m) > prompt_tokens
+            )
         ]
         pool = fitting or [m for m, _ in self._tiers]
         return min(pool, key=directory.price_per_mtok)

@@ -42,8 +42,8 @@ from gateway.pipeline.context import Dialect, RequestContext
 from gateway.providers.base import UpstreamResponse
 from gateway.routing.backends import Backend
 from gateway.routing.dispatch import Dispatched, OpenStream
-from gateway.tools.base import HttpClient, ToolContext
 from gateway.settings_agents import ToolUse
+from gateway.tools.base import HttpClient, ToolContext
 from gateway.tools.toolbox import OfferedTool, RunToolBox, ToolCatalog
 
 log = logging.getLogger("gateway.agents")
@@ -101,8 +101,16 @@ class RunSpec:
         http: outbound HTTP under the runner's network policy.
     """
 
-    __slots__ = ("http", "max_cost_usd", "max_seconds", "max_steps", "max_tokens", "source_tools",
-                 "specs", "tools")
+    __slots__ = (
+        "http",
+        "max_cost_usd",
+        "max_seconds",
+        "max_steps",
+        "max_tokens",
+        "source_tools",
+        "specs",
+        "tools",
+    )
 
     def __init__(
         self,
@@ -179,7 +187,8 @@ class AgentRunner:
         return limits.capped_by(ctx.step.cap if ctx.step is not None else None)
 
     async def _session(self, ctx: RequestContext) -> RunSession:
-        assert self._pipeline is not None and self._dialect is not None, "runner not bound"
+        assert self._pipeline is not None, "runner not bound"
+        assert self._dialect is not None, "runner not bound"
         metrics = self._metrics
         run = Run(self.name, ctx, self._limits(ctx), on_step=metrics.step)
         spec = self.spec
@@ -352,7 +361,11 @@ def _comment(event: AgentEvent) -> bytes:
     """A tool or step event as an SSE comment line (``: <kind> <json>``)."""
     if isinstance(event, ToolCallEvent):
         kind = "tool_call"
-        data: dict[str, Any] = {"id": event.call_id, "name": event.name, "arguments": event.arguments}
+        data: dict[str, Any] = {
+            "id": event.call_id,
+            "name": event.name,
+            "arguments": event.arguments,
+        }
     elif isinstance(event, ToolResultEvent):
         kind = "tool_result"
         text = event.result.text()
@@ -412,11 +425,15 @@ def _completion(
         "created": int(time.time()),
         "model": ctx.model,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": answer.finish_reason}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
         ],
         "usage": _usage_field(usage),
     }
     if include_agent:
         body["agent"] = _agent_field(ctx.model, answer, usage)
     return encode(body)
-

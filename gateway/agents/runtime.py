@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.agents.base import Agent
+from gateway.agents.client import StepPipeline
 from gateway.agents.metrics import AgentMetrics
 from gateway.agents.runner import AgentRunner, RunSpec
-from gateway.agents.client import StepPipeline
 from gateway.config_loader import ConfigError
 from gateway.governance.pricing import PriceBook
 from gateway.guardrails.base import Guardrail
@@ -139,7 +139,11 @@ def _instance(
 def _guardrails(settings: Settings, registries: Registries) -> dict[str, Guardrail]:
     return {
         name: _instance(
-            registries.guardrails, "guardrail", g.type, g.options, settings.source,
+            registries.guardrails,
+            "guardrail",
+            g.type,
+            g.options,
+            settings.source,
             f"guardrails.{name}",
         )
         for name, g in settings.guardrails.items()
@@ -164,7 +168,11 @@ def _chain(
 def _tool_sources(settings: Settings, registries: Registries) -> dict[str, ToolSource]:
     return {
         name: _instance(
-            registries.tool_sources, "tool source", s.type, s.options, settings.source,
+            registries.tool_sources,
+            "tool source",
+            s.type,
+            s.options,
+            settings.source,
             f"tool_sources.{name}",
         )
         for name, s in settings.tool_sources.items()
@@ -189,7 +197,12 @@ def _agent_group(name: str, owned_by: str, guardrails: list[str], total_s: float
         timeouts=timeouts,
     )
     spec = BackendSpec(
-        name=backend_name, group=name, url="", model=name, api_key=None, weight=1.0,
+        name=backend_name,
+        group=name,
+        url="",
+        model=name,
+        api_key=None,
+        weight=1.0,
         timeouts=timeouts,
     )
     return ModelGroup(name, settings, [Backend(spec, _RunnerOnly())], _OnlyBackend())
@@ -218,8 +231,9 @@ class _Builder:
         if self.directory.exists(name):
             raise ConfigError(self.source, f"{where}.name", f"`{name}` is already a model name")
 
-    def _spec(self, s: AgentSettings | WorkflowSettings, tools: Any, network: NetworkSettings,
-              where: str) -> RunSpec:
+    def _spec(
+        self, s: AgentSettings | WorkflowSettings, tools: Any, network: NetworkSettings, where: str
+    ) -> RunSpec:
         try:
             static, dynamic = self.runtime.tools.offer(tools)
         except ValueError as exc:
@@ -236,11 +250,20 @@ class _Builder:
             http=http,
         )
 
-    def _serve(self, name: str, agent: Agent, spec: RunSpec, owned_by: str,
-               guardrails: list[str], total_s: float, where: str) -> None:
+    def _serve(
+        self,
+        name: str,
+        agent: Agent,
+        spec: RunSpec,
+        owned_by: str,
+        guardrails: list[str],
+        total_s: float,
+        where: str,
+    ) -> None:
         group = _agent_group(name, owned_by, guardrails, total_s)
-        runner = AgentRunner(name, agent, spec, group.backends[0], self.runtime.tools,
-                             self.metrics, nests=True)
+        runner = AgentRunner(
+            name, agent, spec, group.backends[0], self.runtime.tools, self.metrics, nests=True
+        )
         self.catalog.add(group)
         self.runtime.runners[name] = runner
         self.calls[name] = list(agent.models())
@@ -252,7 +275,8 @@ class _Builder:
         factory = self.registries.agents.get(s.type)
         if factory is None:
             raise ConfigError(
-                self.source, f"{where}.type",
+                self.source,
+                f"{where}.type",
                 f"unknown agent type `{s.type}`; registered: "
                 f"{', '.join(self.registries.agents.names()) or 'none'}",
             )
@@ -285,7 +309,10 @@ class _Builder:
         if factory is None:
             raise ConfigError(self.source, where, "no `tool_loop` agent type is registered")
         loop_settings = AgentSettings(
-            name=gs.name, model=gs.name, tools=tools.tools, max_steps=tools.max_steps,
+            name=gs.name,
+            model=gs.name,
+            tools=tools.tools,
+            max_steps=tools.max_steps,
             network=tools.network,
         )
         agent = factory(loop_settings, self.directory)
@@ -293,9 +320,18 @@ class _Builder:
         spec.max_seconds = None
         group = self.catalog.resolve(gs.name)
         b = group.backends[0].spec
-        pseudo = Backend(BackendSpec(name=f"tools:{gs.name}", group=gs.name, url="",
-                                     model=gs.name, api_key=None, weight=1.0,
-                                     timeouts=b.timeouts), _RunnerOnly())
+        pseudo = Backend(
+            BackendSpec(
+                name=f"tools:{gs.name}",
+                group=gs.name,
+                url="",
+                model=gs.name,
+                api_key=None,
+                weight=1.0,
+                timeouts=b.timeouts,
+            ),
+            _RunnerOnly(),
+        )
         self.runtime.runners[gs.name] = AgentRunner(
             gs.name, agent, spec, pseudo, self.runtime.tools, self.metrics, nests=False
         )
@@ -306,7 +342,8 @@ class _Builder:
             for model in models:
                 if not self.directory.exists(model):
                     raise ConfigError(
-                        self.source, _where_of(self.settings, name),
+                        self.source,
+                        _where_of(self.settings, name),
                         f"`{name}` calls unknown model `{model}`",
                     )
             del i
@@ -314,7 +351,8 @@ class _Builder:
             path = _cycle(name, self.calls, [name])
             if path:
                 raise ConfigError(
-                    self.source, _where_of(self.settings, name),
+                    self.source,
+                    _where_of(self.settings, name),
                     f"runs call each other in a cycle: {' -> '.join(path)}",
                 )
 
@@ -357,8 +395,12 @@ def build_agents(
     runtime = AgentRuntime(
         tools=ToolCatalog(dict(registries.tools.items()), _tool_sources(settings, registries))
     )
-    if not (settings.agents or settings.workflows or settings.guardrails
-            or any(g.server_tools for g in settings.models)):
+    if not (
+        settings.agents
+        or settings.workflows
+        or settings.guardrails
+        or any(g.server_tools for g in settings.models)
+    ):
         return runtime
     agent_metrics = AgentMetrics(metrics.registry)
     builder = _Builder(

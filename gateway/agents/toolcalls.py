@@ -84,11 +84,12 @@ class ToolCallAssembler:
             index = delta.get("index")
             if not isinstance(index, int):
                 index = len(self._order) if delta.get("id") else max(len(self._order) - 1, 0)
-            call_id = delta.get("id")
+            raw_id = delta.get("id")
+            call_id = raw_id if isinstance(raw_id, str) else ""
             partial = self._by_index.get(index)
-            fresh_id = isinstance(call_id, str) and call_id != ""
+            fresh_id = call_id != ""
             if partial is None or (fresh_id and partial.id and call_id != partial.id):
-                partial = _Partial(call_id if fresh_id else "")
+                partial = _Partial(call_id)
                 self._by_index[index] = partial
                 self._order.append(partial)
             elif fresh_id and not partial.id:

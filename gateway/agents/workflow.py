@@ -61,9 +61,7 @@ def _last_user_text(request: Mapping[str, Any]) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return " ".join(
-                    str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-                )
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
     return ""
 
 
@@ -123,7 +121,9 @@ class WorkflowAgent:
                 return event.answer
         raise RuntimeError("the workflow ended without an answer")  # pragma: no cover
 
-    def stream(self, request: Mapping[str, Any], session: AgentSession) -> AsyncIterator[AgentEvent]:
+    def stream(
+        self, request: Mapping[str, Any], session: AgentSession
+    ) -> AsyncIterator[AgentEvent]:
         return self._run(request, session, streamed=True)
 
     async def _run(
@@ -198,8 +198,7 @@ class WorkflowAgent:
             yield StepEvent(session.usage.steps + 1, step.agent, "workflow")
             out[0] = await self._call(step.agent, source, session, share)
         elif step.sequential:
-            async for event in self._sequence(step.sequential, source, values, session, share,
-                                              out):
+            async for event in self._sequence(step.sequential, source, values, session, share, out):
                 yield event
         elif step.parallel:
             out[0] = await self._parallel(step.parallel, source, values, session, share)
@@ -207,8 +206,7 @@ class WorkflowAgent:
             assert step.loop
             out[0] = source
             for _ in range(step.max_iterations):
-                async for event in self._sequence(step.loop, out[0], values, session, share,
-                                                  out):
+                async for event in self._sequence(step.loop, out[0], values, session, share, out):
                     yield event
                 if step.until is not None and step.until in out[0]:
                     break

@@ -84,7 +84,9 @@ class OfferedTool:
         try:
             validator = _validator(tool)
         except jsonschema.SchemaError as exc:
-            raise ValueError(f"tool `{name}` has an invalid parameters schema: {exc.message}")
+            raise ValueError(
+                f"tool `{name}` has an invalid parameters schema: {exc.message}"
+            ) from None
         return cls(tool, name, wire, use.require_approval, use.timeout_s, validator)
 
     def spec(self) -> dict[str, Any]:

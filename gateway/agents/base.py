@@ -364,7 +364,8 @@ class Agent(Protocol):
 
 
 AgentFactory: TypeAlias = Callable[..., Agent]
-"""What ``register_agents`` registers: an agent *type*. Called once per configured agent with
-``name=`` and the agent's settings as keyword arguments (``gateway.settings.AgentSettings``
-fields less ``type``, plus its ``options``); ``TypeError``/``ValueError`` for bad ones become
-config errors naming the agent."""
+"""What ``register_agents`` registers: an agent *type*, called once per configured agent as
+``factory(settings, directory)`` with its settings (``gateway.settings_agents.AgentSettings``,
+or ``WorkflowSettings`` for the ``workflow`` type; type-specific ones in ``options``) and a
+``gateway.agents.routing.ModelDirectory``. ``TypeError``/``ValueError`` become config errors
+naming the agent."""

@@ -329,9 +329,9 @@ class GuardedHttpClient:
         timeout_s: float | None = None,
     ) -> HttpReply:
         """See :meth:`gateway.tools.base.HttpClient.request`."""
-        limit = (
-            self.policy.timeout_s if timeout_s is None else min(timeout_s, self.policy.timeout_s)
-        )
+        limit = self.policy.timeout_s
+        if timeout_s is not None:
+            limit = max(min(timeout_s, limit), 0.0)  # a deadline already past times out at once
         try:
             start = URL(url)
         except (TypeError, ValueError):

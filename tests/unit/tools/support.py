@@ -57,6 +57,7 @@ async def running_target() -> AsyncIterator[Target]:
     - ``/redirect?to=URL&status=N``: redirect ``N`` (302 by default) to ``URL``;
     - ``/loop``: a redirect to itself;
     - ``/big``: 10 000 bytes;
+    - ``/latin1``: ``café`` in Latin-1 (not UTF-8);
     - ``/hold``: answers once ``release`` is set.
     """
     target = Target(port=0)
@@ -82,6 +83,10 @@ async def running_target() -> AsyncIterator[Target]:
         await record(request)
         return web.Response(body=b"x" * 10_000)
 
+    async def latin1(request: web.Request) -> web.Response:
+        await record(request)
+        return web.Response(body="café".encode("latin-1"), content_type="text/plain")
+
     async def hold(request: web.Request) -> web.Response:
         await record(request)
         await target.release.wait()
@@ -92,6 +97,7 @@ async def running_target() -> AsyncIterator[Target]:
     app.router.add_route("*", "/redirect", redirect)
     app.router.add_get("/loop", loop)
     app.router.add_get("/big", big)
+    app.router.add_get("/latin1", latin1)
     app.router.add_get("/hold", hold)
     runner = web.AppRunner(app)
     await runner.setup()

@@ -126,26 +126,25 @@ def address_refusal(address: str | IPAddress, opened: Iterable[IPNetwork] = ()) 
     if isinstance(raw, ipaddress.IPv6Address) and raw.scope_id is not None:
         raw = ipaddress.IPv6Address(int(raw))  # the zone does not change what it is
     embedded = _embedded_ipv4(raw) if isinstance(raw, ipaddress.IPv6Address) else None
-    target = embedded[0] if embedded is not None and embedded[1] else raw
-    shown = f"{raw} reaches {target}," if target is not raw else f"{raw} is"
     if raw in METADATA_ADDRESSES:
         return f"{raw} is a cloud metadata address"
     if embedded is not None and embedded[0] in METADATA_ADDRESSES:
         return f"{raw} embeds {embedded[0]}, a cloud metadata address"
-    if _is_public(target):
+    target = embedded[0] if embedded is not None and embedded[1] else raw
+    if _is_public(target) or any(target in net or raw in net for net in opened):
         return None
-    opened = tuple(opened)
-    if any(target in network or raw in network for network in opened):
-        return None
-    return f"{shown} {_kind(target)}"
+    if target is raw:
+        return f"{raw} is {_kind(raw)}"
+    return f"{raw} reaches {target}, {_kind(target)}"
 
 
 def _domain_pattern(entry: str) -> str:
     """The lower-case form of an ``allow_domains`` entry, or ValueError naming it."""
-    pattern = entry.strip().lower().rstrip(".")
-    name = pattern.removeprefix("*.")
+    pattern = entry.strip().lower()
     if pattern == "*":
         return pattern
+    wildcard = pattern.startswith("*.")
+    name = pattern.removeprefix("*.").removesuffix(".")
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -159,7 +158,7 @@ def _domain_pattern(entry: str) -> str:
         )
     if name in METADATA_HOSTS:
         raise ValueError(f"allow_domains entry {entry!r} is a cloud metadata host, always refused")
-    return pattern
+    return f"*.{name}" if wildcard else name
 
 
 def _network(entry: str) -> IPNetwork:

@@ -174,6 +174,8 @@ def test_settings_become_a_normalised_policy() -> None:
         (["http://api.example.com"], [], "'http://api.example.com'"),
         (["a.*.example.com"], [], "'a.*.example.com'"),
         (["*example.com"], [], "'*example.com'"),
+        (["*."], [], "'*.'"),
+        (["**"], [], "'**'"),
         (["exa mple.com"], [], "'exa mple.com'"),
         (["-bad.example.com"], [], "'-bad.example.com'"),
         (["10.0.0.1"], [], "'10.0.0.1' is an address"),
@@ -379,7 +381,7 @@ async def test_a_slow_answer_times_out(target: Target, client: Client) -> None:
     assert [s.path for s in target.seen] == ["/hold", "/hold"]
 
 
-async def test_connection_and_resolution_failures(target: Target, client: Client) -> None:
+async def test_connection_and_resolution_failures(client: Client) -> None:
     async with running_target() as gone:
         port = gone.port
     with pytest.raises(HttpFailureError, match="failed: "):

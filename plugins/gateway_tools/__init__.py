@@ -5,11 +5,12 @@ from gateway.hookspecs import RegisterTool
 from gateway.tools.base import Tool
 from gateway_tools.calculator import CalculatorTool
 from gateway_tools.clock_tool import CurrentTimeTool
+from gateway_tools.http_request import HttpRequestTool
 
 
 def builtin_tools() -> tuple[Tool, ...]:
     """A fresh instance of every built-in tool; adding a tool is one line here."""
-    return (CalculatorTool(), CurrentTimeTool())
+    return (CalculatorTool(), CurrentTimeTool(), HttpRequestTool())
 
 
 @hookimpl

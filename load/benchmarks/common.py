@@ -69,6 +69,15 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 @contextmanager
 def serve_gateway(config: dict[str, Any], core: int | None = 0) -> Iterator[str]:
     """One gateway worker for ``config`` (a mapping), pinned to ``core``."""
+    with gateway_process(config, core) as (url, _):
+        yield url
+
+
+@contextmanager
+def gateway_process(
+    config: dict[str, Any], core: int | None = 0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As :func:`serve_gateway`, with the process (for its CPU time)."""
     port = free_port()
     config = {**config, "server": {"port": port}}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
@@ -79,7 +88,7 @@ def serve_gateway(config: dict[str, Any], core: int | None = 0) -> Iterator[str]
     )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz")
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -136,8 +136,6 @@ class McpToolSource:
         else:
             raise ValueError(f"transport: expected 'stdio' or 'http', got {transport!r}")
         self._session: McpSession | None = None
-        # Serialises connects, so concurrent first calls share one session.
-        self._connect_lock = asyncio.Lock()
         # Every session opened, until its owner task ends: aclose waits for them all.
         self._owners: set[asyncio.Task[None]] = set()
         self._listing: tuple[float, tuple[McpTool, ...]] | None = None  # (expiry, tools)
@@ -213,7 +211,7 @@ class McpToolSource:
     async def _with_client(self, request: Callable[[Client], Awaitable[_T]]) -> _T:
         """Send ``request`` through the session; on a closed connection, once more through a
         new one."""
-        session = await self._connected()
+        session = self._current_session()
         try:
             return await request(await session.client())
         except MCPError as error:
@@ -221,23 +219,27 @@ class McpToolSource:
                 raise
             log.info("MCP server %s: connection closed; reconnecting", self.label)
             self._drop(session)
-        session = await self._connected()
+        session = self._current_session()
         return await request(await session.client())
 
-    async def _connected(self) -> McpSession:
-        """The current session, a new one if there is none usable."""
-        async with self._connect_lock:
-            if self._closed:
-                raise ServiceUnavailableError(f"MCP tool source {self.label} is closed")
-            session = self._session
-            if session is None or not session.usable:
-                if session is not None:
-                    self._drop(session)
-                session = self._session = McpSession(
-                    self._open_client, label=self.label, connect_timeout_s=self._timeout_s
-                )
-                self._owners.add(session.task)
-                session.task.add_done_callback(self._owners.discard)
+    def _current_session(self) -> McpSession:
+        """The current session, a new (connecting) one if there is none usable.
+
+        Synchronous on purpose, instead of a lock: nothing can run between the check and the
+        assignment, so concurrent first calls all get the one session and wait for its one
+        connect (:meth:`McpSession.client`).
+        """
+        if self._closed:
+            raise ServiceUnavailableError(f"MCP tool source {self.label} is closed")
+        session = self._session
+        if session is None or not session.usable:
+            if session is not None:
+                self._drop(session)
+            session = self._session = McpSession(
+                self._open_client, label=self.label, connect_timeout_s=self._timeout_s
+            )
+            self._owners.add(session.task)
+            session.task.add_done_callback(self._owners.discard)
         return session
 
     def _drop(self, session: McpSession) -> None:

@@ -25,7 +25,8 @@ from gateway.errors import ServiceUnavailableError
 from gateway.identity import Principal
 from gateway.tools.base import HttpReply, NetworkRefusedError, Tool, ToolContext, ToolSource
 
-SERVER = str(Path(__file__).parents[2] / "fixtures" / "mcp_server.py")
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+SERVER = str(FIXTURES / "mcp_server.py")
 
 pytestmark = pytest.mark.anyio
 
@@ -64,8 +65,14 @@ def context(seconds: float = 10.0) -> ToolContext:
 
 
 def stdio_source(**options: Any) -> McpToolSource:
+    # A script path relative to `cwd`: the server starts only if `cwd` is applied.
     return McpToolSource(
-        transport="stdio", command=sys.executable, args=[SERVER, "stdio"], timeout_s=10, **options
+        transport="stdio",
+        command=sys.executable,
+        args=["mcp_server.py", "stdio"],
+        cwd=str(FIXTURES),
+        timeout_s=10,
+        **options,
     )
 
 
@@ -146,6 +153,12 @@ async def test_text_results_are_joined_and_structured_ones_kept(source: McpToolS
     assert (divided.content, divided.is_error) == ({"quotient": 3, "remainder": 1}, False)
 
 
+async def test_concurrent_calls_share_the_session(source: McpToolSource) -> None:
+    echo = (await tools_of(source))["echo"]
+    results = await asyncio.gather(*(echo.call({"text": f"n{i}"}, context()) for i in range(8)))
+    assert [result.content for result in results] == [f"n{i}" for i in range(8)]
+
+
 async def test_a_raising_tool_is_an_error_result(source: McpToolSource) -> None:
     result = await (await tools_of(source))["fail"].call({}, context())
     assert result.is_error
@@ -183,6 +196,17 @@ async def test_an_unreachable_url_fails_the_listing() -> None:
     with pytest.raises(ServiceUnavailableError, match="unavailable"):
         await source.list_tools()
     await source.aclose()
+
+
+async def test_a_server_that_never_answers_fails_the_listing_in_time() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        source = McpToolSource(transport="http", url=f"http://127.0.0.1:{port}/mcp", timeout_s=0.5)
+        with pytest.raises(ServiceUnavailableError, match=r"within 0\.5 s"):
+            await source.list_tools()
+        await source.aclose()
 
 
 async def test_a_command_that_cannot_start_fails_the_listing(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 The source connects on the first :meth:`McpToolSource.list_tools` and keeps that one session
 open for every later list and call (a stdio server is one subprocess for the gateway's life).
-When the SDK reports the connection closed (the subprocess died, the HTTP server went away),
-the source opens a new session and sends the request once more: the SDK raises that error for
-requests it could not deliver, and for requests in flight when the server went away, which a
-dead server cannot finish anyway. Each session lives in a task of its own
-(:mod:`gateway_mcp.session`), because the SDK's context managers must be closed by the task
-that opened them.
+When the session is lost, the source opens a new one and sends the request once more. Lost
+means the SDK reports the connection closed (the subprocess died, the HTTP server went away:
+it raises that for requests it could not deliver, and for requests in flight then, which a dead
+server cannot finish anyway), or the server calls the request invalid, which is how an HTTP
+server of the handshake era answers (404) a session id it no longer knows, after a restart or
+an idle expiry (the MCP spec says to start a new session then; the request was not run).
+
+Each session lives in a task of its own (:mod:`gateway_mcp.session`), because the SDK's context
+managers must be closed by the task that opened them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, CallToolResult, ContentBlock, TextContent
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INVALID_REQUEST,
+    CallToolResult,
+    ContentBlock,
+    TextContent,
+)
 
 from gateway.errors import GatewayError, ServiceUnavailableError
 from gateway.tools.base import JSON, ToolContext, ToolResult
@@ -35,6 +44,8 @@ log = logging.getLogger("gateway.tools.mcp")
 
 _T = TypeVar("_T")
 
+# The MCP error codes after which the session is replaced (see the module docstring).
+_SESSION_LOST = frozenset({CONNECTION_CLOSED, INVALID_REQUEST})
 # A server whose tools/list never stops paginating must not hang the gateway.
 _MAX_LIST_PAGES = 100
 # The HTTP client's timeouts: the SDK's own defaults (a server may hold an SSE stream open
@@ -209,15 +220,15 @@ class McpToolSource:
             await asyncio.wait(set(self._owners))
 
     async def _with_client(self, request: Callable[[Client], Awaitable[_T]]) -> _T:
-        """Send ``request`` through the session; on a closed connection, once more through a
+        """Send ``request`` through the session; if the session is lost, once more through a
         new one."""
         session = self._current_session()
         try:
             return await request(await session.client())
         except MCPError as error:
-            if error.code != CONNECTION_CLOSED:
+            if error.code not in _SESSION_LOST:
                 raise
-            log.info("MCP server %s: connection closed; reconnecting", self.label)
+            log.info("MCP server %s: session lost (%s); reconnecting", self.label, error)
             self._drop(session)
         session = self._current_session()
         return await request(await session.client())

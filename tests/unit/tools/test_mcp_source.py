@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +98,25 @@ def is_running(pid: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def http_url() -> Iterator[str]:
-    """The MCP endpoint of the test server, served over streamable HTTP by a subprocess."""
-    process = subprocess.Popen([sys.executable, SERVER, "http"], stdout=subprocess.PIPE)
+@contextmanager
+def http_server(mode: str = "http", port: int = 0) -> Iterator[int]:
+    """The test server over streamable HTTP in a subprocess; yields its port."""
+    process = subprocess.Popen([sys.executable, SERVER, mode, str(port)], stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
-        port = int(process.stdout.readline())  # printed once the socket listens
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield int(process.stdout.readline())  # printed once the socket listens
     finally:
-        process.terminate()
+        process.kill()
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    """The MCP endpoint of the test server, shared by the module."""
+    with http_server() as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture(scope="module", params=["stdio", "http"])
@@ -250,6 +257,21 @@ async def test_a_dead_server_is_restarted_for_the_next_call_and_closed_when_dead
     finally:
         await source.aclose()
     assert not is_running(second)
+
+
+async def test_a_restarted_http_server_of_the_handshake_era_gets_a_new_session() -> None:
+    # Such a server answers 404 to the session id it issued before its restart.
+    with http_server("http-legacy") as port:
+        source = McpToolSource(transport="http", url=f"http://127.0.0.1:{port}/mcp")
+        pid = (await tools_of(source))["pid"]
+        first = await pid.call({}, context())
+    try:
+        with http_server("http-legacy", port):
+            second = await pid.call({}, context())
+            assert not second.is_error, second.content
+            assert second.text() != first.text()
+    finally:
+        await source.aclose()
 
 
 async def test_the_listing_is_cached_for_its_ttl(http_url: str) -> None:

@@ -125,7 +125,7 @@ async def source(request: pytest.FixtureRequest, http_url: str) -> AsyncIterator
     if request.param == "stdio":
         shared = stdio_source()
     else:
-        shared = McpToolSource(transport="http", url=http_url, headers={"X-Test": "yes"})
+        shared = McpToolSource(transport="http", url=http_url)
     yield shared
     await shared.aclose()
 

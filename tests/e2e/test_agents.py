@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -533,3 +534,29 @@ def test_every_step_is_charged_to_the_callers_key(
     assert sum(s["prompt_tokens"] for s in steps) == answer.usage.prompt_tokens  # type: ignore[union-attr]
     cost = sum(s["cost_nanos"] for s in steps)
     assert (answer.model_extra or {})["agent"]["cost_usd"] == pytest.approx(cost / 1e9)
+
+
+# -- MCP tools -----------------------------------------------------------------------------------
+
+
+def test_an_agent_calls_the_tools_of_an_mcp_server(sim: Sim) -> None:
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    cfg = config(
+        sim,
+        agent(tools=["files.*"]),
+        tool_sources={
+            "files": {
+                "type": "mcp",
+                "options": {
+                    "transport": "stdio",
+                    "command": sys.executable,
+                    "args": [str(fixtures / "mcp_server.py"), "stdio"],
+                },
+            }
+        },
+    )
+    with running_gateway(cfg) as gw:
+        added = ask(gw, "helper", script('files__add {"a": 2, "b": 3}'))
+        assert "5" in (added.choices[0].message.content or "")
+        failed = ask(gw, "helper", script("files__fail {}"))
+        assert "always fails" in (failed.choices[0].message.content or "")

@@ -182,7 +182,7 @@ async def test_stream_rewrites_are_re_encoded_in_order_and_handed_on() -> None:
         [("shout", Probe("shout", seen, rewrite=shout)), ("b", Probe("b", seen))]
     )
     out = await collect(chain.filter_stream(context(), pieces(STREAM, [7, 50, 51])))
-    rewritten = [shout(chunk("Hel")), shout(chunk("lo"))]
+    rewritten: list[dict[str, Any] | bytes] = [shout(chunk(t)) or {} for t in ("Hel", "lo")]
     # Rewritten events are re-encoded; the rest are the bytes that came in, in order.
     assert out == sse([b": keep-alive\n\n", *rewritten]) + STREAM[STREAM.index(b": another") :]
     handed_on = [c["choices"][0]["delta"] for name, c in seen if name == "b" and c["choices"]]

@@ -13,7 +13,6 @@ from gateway_guardrails.text import (
     delta_text,
     rewrite_answer_texts,
     rewrite_message_texts,
-    stream_choices,
     where_option,
     with_delta_text,
 )
@@ -110,13 +109,16 @@ class PiiRedactGuardrail:
     async def check_chunk(
         self, context: GuardrailContext, chunk: Mapping[str, Any]
     ) -> GuardrailVerdict:
-        choices = stream_choices(chunk)
-        if not self.on_response or not choices:
+        choices = chunk.get("choices")
+        if not self.on_response or not isinstance(choices, list) or not choices:
             return GuardrailVerdict.allow()
         streams: dict[Any, StreamRedactor] = context.state.setdefault(self._key, {})
         changed = False
-        out = []
+        out: list[Any] = []
         for choice in choices:
+            if not isinstance(choice, dict):
+                out.append(choice)
+                continue
             text = delta_text(choice)
             finished = choice.get("finish_reason") is not None
             index = choice.get("index", 0)

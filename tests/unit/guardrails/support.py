@@ -71,7 +71,8 @@ async def collect(stream: AsyncIterator[bytes], into: list[bytes] | None = None)
 
 
 def contents(data: bytes) -> list[str | None]:
-    """Each chunk event's first choice's ``delta.content`` (``[DONE]`` as None is skipped)."""
+    """Each chunk event's first choice's ``delta.content`` (None for none, or no choice);
+    ``[DONE]`` is left out."""
     out: list[str | None] = []
     for event in SSEParser().feed(data):
         if event.data != b"[DONE]":

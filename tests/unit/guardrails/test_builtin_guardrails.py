@@ -182,6 +182,7 @@ def test_pii_found(text: str, expected: str) -> None:
         "versions 1.2.3, port 8080, +5 points, 12:30, 50%, $1,299.99",
         "email me at john at example dot com, or @handle",
         "call 555-1234",  # too short for a phone
+        "from 2019-2024, hosts 192.168.1.1 and 10.0.0.255, 1999-2000-2001",
     ],
 )
 def test_no_false_positives(text: str) -> None:

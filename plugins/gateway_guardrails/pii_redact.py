@@ -83,7 +83,7 @@ class PiiRedactGuardrail:
             raise ValueError(f"`replacement` must be a string, got {replacement!r}")
         try:
             self.redactor = Redactor(detectors, replacement)
-        except (KeyError, IndexError, ValueError):
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
             raise ValueError(
                 f"`replacement` must be a format string with only {{label}}: {replacement!r}"
             ) from None

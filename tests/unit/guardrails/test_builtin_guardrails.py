@@ -77,6 +77,8 @@ def test_the_plugin_registers_the_three() -> None:
         ("pii_redact", {"patterns": {"id": "[bad"}}, "patterns.id"),
         ("pii_redact", {"patterns": {"any": "x*"}}, "patterns.any"),
         ("pii_redact", {"replacement": "<{kind}>"}, "replacement"),
+        ("pii_redact", {"replacement": "<{label.x}>"}, "replacement"),
+        ("pii_redact", {"replacement": 7}, "replacement"),
         ("pii_redact", {"where": "nowhere"}, "where"),
         ("pii_redact", {"stream_window": 0}, "stream_window"),
     ],

@@ -77,6 +77,20 @@ class InvalidRequestError(GatewayError):
     error_type = "invalid_request_error"
 
 
+class GuardrailBlockedError(InvalidRequestError):
+    """400: a guardrail of the model group blocked the request, its answer or its stream.
+
+    Attributes:
+        guardrail: the config name of the guardrail that blocked it.
+    """
+
+    default_code = "guardrail_blocked"
+
+    def __init__(self, guardrail: str, message: str) -> None:
+        super().__init__(f"Blocked by guardrail `{guardrail}`: {message}")
+        self.guardrail = guardrail
+
+
 class AuthenticationError(GatewayError):
     """401: no API key, or one the gateway does not know."""
 

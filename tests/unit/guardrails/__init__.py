@@ -1,0 +1,1 @@
+"""Guardrails: the chain and the built-ins."""

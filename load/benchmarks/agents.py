@@ -33,9 +33,7 @@ from common import format_table, free_port, gateway_process, pin, stop, wait_unt
 
 STEPS = 5  # four tool steps, then the answer
 EXPRESSIONS = ["6*7", "2**10", "sqrt(81)", "(3+4)*5"]
-SCRIPT = " ".join(
-    f"[[tools: calculator {json.dumps({'expression': e})}]]" for e in EXPRESSIONS
-)
+SCRIPT = " ".join(f"[[tools: calculator {json.dumps({'expression': e})}]]" for e in EXPRESSIONS)
 MESSAGES = [{"role": "user", "content": SCRIPT}]
 
 
@@ -163,8 +161,17 @@ def main() -> int:
     args = parser.parse_args()
     sim_port = free_port()
     sim = subprocess.Popen(
-        [*pin(1), sys.executable, "-m", "gateway.cli", "sim", "--port", str(sim_port),
-         "--profile", "instant"],
+        [
+            *pin(1),
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "sim",
+            "--port",
+            str(sim_port),
+            "--profile",
+            "instant",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -23,6 +23,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
 
 from tests.support.servers import (
     GatewayServer,
@@ -47,8 +48,9 @@ def script(*steps: str, answer: str | None = None) -> str:
     return text + (f" [[answer: {answer}]]" if answer else "")
 
 
-def agent(name: str = "helper", model: str = "m", **fields: Any) -> dict[str, Any]:
-    return {"name": name, "model": model, "tools": ["calculator", "current_time"], **fields}
+def agent(name: str = "helper", model: str | None = "m", **fields: Any) -> dict[str, Any]:
+    spec = {"name": name, "tools": ["calculator", "current_time"], **fields}
+    return spec if model is None else {"model": model, **spec}
 
 
 def config(sim: Sim, *agents: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -65,10 +67,18 @@ def ask(gw: GatewayServer, model: str, text: str, **kwargs: Any) -> Any:
     )
 
 
-def sse_lines(gw: GatewayServer, body: dict[str, Any], path: str = "/v1/chat/completions") -> list[str]:
+def sse_lines(
+    gw: GatewayServer, body: dict[str, Any], path: str = "/v1/chat/completions"
+) -> list[str]:
     with httpx.stream("POST", f"{gw.url}{path}", json=body, timeout=30) as response:
         assert response.status_code == 200, response.read()
         return [line for line in response.iter_lines() if line]
+
+
+def calls_of(message: ChatCompletionMessage) -> list[ChatCompletionMessageFunctionToolCall]:
+    return [
+        c for c in message.tool_calls or [] if isinstance(c, ChatCompletionMessageFunctionToolCall)
+    ]
 
 
 def comments(lines: list[str], kind: str) -> list[dict[str, Any]]:
@@ -112,7 +122,8 @@ def test_an_agent_is_listed_and_answers_with_the_tool_result(gw: GatewayServer) 
     assert extra["agent"]["steps"] == 2
     assert extra["agent"]["tool_calls"] == 1
     assert "stop=answered; steps=2" in raw.headers["x-gateway-agent"]
-    assert answer.usage is not None and answer.usage.total_tokens > 0
+    assert answer.usage is not None
+    assert answer.usage.total_tokens > 0
 
 
 def test_a_streamed_run_shows_tool_activity_and_sums_usage(gw: GatewayServer) -> None:
@@ -131,7 +142,8 @@ def test_a_streamed_run_shows_tool_activity_and_sums_usage(gw: GatewayServer) ->
             usage = chunk.usage
     assert "42" in "".join(content)
     plain = ask(gw, "helper", text)
-    assert usage is not None and plain.usage is not None
+    assert usage is not None
+    assert plain.usage is not None
     assert usage.prompt_tokens == plain.usage.prompt_tokens  # both steps, summed
     lines = sse_lines(
         gw, {"model": "helper", "stream": True, "messages": [{"role": "user", "content": text}]}
@@ -139,7 +151,8 @@ def test_a_streamed_run_shows_tool_activity_and_sums_usage(gw: GatewayServer) ->
     calls = comments(lines, "tool_call")
     results = comments(lines, "tool_result")
     assert [c["name"] for c in calls] == ["calculator"]
-    assert results[0]["id"] == calls[0]["id"] and "42" in results[0]["content"]
+    assert results[0]["id"] == calls[0]["id"]
+    assert "42" in results[0]["content"]
     assert comments(lines, "agent")[0]["stop_reason"] == "answered"
     assert [s["number"] for s in comments(lines, "step")] == [1, 2]
     assert lines[-1] == "data: [DONE]"
@@ -167,11 +180,10 @@ def test_the_responses_api_calls_an_agent_plain_and_streamed(gw: GatewayServer) 
     client = oai(gw)
     response = client.responses.create(model="helper", input=script(calc("6*7")))
     assert "42" in response.output_text
-    events = list(
-        client.responses.create(model="helper", input=script(calc("3*3")), stream=True)
-    )
+    events = list(client.responses.create(model="helper", input=script(calc("3*3")), stream=True))
     done = [e for e in events if e.type == "response.completed"]
-    assert done and "9" in done[0].response.output_text
+    assert done
+    assert "9" in done[0].response.output_text
 
 
 def test_parallel_tool_calls_run_and_come_back_in_order(gw: GatewayServer) -> None:
@@ -188,7 +200,8 @@ def test_parallel_tool_calls_run_and_come_back_in_order(gw: GatewayServer) -> No
 def test_a_tool_error_goes_back_to_the_model_and_the_loop_goes_on(gw: GatewayServer) -> None:
     answer = ask(gw, "helper", script(calc("1/0"), calc("__import__('os')"), calc("2+2")))
     agent_field = (answer.model_extra or {})["agent"]
-    assert agent_field["steps"] == 4 and agent_field["tool_calls"] == 3
+    assert agent_field["steps"] == 4
+    assert agent_field["tool_calls"] == 3
     assert "4" in (answer.choices[0].message.content or "")
     lines = sse_lines(
         gw,
@@ -199,7 +212,8 @@ def test_a_tool_error_goes_back_to_the_model_and_the_loop_goes_on(gw: GatewaySer
         },
     )
     result = comments(lines, "tool_result")[0]
-    assert result["is_error"] is True and "division by zero" in result["content"]
+    assert result["is_error"] is True
+    assert "division by zero" in result["content"]
 
 
 def test_invalid_arguments_are_an_error_result_not_a_failed_request(gw: GatewayServer) -> None:
@@ -225,15 +239,14 @@ def test_max_tokens_stops_the_loop(sim: Sim) -> None:
     agent_field = (answer.model_extra or {})["agent"]
     assert agent_field["stop_reason"] == "max_tokens"
     assert answer.choices[0].finish_reason == "length"
-    assert answer.usage is not None and answer.usage.total_tokens <= 400 + 200
+    assert answer.usage is not None
+    assert answer.usage.total_tokens <= 400 + 200
 
 
 def test_max_cost_stops_the_loop(sim: Sim) -> None:
     priced = {
         "name": "m",
-        "backends": [
-            {"url": sim.url, "model": "sim-model", "price": {"input_per_mtok": 1000.0}}
-        ],
+        "backends": [{"url": sim.url, "model": "sim-model", "price": {"input_per_mtok": 1000.0}}],
     }
     cfg = {"models": [priced], "agents": [agent(max_cost_usd=0.5, max_steps=50)]}
     with running_gateway(cfg) as gw:
@@ -244,9 +257,10 @@ def test_max_cost_stops_the_loop(sim: Sim) -> None:
 
 
 def test_max_seconds_stops_the_loop() -> None:
-    with running_sim(step_base_ms=20.0) as slow, running_gateway(
-        config(slow, agent(max_seconds=1.0, max_steps=100))
-    ) as gw:
+    with (
+        running_sim(step_base_ms=20.0) as slow,
+        running_gateway(config(slow, agent(max_seconds=1.0, max_steps=100))) as gw,
+    ):
         answer = ask(gw, "helper", f"[[tools-forever: {calc('1+1')}]]")
     agent_field = (answer.model_extra or {})["agent"]
     assert agent_field["stop_reason"] == "max_seconds"
@@ -257,7 +271,7 @@ def test_a_slow_tool_times_out_and_the_model_hears_so(sim: Sim) -> None:
     release = threading.Event()
 
     class Slow(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             release.wait(10)
             self.send_response(200)
             self.end_headers()
@@ -287,7 +301,7 @@ def test_a_slow_tool_times_out_and_the_model_hears_so(sim: Sim) -> None:
 @pytest.fixture(scope="module")
 def web() -> Iterator[str]:
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/redirect":
                 self.send_response(302)
                 self.send_header("location", "http://169.254.169.254/latest/meta-data/")
@@ -337,7 +351,7 @@ def test_http_request_reaches_an_opened_address_and_nothing_private(sim: Sim, we
 
 # -- the client's own tools, approvals, server-side tools ----------------------------------------
 
-CLIENT_TOOL = {
+CLIENT_TOOL: Any = {
     "type": "function",
     "function": {
         "name": "lookup",
@@ -350,12 +364,12 @@ CLIENT_TOOL = {
 def test_calls_to_the_clients_tools_come_back_to_the_client(gw: GatewayServer) -> None:
     client = oai(gw)
     messages: list[Any] = [
-        {"role": "user", "content": script(f"{calc('2+2')} | lookup {{\"q\": \"x\"}}")}
+        {"role": "user", "content": script(f'{calc("2+2")} | lookup {{"q": "x"}}')}
     ]
     first = client.chat.completions.create(model="helper", messages=messages, tools=[CLIENT_TOOL])
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
-    calls = choice.message.tool_calls or []
+    calls = calls_of(choice.message)
     assert [c.function.name for c in calls] == ["lookup"]  # the calculator ran in the gateway
     assert (first.model_extra or {})["agent"]["stop_reason"] == "tool_calls"
     messages += [
@@ -373,7 +387,7 @@ def test_a_tool_needing_approval_stops_and_runs_once_sent_back(gw: GatewayServer
     pending = client.chat.completions.create(model="approver", messages=messages)
     assert pending.choices[0].finish_reason == "tool_calls"
     assert (pending.model_extra or {})["agent"]["stop_reason"] == "approval"
-    calls = pending.choices[0].message.tool_calls or []
+    calls = calls_of(pending.choices[0].message)
     assert calls[0].function.name == "calculator"
     messages.append(pending.choices[0].message.model_dump(exclude_none=True))
     approved = client.chat.completions.create(model="approver", messages=messages)
@@ -392,7 +406,7 @@ def test_a_group_with_server_tools_runs_them_and_returns_the_clients(sim: Sim) -
             tools=[CLIENT_TOOL],
         )
         assert mixed.choices[0].finish_reason == "tool_calls"
-        names = [c.function.name for c in mixed.choices[0].message.tool_calls or []]
+        names = [c.function.name for c in calls_of(mixed.choices[0].message)]
         assert names == ["lookup"]
 
 
@@ -524,8 +538,10 @@ def test_every_step_is_charged_to_the_callers_key(
 
         assert eventually(lambda: len(rows()) == 3)
     run, *steps = rows()
-    assert run["request_id"] == run_id and run["model"] == "helper"
-    assert run["cost_nanos"] == 0 and run["prompt_tokens"] == 0  # carried by the steps
+    assert run["request_id"] == run_id
+    assert run["model"] == "helper"
+    assert run["cost_nanos"] == 0
+    assert run["prompt_tokens"] == 0  # carried by the steps
     assert [s["step"] for s in steps] == [1, 2]
     assert {s["parent_id"] for s in steps} == {run_id}
     assert {s["agent"] for s in steps} == {"helper"}

@@ -55,9 +55,7 @@ def workflows_config(sim: Sim, *workflows: dict[str, Any]) -> dict[str, Any]:
 
 def ask(gw: GatewayServer, model: str, text: str) -> Any:
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
-    return client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}]
-    )
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
 
 
 def test_a_workflow_runs_sequential_and_parallel_agents(gw: GatewayServer) -> None:
@@ -100,7 +98,8 @@ def test_a_workflow_calling_itself_is_a_config_error() -> None:
 
     with running_sim() as sim:
         loop = {"name": "ouroboros", "steps": [{"agent": "ouroboros"}]}
-        with pytest.raises(ConfigError, match="cycle"), running_gateway(
-            workflows_config(sim, loop)
+        with (
+            pytest.raises(ConfigError, match="cycle"),
+            running_gateway(workflows_config(sim, loop)),
         ):
             pass

@@ -87,14 +87,13 @@ def _read_calls(text: str, pos: int) -> tuple[tuple[Call, ...], int]:
         if name is None:
             raise ScriptError(f"a tool name is expected at offset {pos} of the tool script")
         pos = name.end()
-        args: Any = {}
+        # Arguments are a JSON object or nothing (``{}``); anything else is not a call.
+        args: dict[str, Any] = {}
         if text.startswith("{", pos):
             try:
                 args, pos = _decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
                 raise ScriptError(f"bad JSON arguments for `{name[1]}`: {exc.msg}") from None
-        if not isinstance(args, dict):
-            raise ScriptError(f"the arguments of `{name[1]}` must be a JSON object")
         calls.append((name[1], json.dumps(args)))
         while text[pos : pos + 1].isspace():
             pos += 1

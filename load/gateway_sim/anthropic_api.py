@@ -14,12 +14,13 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 from msgspec import Meta, Struct
 
-from gateway_sim.generation import Generation, ToolChoice, generate, plan_tool_call
+from gateway_sim.generation import Generation, ToolChoice, generate
 from gateway_sim.limits import check_generation, check_integers
 from gateway_sim.openai_api import Job, Output, make_job
 from gateway_sim.serving import SimRequestError, admit, decode, run_to_completion, stream_tokens
 from gateway_sim.state import SimState
 from gateway_sim.tokens import chat_template, content_text, split_tokens
+from gateway_sim.toolscript import ScriptError, ToolStep, answer_output, decide, messages_turn
 
 _json = msgspec.json.Encoder()
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -120,15 +121,20 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
             "cache_creation_input_tokens": 0,
         }
 
-    def block(out: Output) -> dict[str, Any]:
+    def blocks(out: Output, *, streamed: bool = False) -> list[dict[str, Any]]:
+        """The content blocks of ``out``; as a stream starts them (empty) when ``streamed``."""
         if isinstance(out, Generation):
-            return {"type": "text", "text": out.text}
-        return {
-            "type": "tool_use",
-            "id": f"toolu_{out.id}",
-            "name": out.name,
-            "input": json.loads(out.arguments),
-        }
+            return [{"type": "text", "text": "" if streamed else out.text}]
+        return [
+            {
+                "type": "tool_use",
+                "id": f"toolu_{c.id}",
+                "name": c.name,
+                # vLLM's quirk sends "" for no arguments; an input is always an object.
+                "input": {} if streamed else json.loads(c.arguments or "{}"),
+            }
+            for c in out.calls
+        ]
 
     @post("/v1/messages", status_code=200)
     async def messages(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -142,10 +148,20 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
         prompt_tokens = split_tokens(prompt)
         check_generation(config.profile, len(prompt_tokens), req.max_tokens)
         tools = [(t.name, t.input_schema) for t in req.tools or []]
-        call = plan_tool_call(
-            prompt, tools, _tool_choice(req.tool_choice), _last_is_user_question(req)
+        try:
+            turn = messages_turn(req.messages)
+        except ScriptError as exc:
+            raise SimRequestError(str(exc), "messages") from None
+        step = decide(
+            turn, tools, _tool_choice(req.tool_choice), prompt, _last_is_user_question(req)
         )
-        out: Output = call or generate(prompt, req.max_tokens, stop=req.stop_sequences or ())
+        out: Output
+        if isinstance(step, ToolStep):
+            out = step
+        elif step is not None:
+            out = answer_output(step, req.max_tokens)
+        else:
+            out = generate(prompt, req.max_tokens, stop=req.stop_sequences or ())
         gate = state.gate_for(request.headers)
         job = make_job(state, prompt_tokens, [out], raw.get("cache_salt"), gate)
         mid = f"msg_{uuid.uuid4().hex[:24]}"
@@ -159,7 +175,7 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
         await run_to_completion(state, job.sequence)
         body = {
             **head,
-            "content": [block(out)],
+            "content": blocks(out),
             "stop_reason": reason,
             "stop_sequence": None,
             "usage": usage(job, len(out.tokens)),
@@ -169,6 +185,11 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
     def events(
         job: Job, out: Output, head: dict[str, Any], reason: str
     ) -> Callable[[int, int], list[bytes]]:
+        opening = blocks(out, streamed=True)
+
+        def block_event(kind: str, index: int, **fields: Any) -> bytes:
+            return _event(kind, {"type": kind, "index": index, **fields})
+
         def render(start: int, end: int) -> list[bytes]:
             chunks = []
             if start == 0:
@@ -182,39 +203,23 @@ def build_anthropic_routes(state: SimState) -> list[HTTPRouteHandler]:
                 chunks.append(
                     _event("message_start", {"type": "message_start", "message": message})
                 )
-                first = (
-                    {"type": "text", "text": ""}
-                    if isinstance(out, Generation)
-                    else {
-                        "type": "tool_use",
-                        "id": f"toolu_{out.id}",
-                        "name": out.name,
-                        "input": {},
-                    }
-                )
-                chunks.append(
-                    _event(
-                        "content_block_start",
-                        {"type": "content_block_start", "index": 0, "content_block": first},
-                    )
-                )
+                chunks.append(block_event("content_block_start", 0, content_block=opening[0]))
                 chunks.append(_event("ping", {"type": "ping"}))
             for t in range(start, min(end, len(out.tokens))):
-                delta = (
-                    {"type": "text_delta", "text": out.tokens[t]}
-                    if isinstance(out, Generation)
-                    else {"type": "input_json_delta", "partial_json": out.tokens[t]}
-                )
-                chunks.append(
-                    _event(
-                        "content_block_delta",
-                        {"type": "content_block_delta", "index": 0, "delta": delta},
-                    )
-                )
+                if isinstance(out, Generation):
+                    index, delta = 0, {"type": "text_delta", "text": out.tokens[t]}
+                else:
+                    # Parallel calls are successive blocks: each closes before the next opens.
+                    index, opens, fragment = out.piece(t)
+                    if opens and index:
+                        chunks.append(block_event("content_block_stop", index - 1))
+                        chunks.append(
+                            block_event("content_block_start", index, content_block=opening[index])
+                        )
+                    delta = {"type": "input_json_delta", "partial_json": fragment}
+                chunks.append(block_event("content_block_delta", index, delta=delta))
             if job.sequence.done and end >= job.sequence.output_tokens:
-                chunks.append(
-                    _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-                )
+                chunks.append(block_event("content_block_stop", len(opening) - 1))
                 chunks.append(
                     _event(
                         "message_delta",

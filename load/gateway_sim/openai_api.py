@@ -40,13 +40,11 @@ from gateway_sim.engine import SimRequest
 from gateway_sim.gates import Gate
 from gateway_sim.generation import (
     Generation,
-    ToolCallPlan,
     ToolChoice,
     embed,
     embedding_base64,
     embedding_inputs,
     generate,
-    plan_tool_call,
 )
 from gateway_sim.kv_cache import block_hashes
 from gateway_sim.limits import (
@@ -66,9 +64,10 @@ from gateway_sim.serving import (
 )
 from gateway_sim.state import SimState
 from gateway_sim.tokens import chat_template, split_tokens, token_ids
+from gateway_sim.toolscript import ScriptError, ToolStep, answer_output, chat_turn, decide
 
 _json = msgspec.json.Encoder()
-Output = Generation | ToolCallPlan
+Output = Generation | ToolStep
 
 
 @dataclass
@@ -160,12 +159,20 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
         )
         tools = [(t.function.name, t.function.parameters) for t in req.tools or []]
         choice = openai_tool_choice(req.tool_choice)
-        outputs: list[Output] = []
-        for i in range(n):
-            call = plan_tool_call(prompt, tools, choice, req.messages[-1].role == "user")
-            outputs.append(
-                call if call else generate(prompt, limit, i, stop=stop, ignore_eos=ignore_eos)
-            )
+        try:
+            turn = chat_turn(req.messages)
+        except ScriptError as exc:
+            raise SimRequestError(str(exc), "messages") from None
+        step = decide(turn, tools, choice, prompt, req.messages[-1].role == "user")
+
+        def output(i: int) -> Output:
+            if isinstance(step, ToolStep):
+                return step
+            if step is not None:
+                return answer_output(step, limit)
+            return generate(prompt, limit, i, stop=stop, ignore_eos=ignore_eos)
+
+        outputs = [output(i) for i in range(n)]
         return make_job(state, prompt_tokens, outputs, raw.get("cache_salt"), gate)
 
     @post("/v1/chat/completions", status_code=200)
@@ -192,9 +199,11 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
                     ChatChoice(i, ResponseMessage("assistant", out.text, None), out.finish_reason)
                 )
             else:
-                call = ToolCall(f"call_{out.id}", FunctionCall(out.name, out.arguments))
+                calls = [
+                    ToolCall(f"call_{c.id}", FunctionCall(c.name, c.arguments)) for c in out.calls
+                ]
                 choices.append(
-                    ChatChoice(i, ResponseMessage("assistant", None, None, [call]), "tool_calls")
+                    ChatChoice(i, ResponseMessage("assistant", None, None, calls), "tool_calls")
                 )
         completion_tokens = sum(len(o.tokens) for o in job.outputs)
         result = ChatCompletion(
@@ -222,16 +231,17 @@ def build_openai_routes(state: SimState) -> list[HTTPRouteHandler]:
                 for t in range(start, min(end, len(o.tokens))):
                     if isinstance(o, Generation):
                         out.append(chunk(i, ChoiceDelta(content=o.tokens[t])))
-                    elif t == 0:
-                        head = ToolCallDelta(
-                            0,
-                            f"call_{o.id}",
-                            "function",
-                            {"name": o.name, "arguments": o.tokens[0]},
-                        )
-                        out.append(chunk(i, ChoiceDelta(tool_calls=[head])))
-                    else:
-                        part = ToolCallDelta(0, function={"arguments": o.tokens[t]})
+                        continue
+                    # OpenAI's shape: a head naming the call, then its argument fragments.
+                    number, opens, fragment = o.piece(t)
+                    index = 0 if o.one_index else number
+                    if opens:
+                        call = o.calls[number]
+                        head = {"name": call.name, "arguments": ""}
+                        delta = ToolCallDelta(index, f"call_{call.id}", "function", head)
+                        out.append(chunk(i, ChoiceDelta(tool_calls=[delta])))
+                    if fragment:
+                        part = ToolCallDelta(index, function={"arguments": fragment})
                         out.append(chunk(i, ChoiceDelta(tool_calls=[part])))
                 if start < len(o.tokens) <= end or (not o.tokens and start == 0):
                     reason = o.finish_reason if isinstance(o, Generation) else "tool_calls"

@@ -40,6 +40,7 @@ from gateway.agents.base import (
 )
 from gateway.agents.routing import ModelDirectory, StepRouter
 from gateway.agents.toolcalls import calls_in_message
+from gateway.codec import encode
 from gateway.errors import InvalidRequestError
 from gateway.settings_agents import AgentSettings
 from gateway.tokens import estimate_prompt_tokens
@@ -52,6 +53,7 @@ _FINAL_NOTE = (
     "You have reached this run's {limit} limit. Answer now with what you know, without "
     "calling any tool."
 )
+_NOTE_TOKENS = 40  # the final answer's note, in tokens, with room to spare
 _LIMIT_WORDS = {
     "max_steps": "step",
     "max_seconds": "time",
@@ -148,18 +150,22 @@ class ToolLoopAgent:
             body["parallel_tool_calls"] = self.settings.parallel_tool_calls
         return body
 
-    def _limit(self, session: AgentSession, largest_step: tuple[int, int]) -> StopReason | None:
-        """Which limit the next step would cross, if any (money and tokens: a step as large as
-        the largest so far must still fit)."""
+    def _limit(self, session: AgentSession, next_step: tuple[int, int]) -> StopReason | None:
+        """Which limit the next step would cross, if any. Money and tokens are checked ahead:
+        the next step and the final answer after it (:class:`_Forecast`) must both still fit,
+        so a run ends within its budget but for the estimate's error."""
         limits, usage = session.limits, session.usage
         if usage.steps + 1 >= limits.max_steps:
             return "max_steps"  # the last allowed step is the final answer's
         if time.monotonic() >= limits.deadline - self._final_grace:
             return "max_seconds"
-        cost, tokens = largest_step
-        if limits.max_cost_nanos is not None and usage.cost_nanos + cost > limits.max_cost_nanos:
+        cost, tokens = next_step
+        if (
+            limits.max_cost_nanos is not None
+            and usage.cost_nanos + 2 * cost > limits.max_cost_nanos
+        ):
             return "max_cost"
-        if limits.max_tokens is not None and usage.tokens + tokens > limits.max_tokens:
+        if limits.max_tokens is not None and usage.tokens + 2 * tokens > limits.max_tokens:
             return "max_tokens"
         return None
 
@@ -168,14 +174,14 @@ class ToolLoopAgent:
     ) -> AsyncGenerator[AgentEvent, None]:
         messages = self._conversation(request)
         tools = self._tools(request, session)
-        largest = (0, 0)
+        forecast = _Forecast()
         # A conversation sent back with pending calls of ours (approved) runs them first.
         pending = _unanswered_calls(messages)
         if pending:
             async for event in self._run_calls(pending, messages, session, streamed):
                 yield event
         while True:
-            stop = self._limit(session, largest)
+            stop = self._limit(session, forecast.ahead())
             final = stop is not None
             if stop is not None:
                 messages.append(
@@ -200,10 +206,7 @@ class ToolLoopAgent:
                 step = step_stream.result
             else:
                 step = await session.models.chat(body, options)
-            largest = (
-                max(largest[0], step.usage.cost_nanos),
-                max(largest[1], step.usage.tokens),
-            )
+            forecast.stepped(step)
             calls = [] if final else step.tool_calls
             if not calls:
                 finish = "length" if stop == "max_tokens" else step.finish_reason
@@ -219,8 +222,10 @@ class ToolLoopAgent:
                 if not session.tools.owns(c.name) or session.tools.needs_approval(c.name)
             ]
             ours = [c for c in calls if c not in returned]
+            appended = len(messages)
             async for event in self._run_calls(ours, messages, session, streamed):
                 yield event
+            forecast.appended(messages[appended - 1 :])
             if returned:
                 approval = all(session.tools.owns(c.name) for c in returned)
                 if streamed:
@@ -271,6 +276,37 @@ class ToolLoopAgent:
                 }
             )
             yield ToolResultEvent(call.id, call.name, result, seconds)
+
+
+class _Forecast:
+    """What the next step and the final answer after it will likely take, from the last step's
+    real usage: every step sends the whole conversation again, so the next prompt is the last
+    prompt, plus the last answer, plus what was appended (tool calls and results, estimated from
+    their length), plus the final answer's note; its output about the last one's."""
+
+    __slots__ = ("added", "cost_per_token", "last_completion", "last_prompt")
+
+    def __init__(self) -> None:
+        self.last_prompt = self.last_completion = self.added = 0
+        self.cost_per_token = 0.0
+
+    def stepped(self, step: StepResult) -> None:
+        usage = step.usage
+        self.last_prompt, self.last_completion = usage.prompt_tokens, usage.completion_tokens
+        self.cost_per_token = usage.cost_nanos / usage.tokens if usage.tokens else 0.0
+        self.added = 0
+
+    def appended(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        self.added += sum(len(encode(m)) // 4 + 4 for m in messages)
+
+    def ahead(self) -> tuple[int, int]:
+        """(cost, tokens) of the next step and the final answer after it."""
+        if not self.last_prompt and not self.last_completion:
+            return (0, 0)
+        growth = self.last_completion + self.added + _NOTE_TOKENS
+        next_step = self.last_prompt + growth + self.last_completion
+        tokens = next_step + (next_step + growth)
+        return (round(tokens * self.cost_per_token), tokens)
 
 
 def _assistant_message(step: StepResult) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from gateway.agents.base import (
     StopReason,
 )
 from gateway.agents.routing import ModelDirectory
+from gateway.errors import GatewayError
 from gateway.settings_agents import WorkflowSettings, WorkflowStep
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -225,18 +226,31 @@ class WorkflowAgent:
         not streamed: the branches run in tasks of their own.)"""
         outputs = [""] * len(steps)
         branch_share = share * len(steps)
+        self._cap(session, branch_share)  # each branch must be able to start
+        failures: list[BaseException] = []
 
-        async def branch(i: int, step: WorkflowStep) -> None:
+        async def branch(i: int, step: WorkflowStep, scope: anyio.CancelScope) -> None:
             holder = [text]
-            async for _ in self._step(step, text, dict(values), session, branch_share, holder):
-                pass
+            try:
+                async for _ in self._step(step, text, dict(values), session, branch_share, holder):
+                    pass
+            except BudgetSpent as spent:
+                failures.append(spent)  # the others finish what they can
+            except GatewayError as exc:
+                failures.append(exc)
+                scope.cancel()  # the run fails: stop the other branches
             outputs[i] = holder[0]
             if step.output:
                 values[step.output] = holder[0]
 
         async with anyio.create_task_group() as group:
             for i, step in enumerate(steps):
-                group.start_soon(branch, i, step)
+                group.start_soon(branch, i, step, group.cancel_scope)
+        for failure in failures:  # an error first, then a spent budget
+            if isinstance(failure, GatewayError):
+                raise failure
+        if failures:
+            raise failures[0]
         return "\n\n".join(
             f"[{step.output or step.agent or f'branch {i + 1}'}]\n{output}"
             for i, (step, output) in enumerate(zip(steps, outputs, strict=True))

@@ -363,8 +363,8 @@ class Governor:
             prompt = completion = cached = 0
         reservation = ctx.reservation
         ledger = self.ledger
-        if reservation is None and not ledger.active:
-            return
+        if reservation is None and not ledger.active and ctx.step is None:
+            return  # nothing to settle or record (a step is priced anyway: its run's budget)
         try:
             group = ctx.group.name if ctx.group is not None else "-"
             principal = ctx.principal

@@ -232,14 +232,16 @@ def build_governance(
     )
     governance = Governance(store, directory, limiter, ledger, alerts, prices, governor, None)
     if store is not None and directory is not None and pepper is not None:
-        names = sorted({n for g in catalog.groups for n in (g.name, *g.settings.aliases)})
         governance.admin = KeyAdmin(
             store,
             directory,
             pepper=pepper,
             clock=clock,
             audit=ledger.audit,
-            known_models=lambda: names,
+            # read when asked: agents and workflows join the catalog after governance is built
+            known_models=lambda: sorted(
+                {n for g in catalog.groups for n in (g.name, *g.settings.aliases)}
+            ),
             known_policies=lambda: policies,
             usage=governance.usage_of,
         )

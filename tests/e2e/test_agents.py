@@ -57,8 +57,27 @@ def config(sim: Sim, *agents: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"models": [group("m", sim.url)], "agents": list(agents), **extra}
 
 
+_CLIENTS: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """The SDK clients a test made are closed when it ends (no socket left to the collector)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def oai(gw: GatewayServer, key: str = "x") -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0)
+    _CLIENTS.append(client)
+    return client
+
+
+def claude(gw: GatewayServer) -> anthropic.Anthropic:
+    client = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def ask(gw: GatewayServer, model: str, text: str, **kwargs: Any) -> Any:
@@ -159,7 +178,7 @@ def test_a_streamed_run_shows_tool_activity_and_sums_usage(gw: GatewayServer) ->
 
 
 def test_the_anthropic_sdk_calls_an_agent_plain_and_streamed(gw: GatewayServer) -> None:
-    client = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+    client = claude(gw)
     message = client.messages.create(
         model="helper",
         max_tokens=200,
@@ -240,7 +259,7 @@ def test_max_tokens_stops_the_loop(sim: Sim) -> None:
     assert agent_field["stop_reason"] == "max_tokens"
     assert answer.choices[0].finish_reason == "length"
     assert answer.usage is not None
-    assert answer.usage.total_tokens <= 400 + 200
+    assert answer.usage.total_tokens <= 400
 
 
 def test_max_cost_stops_the_loop(sim: Sim) -> None:
@@ -534,7 +553,10 @@ def test_every_step_is_charged_to_the_callers_key(
         def rows() -> list[sqlite3.Row]:
             with sqlite3.connect(db) as conn:
                 conn.row_factory = sqlite3.Row
-                return conn.execute("SELECT * FROM usage ORDER BY step").fetchall()
+                try:
+                    return conn.execute("SELECT * FROM usage ORDER BY step").fetchall()
+                except sqlite3.OperationalError:  # the sink has not made its table yet
+                    return []
 
         assert eventually(lambda: len(rows()) == 3)
     run, *steps = rows()

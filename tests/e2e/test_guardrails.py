@@ -57,8 +57,27 @@ def gw() -> Iterator[GatewayServer]:
             yield server
 
 
+_CLIENTS: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """The SDK clients a test made are closed when it ends (no socket left to the collector)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def oai(gw: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="x", max_retries=0)
+    _CLIENTS.append(client)
+    return client
+
+
+def claude(gw: GatewayServer) -> anthropic.Anthropic:
+    client = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def say(gw: GatewayServer, model: str, text: str, **kwargs: Any) -> str:
@@ -87,7 +106,7 @@ def test_a_long_input_is_rejected_with_the_guardrail_named(gw: GatewayServer) ->
 
 
 def test_a_blocked_pattern_is_rejected_on_messages_too(gw: GatewayServer) -> None:
-    client = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+    client = claude(gw)
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(
             model="guarded",
@@ -110,7 +129,7 @@ def test_pii_in_an_answer_is_redacted_whole_and_mid_stream(gw: GatewayServer) ->
     assert whole.startswith("write to <email>, card <card>, thanks"), whole
     live = streamed(gw, "redacted", text)
     assert live == whole
-    client = anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0)
+    client = claude(gw)
     message = client.messages.create(
         model="redacted", max_tokens=100, messages=[{"role": "user", "content": text}]
     )

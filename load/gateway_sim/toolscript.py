@@ -189,13 +189,12 @@ def chat_turn(messages: Sequence[ChatMessage]) -> Turn:
         ScriptError: the script is malformed.
     """
     last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), -1)
-    steps = 0
-    results: list[str] = []
-    for m in messages[last + 1 :]:
-        if m.role == "assistant" and m.tool_calls:
-            steps, results = steps + 1, []
-        elif m.role == "tool":
-            results.append(content_text(m.content))
+    steps, round_at = 0, last + 1
+    for i in range(last + 1, len(messages)):
+        if messages[i].role == "assistant" and messages[i].tool_calls:
+            steps, round_at = steps + 1, i + 1
+    # Only the last round's results are read: a long loop's earlier ones are never rendered.
+    results = [content_text(m.content) for m in messages[round_at:] if m.role == "tool"]
     text = content_text(messages[last].content) if last >= 0 else ""
     return _turn(text, last, steps, results)
 
@@ -220,17 +219,22 @@ def messages_turn(messages: Sequence[Turnlike]) -> Turn:
         ),
         -1,
     )
-    steps = 0
-    results: list[str] = []
-    for m in messages[last + 1 :]:
-        if isinstance(m.content, str):
-            continue
-        if m.role == "assistant" and any(b.get("type") == "tool_use" for b in m.content):
-            steps, results = steps + 1, []
-        elif m.role == "user":
-            results += [
-                content_text(b.get("content")) for b in m.content if b.get("type") == "tool_result"
-            ]
+    steps, round_at = 0, last + 1
+    for i in range(last + 1, len(messages)):
+        m = messages[i]
+        if (
+            m.role == "assistant"
+            and not isinstance(m.content, str)
+            and any(b.get("type") == "tool_use" for b in m.content)
+        ):
+            steps, round_at = steps + 1, i + 1
+    results = [
+        content_text(b.get("content"))
+        for m in messages[round_at:]
+        if m.role == "user" and not isinstance(m.content, str)
+        for b in m.content
+        if b.get("type") == "tool_result"
+    ]
     text = content_text(messages[last].content) if last >= 0 else ""
     return _turn(text, last, steps, results)
 

@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from anthropic.types import MessageParam, ToolParam, ToolUseBlock
+from anthropic.types import Message, MessageParam, ToolParam, ToolUseBlock
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionFunctionToolParam,
@@ -26,7 +26,10 @@ CALC = 'Compute. [[tools: calculator {"expr": "6*7"}]] [[answer: The answer is i
 
 
 def function(name: str, **properties: str) -> ChatCompletionFunctionToolParam:
-    schema = {"type": "object", "properties": {k: {"type": v} for k, v in properties.items()}}
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {k: {"type": v} for k, v in properties.items()},
+    }
     return {"type": "function", "function": {"name": name, "parameters": schema}}
 
 
@@ -93,7 +96,11 @@ def chat_loop(
             {
                 "role": "assistant",
                 "tool_calls": [
-                    {"id": c.id, "type": "function", "function": c.function.model_dump()}
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments},
+                    }
                     for c in calls
                 ],
             }
@@ -286,6 +293,7 @@ def messages_loop(
     messages: list[MessageParam] = [{"role": "user", "content": content}]
     called: list[list[str]] = []
     for _ in range(steps):
+        message: Message
         if stream:
             with claude.messages.stream(
                 model="sim-model", max_tokens=100, messages=messages, tools=ANTHROPIC_TOOLS
@@ -339,10 +347,13 @@ def test_messages_loop_plain_and_streamed(claude: anthropic.Anthropic) -> None:
 def test_messages_parallel_calls_stream_as_successive_blocks(
     claude: anthropic.Anthropic, raw: httpx.Client
 ) -> None:
+    ask: list[MessageParam] = [
+        {"role": "user", "content": '[[tools: calculator {"expr": "6*7"} | search]]'}
+    ]
     body = {
         "model": "sim-model",
         "max_tokens": 50,
-        "messages": [{"role": "user", "content": '[[tools: calculator {"expr": "6*7"} | search]]'}],
+        "messages": ask,
         "tools": ANTHROPIC_TOOLS,
         "stream": True,
     }
@@ -372,11 +383,12 @@ def test_messages_parallel_calls_stream_as_successive_blocks(
     assert sum(d["index"] == 0 for d in deltas) > 1
     assert events[-2]["delta"]["stop_reason"] == "tool_use"
     plain = claude.messages.create(
-        model="sim-model", max_tokens=50, messages=body["messages"], tools=ANTHROPIC_TOOLS
+        model="sim-model", max_tokens=50, messages=ask, tools=ANTHROPIC_TOOLS
     )
     assert plain.stop_reason == "tool_use"
-    assert [(b.type, b.id) for b in plain.content] == [("tool_use", s["id"]) for s in starts]
     uses = [b for b in plain.content if isinstance(b, ToolUseBlock)]
+    assert len(uses) == len(plain.content)
+    assert [u.id for u in uses] == [s["id"] for s in starts]
     assert [u.input for u in uses] == [{"expr": "6*7"}, {}]
     assert plain.usage.output_tokens == len(deltas)
 

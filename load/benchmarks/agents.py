@@ -125,8 +125,8 @@ async def measure(sim: str, gateway: str, runs: int, seconds: float, pid: int) -
         cpu_before = cpu_seconds(pid)
         for _ in range(runs):  # interleaved, so drift hits both alike
             direct.append(await direct_loop(session, sim, tools))
-            seconds, overhead, _ = await agent_run(session, gateway)
-            via.append(seconds)
+            took, overhead, _ = await agent_run(session, gateway)
+            via.append(took)
             reported.append(overhead)
         cpu_c1 = (cpu_seconds(pid) - cpu_before) / runs
         cpu_before = cpu_seconds(pid)

@@ -319,6 +319,8 @@ def decide(
             ]
             return ToolStep.of(calls, one_index=vllm)
         return final_text(script.answer or "Done.", turn.results)
+    if turn.script is not None:  # a script without tool steps answers: no random calls
+        return final_text(script.answer, turn.results)
     call = plan_tool_call(prompt, tools, choice, last_is_user)
     if call is not None:
         return ToolStep.of([plan(call)], one_index=vllm)

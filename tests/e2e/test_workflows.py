@@ -19,7 +19,7 @@ from tests.support.servers import GatewayServer, Sim, group, running_gateway, ru
 
 
 def helper(name: str) -> dict[str, Any]:
-    return {"name": name, "model": "m"}
+    return {"name": name, "model": "m", "tools": ["calculator"]}
 
 
 WORKFLOW = {

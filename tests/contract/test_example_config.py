@@ -17,4 +17,4 @@ def test_example_config_passes_check() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "OK (1 model groups, 2 backends)" in result.stdout
+    assert "OK (3 model groups, 4 backends)" in result.stdout  # the group, an agent, a workflow

@@ -28,7 +28,18 @@ from tests.support.spec import validate
 
 MAX_BODY = 16 * 1024  # small, yet room for a few thousand `[` under it
 LIMITS = {"max_tokens": 16, "max_n": 2, "max_inputs": 2, "max_dimensions": 8}
-MODELS = ["chat", "cached", "limited", "claude", "costly", "batched", "unknown-model"]
+MODELS = [
+    "chat",
+    "cached",
+    "limited",
+    "claude",
+    "costly",
+    "batched",
+    "agent",
+    "guarded",
+    "workflow",
+    "unknown-model",
+]
 USER = [{"role": "user", "content": "hi"}]
 ROUTES: dict[str, dict[str, Any]] = {
     "/v1/chat/completions": {"messages": USER, "temperature": 0, "max_tokens": 4},
@@ -66,7 +77,21 @@ def gateway() -> Iterator[str]:
                 {"name": "claude", "backends": [claude]},
                 group("costly", sim.url, sim.url, routing={"strategy": "cost"}),
                 group("batched", sim.url, batching={"enabled": True, "max_wait_ms": 1}),
+                group("guarded", sim.url, guardrails=["pii", "short"], tools="server"),
             ],
+            "guardrails": {
+                "pii": {"type": "pii_redact"},
+                "short": {"type": "max_input_chars", "options": {"max_chars": 5000}},
+            },
+            "agents": [
+                {
+                    "name": "agent",
+                    "model": "chat",
+                    "tools": ["calculator", "current_time"],
+                    "max_steps": 3,
+                }
+            ],
+            "workflows": [{"name": "workflow", "steps": [{"agent": "agent"}], "max_steps": 4}],
         }
         with running_gateway(config) as gw:
             yield gw.url

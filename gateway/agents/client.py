@@ -140,7 +140,7 @@ class PipelineModelClient:
         if answer.status != 200:
             raise UpstreamError(f"The model call failed with status {answer.status}.")
         body = decode(answer.body)
-        result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), started, options)
+        result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), options)
         self._run.usage.add(result.usage)
         return result
 
@@ -154,7 +154,6 @@ def _result_of(
     body: Mapping[str, Any],
     ctx: RequestContext,
     backend: bytes | None,
-    started: float,
     options: StepOptions,
 ) -> StepResult:
     choices = body.get("choices") or [{}]
@@ -167,13 +166,17 @@ def _result_of(
         tool_calls=calls_in_message(message, ctx.request_id),
         model=ctx.model_group.name,
         backend=backend.decode("latin-1") if backend else (ctx.served_from or "-"),
-        usage=_usage_of(ctx, body.get("usage"), time.perf_counter() - started),
+        # The model's time is the wait on the upstream alone (the step's own pipeline work is
+        # the gateway's); a cache hit waited on nothing.
+        usage=_usage_of(ctx, body.get("usage"), ctx.upstream_s),
         route=options.route,
     )
 
 
 def _usage_of(ctx: RequestContext, usage: Any, seconds: float) -> RunUsage:
-    """A step's usage: a nested run's own totals, or the model's counts and the step's cost."""
+    """A step's usage: a nested run's own totals, or the model's counts, the step's cost and
+    ``seconds`` of model time (a streamed step's is its whole duration: the relay's work per
+    chunk is interleaved with the model's)."""
     nested = ctx.run_usage
     if nested is not None:
         return nested
@@ -269,9 +272,7 @@ class PipelineStepStream:
         ctx, answer = await self._open()
         if isinstance(answer, RawResponse):  # a cached whole answer for a streamed request
             body = decode(answer.body)
-            result = _result_of(
-                body, ctx, answer.header(b"x-gateway-backend"), self._started, self._options
-            )
+            result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), self._options)
             self._finish(result)
             return
         self._answer = answer

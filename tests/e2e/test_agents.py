@@ -205,6 +205,38 @@ def test_the_responses_api_calls_an_agent_plain_and_streamed(gw: GatewayServer) 
     assert "9" in done[0].response.output_text
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", {"max_tokens": 200}),
+        ("/v1/responses", {}),
+    ],
+)
+def test_tool_activity_shows_in_messages_and_responses_streams(
+    gw: GatewayServer, path: str, body: dict[str, Any]
+) -> None:
+    text = script(calc("6*7"))
+    request = {"model": "helper", "stream": True, **body}
+    if path == "/v1/messages":
+        request["messages"] = [{"role": "user", "content": text}]
+    else:
+        request["input"] = text
+    lines = sse_lines(gw, request, path)
+    assert [c["name"] for c in comments(lines, "tool_call")] == ["calculator"]
+    assert "42" in comments(lines, "tool_result")[0]["content"]
+    assert comments(lines, "agent")[0]["stop_reason"] == "answered"
+
+
+def test_a_responses_conversation_with_an_agent_goes_on(gw: GatewayServer) -> None:
+    client = oai(gw)
+    first = client.responses.create(model="helper", input=script(calc("6*7")))
+    assert "42" in first.output_text
+    second = client.responses.create(
+        model="helper", input=script(calc("2+2")), previous_response_id=first.id
+    )
+    assert "4" in second.output_text
+
+
 def test_parallel_tool_calls_run_and_come_back_in_order(gw: GatewayServer) -> None:
     answer = ask(gw, "helper", script(f"{calc('1+1')} | {calc('2+3')} | current_time {{}}"))
     content = answer.choices[0].message.content or ""

@@ -106,6 +106,8 @@ class ToolCallAssembler:
                 fragment = function.get("arguments")
                 if isinstance(fragment, str) and fragment:
                     partial.arguments.append(fragment)
+                elif isinstance(fragment, Mapping):  # a backend that sent an object, whole
+                    partial.arguments.append(_arguments(fragment))
 
     @property
     def started(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.agents.base import ModelClient, RunLimits, RunUsage, ToolBox, ToolCall
@@ -77,3 +77,35 @@ class Session:
     principal: Principal = ANONYMOUS
     request_id: str = "req-test"
     usage: RunUsage = field(default_factory=RunUsage)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a :class:`Directory` says of one model group."""
+
+    local: bool = False
+    window: int = 0
+    price: float = 0.0
+    tools: bool = True
+
+
+@dataclass
+class Directory:
+    """A :class:`gateway.agents.routing.ModelDirectory` over a table of facts."""
+
+    facts: Mapping[str, Facts] = field(default_factory=dict)
+
+    def exists(self, model: str) -> bool:
+        return model in self.facts
+
+    def is_local(self, model: str) -> bool:
+        return self.facts[model].local
+
+    def context_window(self, model: str) -> int:
+        return self.facts[model].window
+
+    def price_per_mtok(self, model: str) -> float:
+        return self.facts[model].price
+
+    def supports_tools(self, model: str) -> bool:
+        return self.facts[model].tools

@@ -297,36 +297,62 @@ async def test_max_steps_ends_with_a_final_call_without_tools() -> None:
     assert run.usage.tool_calls == 2  # the final call's call was not run
 
 
-async def test_max_cost_stops_before_a_step_as_dear_as_the_dearest() -> None:
-    script = [
-        step(None, SIX_BY_SEVEN, cost_nanos=100),
-        step(None, SIX_BY_SEVEN, cost_nanos=100),
-        step("Out of money.", cost_nanos=100),
+# The forecast after a step of 30 + 10 tokens that called the calculator: the next step and the
+# final answer after it take about 440 tokens (``_Forecast``: the conversation sent again, grown
+# by the answer, the call and its result, and the final note). After a step of 200 + 10 tokens,
+# about 780.
+def growing(first_cost: int = 0, second_cost: int = 0) -> list[StepResult]:
+    """Two tool steps, the second's prompt larger, then the final answer."""
+    return [
+        step(None, SIX_BY_SEVEN, prompt_tokens=30, completion_tokens=10, cost_nanos=first_cost),
+        step(None, SIX_BY_SEVEN, prompt_tokens=200, completion_tokens=10, cost_nanos=second_cost),
+        step("Out of budget.", prompt_tokens=400, completion_tokens=10),
     ]
-    run, models = session(script, run_limits=limits(max_cost_nanos=250))
-
-    answer = await agent().run(ask(), run)
-
-    assert answer.stop_reason == "max_cost"
-    assert answer.finish_reason == "stop"
-    assert len(models.sent) == 3
-    assert "tools" in models.sent[1].body
-    assert_final(models.sent[2], "cost")
 
 
-async def test_max_tokens_stops_before_a_step_as_large_as_the_largest() -> None:
-    script = [
-        step(None, SIX_BY_SEVEN, prompt_tokens=30, completion_tokens=10),
-        step(None, SIX_BY_SEVEN, prompt_tokens=30, completion_tokens=10),
-        step("Out of tokens.", prompt_tokens=30, completion_tokens=10),
-    ]
-    run, models = session(script, run_limits=limits(max_tokens=100))
+async def test_max_tokens_stops_when_the_next_step_and_the_answer_would_not_fit() -> None:
+    # 40 used + 440 ahead fits in 600: a second step with tools; 250 used + 780 ahead does not.
+    run, models = session(growing(), run_limits=limits(max_tokens=600))
 
     answer = await agent().run(ask(), run)
 
     assert (answer.finish_reason, answer.stop_reason) == ("length", "max_tokens")
     assert len(models.sent) == 3
+    assert "tools" in models.sent[1].body
     assert_final(models.sent[2], "token")
+
+
+async def test_max_tokens_too_small_for_the_forecast_stops_after_one_step() -> None:
+    run, models = session(growing()[::2], run_limits=limits(max_tokens=300))
+
+    answer = await agent().run(ask(), run)
+
+    assert answer.stop_reason == "max_tokens"
+    assert len(models.sent) == 2
+    assert_final(models.sent[1], "token")
+
+
+async def test_max_cost_stops_when_the_next_step_and_the_answer_would_not_fit() -> None:
+    # 10 nano-dollars a token: 400 spent + 4400 ahead fits in 6000; 2500 + 7800 does not.
+    run, models = session(growing(400, 2100), run_limits=limits(max_cost_nanos=6000))
+
+    answer = await agent().run(ask(), run)
+
+    assert (answer.finish_reason, answer.stop_reason) == ("stop", "max_cost")
+    assert len(models.sent) == 3
+    assert "tools" in models.sent[1].body
+    assert_final(models.sent[2], "cost")
+
+
+async def test_steps_go_on_while_the_budget_holds() -> None:
+    run, models = session(
+        growing(400, 2100), run_limits=limits(max_tokens=10_000, max_cost_nanos=10**6)
+    )
+
+    answer = await agent().run(ask(), run)
+
+    assert answer.stop_reason == "answered"
+    assert all("tools" in sent.body for sent in models.sent)
 
 
 @pytest.mark.parametrize("seconds", [-1.0, 1.0])

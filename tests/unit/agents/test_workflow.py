@@ -22,6 +22,7 @@ from gateway.agents.base import (
     StepStream,
 )
 from gateway.agents.workflow import WorkflowAgent, fill
+from gateway.errors import UpstreamError
 from gateway.settings_agents import WorkflowSettings, WorkflowStep
 from tests.unit.agents.agent_support import Directory, Session, limits, toolbox
 
@@ -313,15 +314,23 @@ async def test_a_budget_too_small_to_split_between_branches_stops_the_run() -> N
     assert [c.agent for c in models.calls] == ["a"]
 
 
-async def test_a_branch_failure_reaches_the_caller_as_itself() -> None:
+async def test_a_branch_error_reaches_the_caller_and_stops_the_other_branches() -> None:
+    never = anyio.Event()
+
     async def broken(text: str) -> str:
-        raise LookupError("the agent broke")
+        raise UpstreamError("the agent's model failed")
 
-    run, _ = session({"ok": wrapping("ok"), "broken": broken})
-    flow = workflow(WorkflowStep(parallel=[agent("ok"), agent("broken")]))
+    async def waiting(text: str) -> str:
+        await never.wait()
+        return "late"
 
-    with pytest.raises(LookupError, match="the agent broke"):
+    run, models = session({"waiting": waiting, "broken": broken, "after": wrapping("after")})
+    flow = workflow(WorkflowStep(parallel=[agent("waiting"), agent("broken")]), agent("after"))
+
+    with anyio.fail_after(10), pytest.raises(UpstreamError, match="the agent's model failed"):
         await flow.run(ask("x"), run)
+
+    assert "after" not in [c.agent for c in models.calls]
 
 
 async def test_stream_reports_each_agent_then_the_answer() -> None:

@@ -150,7 +150,7 @@ class ToolLoopAgent:
             body["parallel_tool_calls"] = self.settings.parallel_tool_calls
         return body
 
-    def _limit(self, session: AgentSession, next_step: tuple[int, int]) -> StopReason | None:
+    def _limit(self, session: AgentSession, ahead: tuple[int, int]) -> StopReason | None:
         """Which limit the next step would cross, if any. Money and tokens are checked ahead:
         the next step and the final answer after it (:class:`_Forecast`) must both still fit,
         so a run ends within its budget but for the estimate's error."""
@@ -159,13 +159,10 @@ class ToolLoopAgent:
             return "max_steps"  # the last allowed step is the final answer's
         if time.monotonic() >= limits.deadline - self._final_grace:
             return "max_seconds"
-        cost, tokens = next_step
-        if (
-            limits.max_cost_nanos is not None
-            and usage.cost_nanos + 2 * cost > limits.max_cost_nanos
-        ):
+        cost, tokens = ahead  # already the next step and the final answer together
+        if limits.max_cost_nanos is not None and usage.cost_nanos + cost > limits.max_cost_nanos:
             return "max_cost"
-        if limits.max_tokens is not None and usage.tokens + 2 * tokens > limits.max_tokens:
+        if limits.max_tokens is not None and usage.tokens + tokens > limits.max_tokens:
             return "max_tokens"
         return None
 

@@ -81,11 +81,15 @@ class ToolCallAssembler:
     def feed(self, deltas: Sequence[Mapping[str, Any]]) -> None:
         """Take the ``delta.tool_calls`` entries of one chunk."""
         for delta in deltas:
-            index = delta.get("index")
-            if not isinstance(index, int):
-                index = len(self._order) if delta.get("id") else max(len(self._order) - 1, 0)
             raw_id = delta.get("id")
             call_id = raw_id if isinstance(raw_id, str) else ""
+            index = delta.get("index")
+            if not isinstance(index, int):
+                # No index: only an id other than the latest call's starts a call (some
+                # backends repeat the id on every fragment).
+                latest = self._order[-1].id if self._order else ""
+                new = call_id != "" and latest not in ("", call_id)
+                index = len(self._order) if new else max(len(self._order) - 1, 0)
             partial = self._by_index.get(index)
             fresh_id = call_id != ""
             if partial is None or (fresh_id and partial.id and call_id != partial.id):
@@ -102,6 +106,8 @@ class ToolCallAssembler:
                 fragment = function.get("arguments")
                 if isinstance(fragment, str) and fragment:
                     partial.arguments.append(fragment)
+                elif isinstance(fragment, Mapping):  # a backend that sent an object, whole
+                    partial.arguments.append(_arguments(fragment))
 
     @property
     def started(self) -> bool:

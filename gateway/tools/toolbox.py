@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import jsonschema
+import msgspec
 from jsonschema.exceptions import best_match
 
 from gateway.agents.base import ToolCall
@@ -162,8 +163,9 @@ class ToolCatalog:
         for entry in uses:
             use = entry if isinstance(entry, ToolUse) else ToolUse(name=entry)
             if use.name == "*":
+                # Each tool on the entry's terms (its approval and timeout), under its own name.
                 static.extend(
-                    OfferedTool.of(t, n, ToolUse(name=n, timeout_s=use.timeout_s))
+                    OfferedTool.of(t, n, msgspec.structs.replace(use, name=n))
                     for n, t in self.registered.items()
                 )
             elif use.name in self.registered:

@@ -114,8 +114,6 @@ class StepRouter:
             tiers = [(model, 1.0)]
         if not tiers:
             raise ValueError("an agent needs a `model` or `routing.tiers`")
-        if policy != "fixed" and len(tiers) < 1:
-            raise ValueError(f"routing policy `{policy}` needs `tiers`")
         if self._local_only:
             local = [t for t in tiers if directory.is_local(t[0])]
             if not local:
@@ -125,11 +123,13 @@ class StepRouter:
                 )
             tiers = local
         self._tiers = tiers
-        self._fixed = model if model is not None and model in {t[0] for t in tiers} else tiers[0][0]
+        # `fixed` sends every step to `model`, unless the privacy gate refused it.
+        usable = model is not None and (not self._local_only or directory.is_local(model))
+        self._fixed = model if usable and model is not None else tiers[0][0]
 
     def models(self) -> list[str]:
         """Every model a step may be sent to."""
-        return [t[0] for t in self._tiers]
+        return list(dict.fromkeys([self._fixed, *(t[0] for t in self._tiers)]))
 
     def choose(
         self,

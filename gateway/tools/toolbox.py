@@ -31,6 +31,8 @@ from gateway.tools.base import Tool, ToolContext, ToolResult, ToolSource
 
 log = logging.getLogger("gateway.tools")
 
+_RETRY_S = 5.0  # how soon an unreachable tool source is asked again
+
 # OpenAI's function-name pattern: what a model may be offered.
 _WIRE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -145,9 +147,11 @@ class ToolCatalog:
             tools = {t.name: t for t in await self.sources[source].list_tools()}
         except GatewayError as exc:
             log.warning("tool source `%s` is unavailable: %s", source, exc.message)
-            if listed is not None:
-                return listed[1]  # the last good list: its calls fail on their own if it is down
-            return {}
+            last = listed[1] if listed is not None else {}
+            # Keep the last good list (its calls fail on their own while the source is down)
+            # and ask again after a short back-off, not on every request.
+            self._listed[source] = (now - self._ttl_s + min(self._ttl_s, _RETRY_S), last)
+            return last
         self._listed[source] = (now, tools)
         return tools
 
@@ -158,24 +162,22 @@ class ToolCatalog:
         Raises:
             ValueError: an unknown tool or source, or a tool that cannot be offered.
         """
-        static: list[OfferedTool] = []
+        static: dict[str, OfferedTool] = {}  # by name: a tool listed twice is offered once
         dynamic: list[ToolUse] = []
         for entry in uses:
             use = entry if isinstance(entry, ToolUse) else ToolUse(name=entry)
             if use.name == "*":
                 # Each tool on the entry's terms (its approval and timeout), under its own name.
-                static.extend(
-                    OfferedTool.of(t, n, msgspec.structs.replace(use, name=n))
-                    for n, t in self.registered.items()
-                )
+                for n, t in self.registered.items():
+                    static.setdefault(n, OfferedTool.of(t, n, msgspec.structs.replace(use, name=n)))
             elif use.name in self.registered:
-                static.append(OfferedTool.of(self.registered[use.name], use.name, use))
+                static[use.name] = OfferedTool.of(self.registered[use.name], use.name, use)
             elif "." in use.name and use.name.split(".", 1)[0] in self.sources:
                 dynamic.append(use)
             else:
                 known = ", ".join(sorted(self.registered)) or "none"
                 raise ValueError(f"unknown tool `{use.name}`; registered: {known}")
-        return static, dynamic
+        return list(static.values()), dynamic
 
     async def offer_sources(self, uses: Sequence[ToolUse]) -> list[OfferedTool]:
         """The source tools ``uses`` name, as listed now (missing ones are left out)."""
@@ -261,9 +263,11 @@ class RunToolBox:
             return ToolResult(f"No time was left to call `{call.name}`.", is_error=True)
         context = self._context_for(call, deadline)
         try:
-            with anyio.fail_after(left):
+            with anyio.fail_after(left) as scope:
                 result = await offered.tool.call(arguments, context)
-        except TimeoutError:
+        except TimeoutError as exc:
+            if not scope.cancel_called:  # the tool's own timeout, not the gateway's
+                return ToolResult(f"`{call.name}` failed: it timed out: {exc}", is_error=True)
             return ToolResult(f"`{call.name}` timed out after {left:.3g} s.", is_error=True)
         except Exception as exc:  # a tool's bug is the model's error result, not the client's
             context.log.exception("tool `%s` failed", offered.name)

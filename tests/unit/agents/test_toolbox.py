@@ -398,10 +398,10 @@ async def test_an_unavailable_source_keeps_its_last_good_list() -> None:
     assert after == {}
 
 
-async def test_a_source_never_reached_offers_nothing() -> None:
+async def test_a_source_never_reached_offers_nothing_until_it_answers() -> None:
     source = FakeSource([NamedTool("search")])
     source.available = False
-    tools = catalog({"docs": source})
+    tools = catalog({"docs": source}, ttl_s=0.0)  # no back-off: asked again at once
     await tools.start()
 
     assert await tools.offer_sources([ToolUse(name="docs.*")]) == []
@@ -409,6 +409,19 @@ async def test_a_source_never_reached_offers_nothing() -> None:
     source.available = True
     recovered = await tools.offer_sources([ToolUse(name="docs.*")])
     assert [t.wire for t in recovered] == ["docs__search"]
+
+
+async def test_an_unreachable_source_is_not_asked_on_every_request() -> None:
+    source = FakeSource([NamedTool("search")])
+    source.available = False
+    tools = catalog({"docs": source})
+    await tools.start()
+    asked = source.listed
+
+    for _ in range(5):
+        assert await tools.offer_sources([ToolUse(name="docs.*")]) == []
+
+    assert source.listed == asked  # backed off
 
 
 async def test_aclose_closes_every_source() -> None:

@@ -185,7 +185,9 @@ class ToolLoopAgent:
                     {"role": "system", "content": _FINAL_NOTE.format(limit=_LIMIT_WORDS[stop])}
                 )
             choice = self.router.choose(
-                messages, () if final else tools, estimate_prompt_tokens({"messages": messages})
+                messages,
+                () if final else tools,
+                lambda: estimate_prompt_tokens({"messages": messages}),
             )
             body = self._step_request(request, choice.model, messages, [] if final else tools)
             options = StepOptions(route=choice.reason, local_only=choice.local_only)

@@ -17,7 +17,7 @@ The choice and its reason go on the step's usage record (``route``) and metrics.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -135,16 +135,17 @@ class StepRouter:
         self,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Any] = (),
-        prompt_tokens: int = 0,
+        prompt_tokens: Callable[[], int] = lambda: 0,
     ) -> RouteChoice:
-        """The model of the next step."""
+        """The model of the next step (``prompt_tokens`` is called only by the ``cost``
+        policy: an estimate costs a walk over the conversation)."""
         gate = "local_only; " if self._local_only else ""
         if self._policy == "complexity":
             score = complexity(messages, tools)
             model = next((m for m, ceiling in self._tiers if score <= ceiling), self._tiers[-1][0])
             return RouteChoice(model, f"{gate}complexity={score:.2f} -> {model}", self._local_only)
         if self._policy == "cost":
-            model = self._cheapest(prompt_tokens, bool(tools))
+            model = self._cheapest(prompt_tokens(), bool(tools))
             return RouteChoice(model, f"{gate}cost -> {model}", self._local_only)
         reason = f"{gate}fixed -> {self._fixed}" if self._local_only else None
         return RouteChoice(self._fixed, reason, self._local_only)

@@ -196,9 +196,9 @@ def test_cost_skips_a_tier_whose_context_window_is_too_small() -> None:
     )
     router = StepRouter(None, routing("cost", "tiny", "roomy", "dear"), directory)
 
-    assert router.choose([user("hi")], prompt_tokens=500).model == "tiny"
-    assert router.choose([user("hi")], prompt_tokens=5000).model == "roomy"
-    assert router.choose([user("hi")], prompt_tokens=500_000).model == "dear"
+    assert router.choose([user("hi")], prompt_tokens=lambda: 500).model == "tiny"
+    assert router.choose([user("hi")], prompt_tokens=lambda: 5000).model == "roomy"
+    assert router.choose([user("hi")], prompt_tokens=lambda: 500_000).model == "dear"
 
 
 def test_cost_skips_a_tier_without_tools_when_tools_are_offered() -> None:
@@ -217,7 +217,7 @@ def test_cost_falls_back_to_the_cheapest_when_none_fits() -> None:
     )
     router = StepRouter(None, routing("cost", "a", "b"), directory)
 
-    assert router.choose([user("hi")], [_TOOL], prompt_tokens=10_000).model == "b"
+    assert router.choose([user("hi")], [_TOOL], prompt_tokens=lambda: 10_000).model == "b"
 
 
 def test_cost_under_local_only_stays_local() -> None:

@@ -54,6 +54,17 @@ class SleepingTool:
         return ToolResult("woke")
 
 
+class OwnTimeoutTool:
+    """Fails with a timeout of its own (an upstream it waited on), well within the gateway's."""
+
+    name = "own_timeout"
+    description = "Times out on its own."
+    parameters: Mapping[str, Any] = _OBJECT
+
+    async def call(self, arguments: Mapping[str, Any], context: ToolContext) -> ToolResult:
+        raise TimeoutError("the weather service did not answer")
+
+
 class NoResultTool:
     name = "no_result"
     description = "Returns something that is not a ToolResult."
@@ -176,6 +187,15 @@ async def test_a_timeout_is_an_error_result_and_cancels_the_tool() -> None:
 
     assert "`sleeping` timed out after" in error_text(result)
     assert sleeping.cancelled
+
+
+async def test_a_tools_own_timeout_is_its_failure_not_the_gateways() -> None:
+    box = toolbox([offered(OwnTimeoutTool(), timeout_s=30)])
+
+    result = await box.call(call("own_timeout"))
+
+    assert "`own_timeout` failed: it timed out: the weather service" in error_text(result)
+    assert "timed out after" not in error_text(result)
 
 
 async def test_the_run_deadline_bounds_a_call_below_its_timeout() -> None:

@@ -258,7 +258,6 @@ class _Builder:
         owned_by: str,
         guardrails: list[str],
         total_s: float,
-        where: str,
     ) -> None:
         group = _agent_group(name, owned_by, guardrails, total_s)
         runner = AgentRunner(
@@ -267,7 +266,6 @@ class _Builder:
         self.catalog.add(group)
         self.runtime.runners[name] = runner
         self.calls[name] = list(agent.models())
-        del where
 
     def agent(self, i: int, s: AgentSettings) -> None:
         where = f"agents[{i}]"
@@ -285,7 +283,7 @@ class _Builder:
         except (TypeError, ValueError) as exc:
             raise ConfigError(self.source, where, str(exc)) from None
         spec = self._spec(s, s.tools, s.network, where)
-        self._serve(s.name, agent, spec, s.owned_by, s.guardrails, s.max_seconds or 600.0, where)
+        self._serve(s.name, agent, spec, s.owned_by, s.guardrails, s.max_seconds or 600.0)
 
     def workflow(self, i: int, s: WorkflowSettings) -> None:
         where = f"workflows[{i}]"
@@ -298,7 +296,7 @@ class _Builder:
         except (TypeError, ValueError) as exc:
             raise ConfigError(self.source, where, str(exc)) from None
         spec = self._spec(s, [], NetworkSettings(), where)
-        self._serve(s.name, agent, spec, s.owned_by, s.guardrails, s.max_seconds or 600.0, where)
+        self._serve(s.name, agent, spec, s.owned_by, s.guardrails, s.max_seconds or 600.0)
 
     def server_tools(self, gi: int, gs: ModelGroupSettings) -> None:
         tools = gs.server_tools
@@ -338,7 +336,7 @@ class _Builder:
 
     def check_calls(self) -> None:
         """Every model a run calls exists, and no run calls itself, however indirectly."""
-        for i, (name, models) in enumerate(self.calls.items()):
+        for name, models in self.calls.items():
             for model in models:
                 if not self.directory.exists(model):
                     raise ConfigError(
@@ -346,7 +344,6 @@ class _Builder:
                         _where_of(self.settings, name),
                         f"`{name}` calls unknown model `{model}`",
                     )
-            del i
         for name in self.calls:
             path = _cycle(name, self.calls, [name])
             if path:

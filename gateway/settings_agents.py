@@ -28,11 +28,14 @@ class ToolUse(_Config):
         require_approval: a call to it is not executed: the run stops and returns the pending
             call to the client (``finish_reason: tool_calls``), who approves by sending it back.
         timeout_s: the most one call may take (the run's deadline bounds it too).
+        max_result_chars: a longer result is cut there (with a note saying so) before the
+            model reads it: every later step sends it again.
     """
 
     name: Name
     require_approval: bool = False
     timeout_s: PositiveFloat = 30.0
+    max_result_chars: Annotated[int, msgspec.Meta(ge=100)] = 50_000
 
 
 class NetworkSettings(_Config):

@@ -235,6 +235,15 @@ class ToolBox(Protocol):
         failure or an unknown tool is an error result for the model to read."""
         ...
 
+    def pending(self, call: ToolCall) -> ToolCall:
+        """``call`` as returned to the client for approval: its id carries the gateway's seal
+        (an HMAC of the call), so that only this very call runs when it is sent back."""
+        ...
+
+    def approved(self, call: ToolCall) -> bool:
+        """Whether a call sent back by the client is one :meth:`pending` returned, unchanged."""
+        ...
+
 
 class AgentSession(Protocol):
     """Everything one run of an agent works with.

@@ -23,9 +23,15 @@ from gateway.agents.base import (
 )
 from gateway.agents.toolcalls import ToolCallAssembler, calls_in_message
 from gateway.codec import decode, encode
-from gateway.errors import GatewayError, InvalidRequestError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 from gateway.pipeline.context import Dialect, RequestContext, StepInfo
-from gateway.routes.responses import EventStream, RawResponse
+from gateway.routes.responses import EventStream, RawResponse, close_chunks
 from gateway.sse import SSEParser
 
 # Runs nested in runs (a workflow's agents, an agent calling an agent) stop here: a cycle the
@@ -52,7 +58,7 @@ class Run:
         on_step: told ``(agent, model, route)`` of every step made (metrics).
     """
 
-    __slots__ = ("limits", "name", "on_step", "outer", "usage")
+    __slots__ = ("_issued", "limits", "name", "on_step", "outer", "usage")
 
     def __init__(
         self,
@@ -66,6 +72,14 @@ class Run:
         self.limits = limits
         self.usage = RunUsage()
         self.on_step = on_step
+        self._issued = 0
+
+    def next_number(self) -> int:
+        """The number of the step about to be made (from 1): taken when the step starts, so
+        that steps started together (a workflow's parallel branches) never share a number, a
+        request id, or a usage record."""
+        self._issued += 1
+        return self._issued
 
     @property
     def depth(self) -> int:
@@ -89,9 +103,18 @@ class PipelineModelClient:
         self._dialect = dialect
         self._run = run
 
-    async def _context(
+    @property
+    def pipeline(self) -> StepPipeline:
+        return self._pipeline
+
+    async def step_context(
         self, request: Mapping[str, Any], options: StepOptions, stream: bool
     ) -> RequestContext:
+        """The context of one step, admitted (model resolved, request guardrails run).
+
+        Raises:
+            GatewayError: the run is out of time or nested too deep, or admission refused it.
+        """
         run = self._run
         if time.monotonic() >= run.limits.deadline:
             raise UpstreamTimeoutError(
@@ -102,7 +125,7 @@ class PipelineModelClient:
                 f"`{run.name}` nests runs more than {MAX_DEPTH} deep.", code="run_too_deep"
             )
         outer = run.outer
-        number = run.usage.steps + 1
+        number = run.next_number()
         body = {k: v for k, v in request.items() if k not in ("store", "stream_options")}
         body["stream"] = stream
         if stream:
@@ -131,23 +154,45 @@ class PipelineModelClient:
     async def chat(
         self, request: Mapping[str, Any], options: StepOptions = DEFAULT_STEP
     ) -> StepResult:
-        ctx = await self._context(request, options, stream=False)
-        started = time.perf_counter()
-        answer = await self._pipeline.answer(ctx)
-        if isinstance(answer, EventStream):  # a cache replay of a streamed answer
-            return await _drain(PipelineStepStream(ctx, answer, started, self._run, options))
-        assert isinstance(answer, RawResponse)
-        if answer.status != 200:
-            raise UpstreamError(f"The model call failed with status {answer.status}.")
-        body = decode(answer.body)
-        result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), options)
-        self._run.usage.add(result.usage)
-        return result
+        ctx = await self.step_context(request, options, stream=False)
+        usage: RunUsage | None = None
+        try:
+            answer = await self._pipeline.answer(ctx)
+            assert isinstance(answer, RawResponse)  # a request that does not stream
+            body = decode(_answered(answer))
+            result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), options)
+            usage = result.usage
+            return result
+        finally:
+            # Once, however the step ended: a failed step was charged too.
+            self._run.usage.add(usage if usage is not None else _usage_of(ctx, None, 0.0))
 
     def stream(
         self, request: Mapping[str, Any], options: StepOptions = DEFAULT_STEP
     ) -> PipelineStepStream:
-        return PipelineStepStream.opening(self, request, options)
+        return PipelineStepStream(self, self._run, request, options)
+
+
+def _answered(answer: RawResponse) -> bytes:
+    """The body of a successful answer.
+
+    Raises:
+        UpstreamStatusError: the pipeline answered an error (an identical request's failure,
+            shared with this one), with its status and message.
+    """
+    if answer.status == 200:
+        return answer.body
+    try:
+        error = decode(answer.body).get("error")
+    except Exception:  # noqa: BLE001 - an unreadable error body gets the generic message
+        error = None
+    error = error if isinstance(error, Mapping) else {}
+    code = error.get("code")
+    raise UpstreamStatusError(
+        answer.status,
+        str(error.get("message") or "The model call failed."),
+        code=code if isinstance(code, str) else None,
+    )
 
 
 def _result_of(
@@ -193,53 +238,56 @@ def _usage_of(ctx: RequestContext, usage: Any, seconds: float) -> RunUsage:
     )
 
 
-async def _drain(stream: PipelineStepStream) -> StepResult:
-    async for _ in stream:
-        pass
-    return stream.result
+class _Assembly:
+    """A streamed step's answer, put together from its chunks."""
+
+    __slots__ = ("calls", "content", "finish", "usage")
+
+    def __init__(self, seed: str) -> None:
+        self.calls = ToolCallAssembler(seed)
+        self.content: list[str] = []
+        self.finish = "stop"
+        self.usage: Any = None
+
+    def take(self, chunk: Mapping[str, Any]) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if text := delta.get("content"):
+                self.content.append(text)
+            if calls := delta.get("tool_calls"):
+                self.calls.feed(calls)
+            if reason := choice.get("finish_reason"):
+                self.finish = reason
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
+        if calls := self.calls.calls():
+            message["tool_calls"] = [c.message_part() for c in calls]
+        return message
 
 
 class PipelineStepStream:
     """A streamed step (satisfies :class:`gateway.agents.base.StepStream`): the chunks as the
-    model sends them, the step reassembled from them at the end."""
+    model sends them, the step reassembled from them at the end. The step starts when the
+    stream is first iterated."""
 
-    __slots__ = (
-        "_answer",
-        "_client",
-        "_ctx",
-        "_options",
-        "_request",
-        "_result",
-        "_run",
-        "_started",
-    )
+    __slots__ = ("_client", "_iterator", "_options", "_request", "_result", "_run")
 
     def __init__(
         self,
-        ctx: RequestContext | None,
-        answer: EventStream | None,
-        started: float,
+        client: PipelineModelClient,
         run: Run,
+        request: Mapping[str, Any],
         options: StepOptions,
     ) -> None:
-        self._ctx = ctx
-        self._answer = answer
-        self._started = started
+        self._client = client
         self._run = run
+        self._request = request
         self._options = options
         self._result: StepResult | None = None
-        self._client: PipelineModelClient | None = None
-        self._request: Mapping[str, Any] = {}
-
-    @classmethod
-    def opening(
-        cls, client: PipelineModelClient, request: Mapping[str, Any], options: StepOptions
-    ) -> PipelineStepStream:
-        """A stream that opens its step when first iterated."""
-        stream = cls(None, None, 0.0, client._run, options)
-        stream._client = client
-        stream._request = request
-        return stream
+        self._iterator: AsyncGenerator[Mapping[str, Any], None] | None = None
 
     @property
     def result(self) -> StepResult:
@@ -248,82 +296,60 @@ class PipelineStepStream:
         return self._result
 
     def __aiter__(self) -> AsyncIterator[Mapping[str, Any]]:
-        return self._chunks()
+        if self._iterator is None:
+            self._iterator = self._chunks()
+        return self._iterator
 
     async def aclose(self) -> None:
-        answer = self._answer
-        if answer is not None:
-            chunks = answer.chunks
-            if isinstance(chunks, AsyncGenerator):
-                await chunks.aclose()
-
-    async def _open(self) -> tuple[RequestContext, EventStream | RawResponse]:
-        client = self._client
-        if self._ctx is not None and self._answer is not None:
-            return self._ctx, self._answer
-        assert client is not None
-        ctx = await client._context(self._request, self._options, stream=True)
-        self._started = time.perf_counter()
-        answer = await client._pipeline.answer(ctx)
-        self._ctx = ctx
-        return ctx, answer
+        if self._iterator is not None:
+            await self._iterator.aclose()
 
     async def _chunks(self) -> AsyncGenerator[Mapping[str, Any], None]:
-        ctx, answer = await self._open()
-        if isinstance(answer, RawResponse):  # a cached whole answer for a streamed request
-            body = decode(answer.body)
-            result = _result_of(body, ctx, answer.header(b"x-gateway-backend"), self._options)
-            self._finish(result)
-            return
-        self._answer = answer
-        parser = SSEParser()
-        assembler = ToolCallAssembler(ctx.request_id)
-        content: list[str] = []
-        finish = "stop"
-        usage: Any = None
+        ctx = await self._client.step_context(self._request, self._options, stream=True)
+        started = time.perf_counter()
+        assembly = _Assembly(ctx.request_id)
+        ended = False
         try:
-            async for data in answer.chunks:
-                for event in parser.feed(data):
-                    if not event.data.startswith(b"{"):
-                        continue  # [DONE]
-                    chunk = decode(event.data)
-                    if "error" in chunk and "choices" not in chunk:
-                        raise _stream_error(chunk["error"])
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    for choice in chunk.get("choices") or ():
-                        delta = choice.get("delta") or {}
-                        if text := delta.get("content"):
-                            content.append(text)
-                        if calls := delta.get("tool_calls"):
-                            assembler.feed(calls)
-                        if reason := choice.get("finish_reason"):
-                            finish = reason
-                    yield chunk
+            answer = await self._client.pipeline.answer(ctx)
+            if isinstance(answer, RawResponse):  # a whole answer: a cache hit, a shared flight
+                source: AsyncIterator[bytes] = _once(_answered(answer))
+            else:
+                assert isinstance(answer, EventStream)
+                source = answer.chunks
+            backend = answer.header(b"x-gateway-backend")
+            parser = SSEParser()
+            try:
+                async for data in source:
+                    for event in parser.feed(data):
+                        if not event.data.startswith(b"{"):
+                            continue  # [DONE]
+                        chunk = decode(event.data)
+                        if "error" in chunk and "choices" not in chunk:
+                            raise _stream_error(chunk["error"])
+                        assembly.take(chunk)
+                        yield chunk
+            finally:
+                await close_chunks(source)  # accounts the step (its usage record, its cost)
+            ended = True
         finally:
-            chunks = answer.chunks
-            if isinstance(chunks, AsyncGenerator):
-                await chunks.aclose()  # accounts the step (its usage record, its cost)
-        calls = assembler.calls()
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
-        if calls:
-            message["tool_calls"] = [c.message_part() for c in calls]
-        backend = answer.header(b"x-gateway-backend")
-        self._finish(
-            StepResult(
+            seconds = time.perf_counter() - started
+            usage = _usage_of(ctx, assembly.usage, seconds)
+            self._run.usage.add(usage)  # once, however the step ended
+        if ended:
+            message = assembly.message()
+            self._result = StepResult(
                 message=message,
-                finish_reason=finish,
-                tool_calls=calls,
+                finish_reason=assembly.finish,
+                tool_calls=assembly.calls.calls(),
                 model=ctx.model_group.name,
-                backend=backend.decode("latin-1") if backend else "-",
-                usage=_usage_of(ctx, usage, time.perf_counter() - self._started),
+                backend=backend.decode("latin-1") if backend else (ctx.served_from or "-"),
+                usage=usage,
                 route=self._options.route,
             )
-        )
 
-    def _finish(self, result: StepResult) -> None:
-        self._result = result
-        self._run.usage.add(result.usage)
+
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
 
 
 def _stream_error(error: Any) -> GatewayError:

@@ -30,6 +30,7 @@ from gateway.agents.base import (
     AgentSession,
     DeltaEvent,
     DoneEvent,
+    RunLimits,
     StepEvent,
     StepOptions,
     StepResult,
@@ -53,6 +54,8 @@ _FINAL_NOTE = (
     "You have reached this run's {limit} limit. Answer now with what you know, without "
     "calling any tool."
 )
+MAX_CALLS_PER_STEP = 32  # calls beyond these in one step get an error result
+MAX_CONCURRENT_CALLS = 8  # calls of one step running at once
 _NOTE_TOKENS = 40  # the final answer's note, in tokens, with room to spare
 _LIMIT_WORDS = {
     "max_steps": "step",
@@ -172,10 +175,18 @@ class ToolLoopAgent:
         messages = self._conversation(request)
         tools = self._tools(request, session)
         forecast = _Forecast()
-        # A conversation sent back with pending calls of ours (approved) runs them first.
+        # A conversation sent back with calls awaiting approval runs them first: only the
+        # calls this gateway returned (sealed), never calls a client wrote itself.
         pending = _unanswered_calls(messages)
         if pending:
-            async for event in self._run_calls(pending, messages, session, streamed):
+            approved = [
+                c
+                for c in pending
+                if session.tools.needs_approval(c.name) and session.tools.approved(c)
+            ]
+            refused = [c for c in pending if c not in approved]
+            _answer_unrun(refused, messages)
+            async for event in self._run_calls(approved, messages, session, streamed):
                 yield event
         while True:
             stop = self._limit(session, forecast.ahead())
@@ -190,7 +201,9 @@ class ToolLoopAgent:
                 lambda: estimate_prompt_tokens({"messages": messages}),
             )
             body = self._step_request(request, choice.model, messages, [] if final else tools)
-            options = StepOptions(route=choice.reason, local_only=choice.local_only)
+            options = StepOptions(
+                route=choice.reason, local_only=choice.local_only, cap=_remaining(session)
+            )
             yield StepEvent(session.usage.steps + 1, choice.model, choice.reason)
             if streamed:
                 step_stream = session.models.stream(body, options)
@@ -217,10 +230,16 @@ class ToolLoopAgent:
             messages.append(_assistant_message(step))
             returned = [
                 c
+                if not session.tools.owns(c.name)
+                else session.tools.pending(c)  # sealed: only this call runs once approved
                 for c in calls
                 if not session.tools.owns(c.name) or session.tools.needs_approval(c.name)
             ]
-            ours = [c for c in calls if c not in returned]
+            ours = [
+                c
+                for c in calls
+                if session.tools.owns(c.name) and not session.tools.needs_approval(c.name)
+            ]
             appended = len(messages)
             async for event in self._run_calls(ours, messages, session, streamed):
                 yield event
@@ -245,26 +264,34 @@ class ToolLoopAgent:
         session: AgentSession,
         streamed: bool,
     ) -> AsyncGenerator[AgentEvent, None]:
-        """Run ``calls`` (concurrently), append their results in the calls' order."""
+        """Run ``calls`` (concurrently, at most :data:`MAX_CONCURRENT_CALLS` at a time, and
+        at most :data:`MAX_CALLS_PER_STEP` of them: the others get an error result), and append
+        their results in the calls' order."""
         if not calls:
             return
         for call in calls:
             yield ToolCallEvent(call.id, call.name, call.arguments)
-        results: list[tuple[ToolResult, float]] = [(ToolResult(""), 0.0)] * len(calls)
+        too_many = ToolResult(
+            f"Not run: at most {MAX_CALLS_PER_STEP} tool calls are run per step.", is_error=True
+        )
+        results: list[tuple[ToolResult, float]] = [(too_many, 0.0)] * len(calls)
         started = time.perf_counter()
+        slots = anyio.Semaphore(MAX_CONCURRENT_CALLS)
 
         async def one(i: int, call: ToolCall) -> None:
-            began = time.perf_counter()
-            results[i] = (await session.tools.call(call), time.perf_counter() - began)
+            async with slots:
+                began = time.perf_counter()
+                results[i] = (await session.tools.call(call), time.perf_counter() - began)
 
-        if len(calls) == 1:
+        runnable = list(enumerate(calls))[:MAX_CALLS_PER_STEP]
+        if len(runnable) == 1:
             await one(0, calls[0])
         else:
             async with anyio.create_task_group() as group:
-                for i, call in enumerate(calls):
+                for i, call in runnable:
                     group.start_soon(one, i, call)
         session.usage.tool_s += time.perf_counter() - started
-        session.usage.tool_calls += len(calls)
+        session.usage.tool_calls += len(runnable)
         for call, (result, seconds) in zip(calls, results, strict=True):
             text = result.text()
             messages.append(
@@ -326,6 +353,36 @@ def _call_deltas(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
         }
         for i, c in enumerate(calls)
     ]
+
+
+def _remaining(session: AgentSession) -> RunLimits:
+    """What is left of the run's limits: the cap of a step whose model is itself an agent or
+    workflow, so a nested run cannot spend more than this one may."""
+    limits, usage = session.limits, session.usage
+
+    def left(limit: int | None, used: int) -> int | None:
+        return None if limit is None else max(0, limit - used)
+
+    return RunLimits(
+        max_steps=max(1, limits.max_steps - usage.steps),
+        deadline=limits.deadline,
+        max_cost_nanos=left(limits.max_cost_nanos, usage.cost_nanos),
+        max_tokens=left(limits.max_tokens, usage.tokens),
+    )
+
+
+def _answer_unrun(calls: Sequence[ToolCall], messages: list[dict[str, Any]]) -> None:
+    """Give each call sent back without a result, and not approvable, a result saying so
+    (a conversation must answer every call before the model is called again)."""
+    for call in calls:
+        messages.append(
+            {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": "Error: not run: no result was given for this call, and only calls "
+                "the gateway returned for approval run when sent back.",
+            }
+        )
 
 
 def _unanswered_calls(messages: list[dict[str, Any]]) -> list[ToolCall]:

@@ -38,8 +38,10 @@ from gateway.agents.base import (
 from gateway.agents.client import PipelineModelClient, Run, StepPipeline
 from gateway.agents.metrics import AgentMetrics
 from gateway.codec import decode, encode
+from gateway.errors import GatewayError, UpstreamError
 from gateway.pipeline.context import Dialect, RequestContext
 from gateway.providers.base import UpstreamResponse
+from gateway.routes.responses import close_chunks
 from gateway.routing.backends import Backend
 from gateway.routing.dispatch import Dispatched, OpenStream
 from gateway.settings_agents import ToolUse
@@ -48,7 +50,7 @@ from gateway.tools.toolbox import OfferedTool, RunToolBox, ToolCatalog
 
 log = logging.getLogger("gateway.agents")
 
-_RESULT_PREVIEW = 500  # characters of a tool result shown in a stream's comment line
+_PREVIEW = 500  # characters of a call's arguments or result shown in a stream's comment line
 
 
 class RunSession:
@@ -99,6 +101,7 @@ class RunSpec:
         tools: tools offered, resolved when the gateway was built.
         source_tools: tools of tool sources, resolved per run.
         http: outbound HTTP under the runner's network policy.
+        seal_key: the secret approvals are sealed with (``RunToolBox``).
     """
 
     __slots__ = (
@@ -107,6 +110,7 @@ class RunSpec:
         "max_seconds",
         "max_steps",
         "max_tokens",
+        "seal_key",
         "source_tools",
         "specs",
         "tools",
@@ -122,6 +126,7 @@ class RunSpec:
         tools: list[OfferedTool],
         source_tools: list[ToolUse],
         http: HttpClient,
+        seal_key: bytes = b"",
     ) -> None:
         self.max_steps = max_steps
         self.max_seconds = max_seconds
@@ -131,6 +136,7 @@ class RunSpec:
         self.source_tools = source_tools
         self.http = http
         self.specs = [t.spec() for t in tools]
+        self.seal_key = seal_key
 
 
 class AgentRunner:
@@ -214,12 +220,11 @@ class AgentRunner:
         def observe(tool: str, outcome: str, seconds: float) -> None:
             metrics.tool_call(name, tool, outcome, seconds)
 
-        tools = RunToolBox(offered, context_for, run.limits.deadline, specs, observe)
+        tools = RunToolBox(offered, context_for, run.limits.deadline, specs, observe, spec.seal_key)
         return RunSession(run, PipelineModelClient(self._pipeline, self._dialect, run), tools)
 
     def _request_of(self, ctx: RequestContext) -> dict[str, Any]:
         """The client's request as a chat body (translated for Messages and Responses)."""
-        assert self._dialect is not None
         request = ctx.dialect.upstream_request(ctx, self.backend)
         body: dict[str, Any] = decode(request.body)
         return body
@@ -227,56 +232,108 @@ class AgentRunner:
     async def answer(self, ctx: RequestContext) -> Dispatched | OpenStream:
         """Run the agent for ``ctx``: a whole answer, or an open stream of one.
 
+        A stream opens once its run has got going (the request checked, the first step made
+        or under way), so that a request the run refuses gets its error status, not a 200
+        whose stream holds the error.
+
         Raises:
-            GatewayError: the run failed before its answer started.
+            GatewayError: the run failed before its answer started (an unexpected failure of
+                the agent is a 502, logged).
         """
         request = self._request_of(ctx)
         session = await self._session(ctx)
-        if ctx.stream:
-            self.backend.in_flight += 1
-            stream = _RunStream(self, ctx, request, session)
-            return OpenStream(stream, self.backend, 0.0)
         started = time.perf_counter()
+        if ctx.stream:
+            events = self.agent.stream(request, session)
+            try:
+                early = await _first_events(events)
+            except BaseException as exc:
+                await close_chunks(events)
+                self.ended(ctx, session, started, None)
+                raise _as_gateway_error(exc, self.name) from exc
+            self.backend.in_flight += 1
+            stream = _RunStream(self, ctx, request, session, events, early, started)
+            return OpenStream(stream, self.backend, 0.0)
         try:
             answer = await self.agent.run(request, session)
-        except BaseException:
-            self._ended(ctx, session, started, None)
-            raise
-        self._ended(ctx, session, started, answer)
+        except BaseException as exc:
+            self.ended(ctx, session, started, None)
+            raise _as_gateway_error(exc, self.name) from exc
+        self.ended(ctx, session, started, answer)
         body = _completion(ctx, answer, session.usage, include_agent=True)
         ctx.response_headers["x-gateway-agent"] = _summary(answer, session.usage)
         usage = session.usage
-        return Dispatched(UpstreamResponse(200, body), self.backend, usage.model_s + usage.tool_s)
+        ctx.upstream_s = usage.model_s + usage.tool_s  # the gateway's share is the rest
+        return Dispatched(UpstreamResponse(200, body), self.backend, ctx.upstream_s)
 
-    def _ended(
+    def ended(
         self,
         ctx: RequestContext,
         session: RunSession,
         started: float,
         answer: AgentAnswer | None,
     ) -> None:
-        """Hand the run's totals to the request (an enclosing run folds them in); count it."""
+        """Hand the run's totals to the request (an enclosing run folds them in); count it
+        (``error`` when it failed)."""
         usage = session.usage
         ctx.run_usage = usage
         ctx.cost_nanos = usage.cost_nanos
-        if answer is not None:
-            overhead = time.perf_counter() - started - usage.model_s - usage.tool_s
-            self._metrics.run_ended(self.name, answer.stop_reason, usage.steps, overhead)
+        overhead = time.perf_counter() - started - usage.model_s - usage.tool_s
+        reason = answer.stop_reason if answer is not None else "error"
+        self._metrics.run_ended(self.name, reason, usage.steps, overhead)
+
+
+async def _first_events(events: AsyncIterator[AgentEvent]) -> list[AgentEvent]:
+    """The events up to the first that is not the start of a step (a delta, a tool call, the
+    end): by then the request has been checked and the first step has answered."""
+    early: list[AgentEvent] = []
+    async for event in events:
+        early.append(event)
+        if not isinstance(event, StepEvent):
+            break
+    return early
+
+
+def _as_gateway_error(error: BaseException, name: str) -> BaseException:
+    """``error`` as the client should get it: gateway errors and cancellations as they are,
+    anything else (a bug in an agent) a 502, logged."""
+    if isinstance(error, GatewayError) or not isinstance(error, Exception):
+        return error
+    log.error("`%s` failed", name, exc_info=error)
+    return UpstreamError(f"`{name}` failed: {type(error).__name__}.", code="agent_failed")
 
 
 class _RunStream:
     """A streamed run as an upstream stream of chat SSE bytes (see the module docstring)."""
 
-    __slots__ = ("_events", "_iterator", "_runner", "ctx", "request", "session")
+    __slots__ = (
+        "_early",
+        "_events",
+        "_iterator",
+        "_runner",
+        "_started",
+        "ctx",
+        "request",
+        "session",
+    )
 
     def __init__(
-        self, runner: AgentRunner, ctx: RequestContext, request: dict[str, Any], session: RunSession
+        self,
+        runner: AgentRunner,
+        ctx: RequestContext,
+        request: dict[str, Any],
+        session: RunSession,
+        events: AsyncIterator[AgentEvent],
+        early: list[AgentEvent],
+        started: float,
     ) -> None:
         self._runner = runner
         self.ctx = ctx
         self.request = request
         self.session = session
-        self._events: AsyncIterator[AgentEvent] | None = None
+        self._events = events
+        self._early = early
+        self._started = started
         self._iterator: AsyncGenerator[bytes, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -287,30 +344,38 @@ class _RunStream:
     async def aclose(self) -> None:
         if self._iterator is not None:
             await self._iterator.aclose()
-        events = self._events
-        if isinstance(events, AsyncGenerator):
-            await events.aclose()
+        else:  # never read: the run is stopped here
+            await close_chunks(self._events)
+            self._runner.ended(self.ctx, self.session, self._started, None)
+
+    async def _all_events(self) -> AsyncGenerator[AgentEvent, None]:
+        for event in self._early:
+            yield event
+        async for event in self._events:
+            yield event
 
     async def _bytes(self) -> AsyncGenerator[bytes, None]:
         runner, ctx, session = self._runner, self.ctx, self.session
         envelope = _ChunkEnvelope(ctx)
         include_usage = bool((self.request.get("stream_options") or {}).get("include_usage"))
-        started = time.perf_counter()
         answer: AgentAnswer | None = None
-        self._events = events = runner.agent.stream(self.request, session)
+        # Guardrails check the answer, not the comment lines: a guarded run shows what its
+        # tools did (names, ids, outcome, time), never what they read or returned.
+        bare = ctx.guards is not None
         try:
-            async for event in events:
+            async for event in self._all_events():
                 if isinstance(event, DeltaEvent):
                     yield envelope.chunk(event.delta)
                 elif isinstance(event, DoneEvent):
                     answer = event.answer
                     yield envelope.chunk({}, answer.finish_reason)
                 else:
-                    yield _comment(event)
+                    yield _comment(event, bare)
+        except Exception as exc:
+            raise _as_gateway_error(exc, runner.name) from exc
         finally:
-            if isinstance(events, AsyncGenerator):
-                await events.aclose()
-            runner._ended(ctx, session, started, answer)
+            await close_chunks(self._events)
+            runner.ended(ctx, session, self._started, answer)
         usage = session.usage
         if answer is not None:
             yield b": agent " + encode(_agent_field(runner.name, answer, usage)) + b"\n\n"
@@ -357,26 +422,27 @@ class _ChunkEnvelope:
         return b"data: " + encode(body) + b"\n\n"
 
 
-def _comment(event: AgentEvent) -> bytes:
-    """A tool or step event as an SSE comment line (``: <kind> <json>``)."""
+def _comment(event: AgentEvent, bare: bool = False) -> bytes:
+    """A tool or step event as an SSE comment line (``: <kind> <json>``); ``bare`` leaves out
+    the arguments and results (a guarded run)."""
     if isinstance(event, ToolCallEvent):
         kind = "tool_call"
-        data: dict[str, Any] = {
-            "id": event.call_id,
-            "name": event.name,
-            "arguments": event.arguments,
-        }
+        data: dict[str, Any] = {"id": event.call_id, "name": event.name}
+        if not bare:
+            data["arguments"] = event.arguments[:_PREVIEW]
+            data["truncated"] = len(event.arguments) > _PREVIEW
     elif isinstance(event, ToolResultEvent):
         kind = "tool_result"
-        text = event.result.text()
         data = {
             "id": event.call_id,
             "name": event.name,
             "is_error": event.result.is_error,
             "seconds": round(event.seconds, 6),
-            "content": text[:_RESULT_PREVIEW],
-            "truncated": len(text) > _RESULT_PREVIEW,
         }
+        if not bare:
+            text = event.result.text()
+            data["content"] = text[:_PREVIEW]
+            data["truncated"] = len(text) > _PREVIEW
     elif isinstance(event, StepEvent):
         kind = "step"
         data = {"number": event.number, "model": event.model, "route": event.route}

@@ -10,7 +10,10 @@ request; a gateway with none of these configured holds empty dicts, which the pi
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,7 @@ from gateway.agents.metrics import AgentMetrics
 from gateway.agents.runner import AgentRunner, RunSpec
 from gateway.config_loader import ConfigError
 from gateway.governance.pricing import PriceBook
+from gateway.governance.records import PEPPER_ENV
 from gateway.guardrails.base import Guardrail
 from gateway.guardrails.chain import GuardrailChain
 from gateway.pipeline.context import Dialect
@@ -226,6 +230,7 @@ class _Builder:
         self.metrics = metrics
         self.directory = directory
         self.calls: dict[str, list[str]] = {}
+        self.seal_key = _seal_key()
 
     def _name_free(self, name: str, where: str) -> None:
         if self.directory.exists(name):
@@ -248,6 +253,7 @@ class _Builder:
             tools=static,
             source_tools=dynamic,
             http=http,
+            seal_key=self.seal_key,
         )
 
     def _serve(
@@ -352,6 +358,16 @@ class _Builder:
                     _where_of(self.settings, name),
                     f"runs call each other in a cycle: {' -> '.join(path)}",
                 )
+
+
+def _seal_key() -> bytes:
+    """The secret approvals are sealed with: derived from ``GATEWAY_KEY_PEPPER`` when set (a
+    fleet's replicas share it, so an approval sent to another replica holds), else none (a
+    random key per process)."""
+    pepper = os.environ.get(PEPPER_ENV)
+    if not pepper:
+        return b""
+    return hmac.digest(pepper.encode(), b"gateway agent approvals", hashlib.sha256)
 
 
 def _where_of(settings: Settings, name: str) -> str:

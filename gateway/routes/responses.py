@@ -7,6 +7,7 @@ every request; the relay path already has the final bytes, so it sends them dire
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from litestar.types import Receive, Scope, Send
@@ -22,6 +23,20 @@ def _encode_headers(
     if headers:
         encoded.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
     return encoded
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """An iterator that must be closed when its reader stops early (a relayed stream, a
+    flight's subscription): closing releases the upstream."""
+
+    async def aclose(self) -> None: ...
+
+
+async def close_chunks(chunks: AsyncIterator[Any]) -> None:
+    """Close ``chunks`` (any async iterator) if it holds anything to release."""
+    if isinstance(chunks, Closeable):
+        await chunks.aclose()
 
 
 class RawResponse:
@@ -98,9 +113,7 @@ class EventStream:
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await close_chunks(chunks)
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

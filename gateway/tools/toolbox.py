@@ -12,9 +12,12 @@ client (the loop goes on).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +35,9 @@ from gateway.tools.base import Tool, ToolContext, ToolResult, ToolSource
 log = logging.getLogger("gateway.tools")
 
 _RETRY_S = 5.0  # how soon an unreachable tool source is asked again
+MAX_ARGUMENT_CHARS = 200_000  # a call's arguments, as the model wrote them
+# Approvals sealed without a configured key hold for this process only.
+_PROCESS_SEAL_KEY = secrets.token_bytes(32)
 
 # OpenAI's function-name pattern: what a model may be offered.
 _WIRE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -62,6 +68,7 @@ class OfferedTool:
         require_approval: calls stop the run instead of running.
         timeout_s: the most one call may take.
         validator: checks arguments against the tool's schema.
+        max_result_chars: where a longer result is cut.
     """
 
     tool: Tool
@@ -70,6 +77,7 @@ class OfferedTool:
     require_approval: bool
     timeout_s: float
     validator: jsonschema.protocols.Validator
+    max_result_chars: int = 50_000
 
     @classmethod
     def of(cls, tool: Tool, name: str, use: ToolUse) -> OfferedTool:
@@ -90,7 +98,9 @@ class OfferedTool:
             raise ValueError(
                 f"tool `{name}` has an invalid parameters schema: {exc.message}"
             ) from None
-        return cls(tool, name, wire, use.require_approval, use.timeout_s, validator)
+        return cls(
+            tool, name, wire, use.require_approval, use.timeout_s, validator, use.max_result_chars
+        )
 
     def spec(self) -> dict[str, Any]:
         """The OpenAI ``tools`` entry."""
@@ -208,10 +218,13 @@ class RunToolBox:
         context_for: builds each call's context.
         deadline: the run's ``time.monotonic()`` deadline; no call outlives it.
         specs: the OpenAI ``tools`` entries of ``offered`` (made once per agent, not per run).
-        observe: told ``(tool, outcome, seconds)`` of every call (``ok``, ``error``).
+        observe: told ``(tool, outcome, seconds)`` of every call (``ok``, ``error``), under
+            the tool's name (``unknown`` for a name no tool has: labels stay bounded).
+        seal_key: the secret approvals are sealed with (every replica of a fleet must share
+            it; a random one per process otherwise).
     """
 
-    __slots__ = ("_by_wire", "_context_for", "_deadline", "_observe", "_specs")
+    __slots__ = ("_by_wire", "_context_for", "_deadline", "_observe", "_seal_key", "_specs")
 
     def __init__(
         self,
@@ -220,12 +233,14 @@ class RunToolBox:
         deadline: float,
         specs: list[dict[str, Any]] | None = None,
         observe: Callable[[str, str, float], None] | None = None,
+        seal_key: bytes = b"",
     ) -> None:
         self._by_wire = {t.wire: t for t in offered}
         self._context_for = context_for
         self._deadline = deadline
         self._specs = specs if specs is not None else [t.spec() for t in offered]
         self._observe = observe
+        self._seal_key = seal_key or _PROCESS_SEAL_KEY
 
     def specs(self) -> list[dict[str, Any]]:
         return self._specs
@@ -242,8 +257,21 @@ class RunToolBox:
         result = await self._call(call)
         if self._observe is not None:
             outcome = "error" if result.is_error else "ok"
-            self._observe(call.name, outcome, time.perf_counter() - started)
+            name = call.name if call.name in self._by_wire else "unknown"
+            self._observe(name, outcome, time.perf_counter() - started)
         return result
+
+    def _seal(self, call_id: str, call: ToolCall) -> str:
+        text = f"{call_id}\0{call.name}\0{call.arguments}".encode()
+        # Hex, not base64: the seal follows the last `-` of the id, so it may hold none.
+        return hmac.digest(self._seal_key, text, hashlib.sha256)[:12].hex()
+
+    def pending(self, call: ToolCall) -> ToolCall:
+        return ToolCall(f"{call.id}-{self._seal(call.id, call)}", call.name, call.arguments)
+
+    def approved(self, call: ToolCall) -> bool:
+        original, _, seal = call.id.rpartition("-")
+        return bool(original) and hmac.compare_digest(seal, self._seal(original, call))
 
     async def _call(self, call: ToolCall) -> ToolResult:
         offered = self._by_wire.get(call.name)
@@ -276,15 +304,24 @@ class RunToolBox:
             return ToolResult(f"`{call.name}` failed: {type(exc).__name__}: {exc}", is_error=True)
         if not isinstance(result, ToolResult):
             return ToolResult(f"`{call.name}` returned no result.", is_error=True)
+        text = result.text()
+        limit = offered.max_result_chars
+        if len(text) > limit:
+            cut = f"{text[:limit]}\n[cut: the result was {len(text)} characters, {limit} kept]"
+            return ToolResult(cut, result.is_error, result.metadata)
         return result
 
 
 def _parsed(text: str) -> tuple[dict[str, Any], str | None]:
     """The arguments object of a call, or why it is not one."""
+    if len(text) > MAX_ARGUMENT_CHARS:
+        return {}, f"The arguments are longer than {MAX_ARGUMENT_CHARS} characters."
     try:
         value = json.loads(text) if text.strip() else {}
     except ValueError as exc:
         return {}, f"The arguments are not valid JSON: {exc}."
+    except RecursionError:
+        return {}, "The arguments are nested too deeply."
     if not isinstance(value, dict):
         return {}, "The arguments must be a JSON object."
     return value, None

@@ -50,9 +50,12 @@ def toolbox(
     *,
     seconds: float = 30.0,
     observe: Callable[[str, str, float], None] | None = None,
+    seal_key: bytes = b"",
 ) -> RunToolBox:
     """A run's tool box whose deadline is ``seconds`` from now (negative: already past)."""
-    return RunToolBox(tools, Contexts(), time.monotonic() + seconds, observe=observe)
+    return RunToolBox(
+        tools, Contexts(), time.monotonic() + seconds, observe=observe, seal_key=seal_key
+    )
 
 
 def limits(

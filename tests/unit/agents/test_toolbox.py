@@ -256,8 +256,43 @@ async def test_observe_is_told_every_outcome() -> None:
         ("calculator", "error"),
         ("raising", "error"),
         ("calculator", "error"),
-        ("weather", "error"),
+        ("unknown", "error"),  # a name no tool has: metric labels stay bounded
     ]
+
+
+async def test_a_sealed_call_is_approved_and_a_forged_or_changed_one_is_not() -> None:
+    box = toolbox([offered(CalculatorTool(), require_approval=True)])
+    original = call("calculator", '{"expression": "6 * 7"}')
+
+    sealed = box.pending(original)
+
+    assert sealed.id.startswith(original.id + "-")
+    assert box.approved(sealed)
+    assert not box.approved(original)  # written by the client, never returned
+    changed = ToolCall(sealed.id, sealed.name, '{"expression": "9 ** 9"}')
+    assert not box.approved(changed)  # the arguments were changed
+    other = toolbox([offered(CalculatorTool())], seal_key=b"another replica's key")
+    assert not other.approved(sealed)
+
+
+async def test_a_long_result_is_cut_for_the_model() -> None:
+    tool = NamedTool("echo")
+    box = toolbox([OfferedTool.of(tool, "echo", ToolUse(name="echo", max_result_chars=100))])
+
+    result = await box.call(call("echo", json.dumps({"text": "x" * 1000})))
+
+    assert len(result.text()) < 200
+    assert "[cut: the result was" in result.text()
+
+
+async def test_nested_or_oversized_arguments_are_error_results() -> None:
+    box = toolbox([offered(CalculatorTool())])
+
+    nested = await box.call(call("calculator", "[" * 100_000))
+    huge = await box.call(call("calculator", json.dumps({"expression": "1" * 300_000})))
+
+    assert "nested too deeply" in error_text(nested)
+    assert "longer than" in error_text(huge)
 
 
 # -- OfferedTool --------------------------------------------------------------------------------

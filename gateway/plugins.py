@@ -186,6 +186,8 @@ def build_registered(
     options: Mapping[str, Any],
     source: str,
     where: str,
+    *,
+    named_by: str = "backend",
     **extra: Any,
 ) -> Any:
     """``registry``'s factory ``name`` called with the config's ``options`` (and ``extra``).
@@ -193,7 +195,9 @@ def build_registered(
     Args:
         source: the config file, for errors.
         where: the config field of the choice (``store``, ``governance.limiter``): errors name
-            ``<where>.backend`` or ``<where>.options``.
+            ``<where>.<named_by>`` or ``<where>.options``.
+        named_by: the field that names the choice (``backend``; ``type`` for guardrails and
+            tool sources).
 
     Raises:
         ConfigError: nothing is registered under ``name``, or the factory rejected the options
@@ -205,7 +209,7 @@ def build_registered(
     if factory is None:
         raise ConfigError(
             source,
-            f"{where}.backend",
+            f"{where}.{named_by}",
             f"unknown {registry.kind} `{name}`; registered: "
             f"{', '.join(registry.names()) or 'none'}",
         )

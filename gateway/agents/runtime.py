@@ -1,9 +1,10 @@
-"""Agents, workflows, server-side tools and guardrails, built from the settings and plugins.
+"""Agents, workflows and server-side tools, built from the settings and plugins.
 
 :func:`build_agents` runs when the app is built (``gateway check`` too): every agent and
 workflow becomes a model group (listed by ``/v1/models``, governed like any other) served by an
 :class:`~gateway.agents.runner.AgentRunner`; a model group with ``tools: server`` gets a runner
-for its client requests; guardrail chains are made per group. Every problem is a
+for its client requests; the guardrail chains (:mod:`gateway.guardrails.assembly`) are held
+here for the pipeline. Every problem is a
 :class:`~gateway.config_loader.ConfigError` naming the file and the field. Nothing here runs per
 request; a gateway with none of these configured holds empty dicts, which the pipeline skips.
 """
@@ -25,10 +26,10 @@ from gateway.agents.runner import AgentRunner, RunSpec
 from gateway.config_loader import ConfigError
 from gateway.governance.pricing import PriceBook
 from gateway.governance.records import PEPPER_ENV
-from gateway.guardrails.base import Guardrail
+from gateway.guardrails.assembly import build_guardrail_chains
 from gateway.guardrails.chain import GuardrailChain
 from gateway.pipeline.context import Dialect
-from gateway.plugins import Registries
+from gateway.plugins import Registries, build_registered
 from gateway.providers.base import BackendSpec, UpstreamRequest, UpstreamResponse, UpstreamStream
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 from gateway.routing.base import RouteRequest
@@ -124,60 +125,15 @@ class AgentRuntime:
             await client.aclose()
 
 
-def _instance(
-    registry: Any, kind: str, type_name: str, options: Mapping[str, Any], source: str, where: str
-) -> Any:
-    factory = registry.get(type_name)
-    if factory is None:
-        raise ConfigError(
-            source,
-            f"{where}.type",
-            f"unknown {kind} `{type_name}`; registered: {', '.join(registry.names()) or 'none'}",
-        )
-    try:
-        return factory(**options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(source, f"{where}.options", str(exc)) from None
-
-
-def _guardrails(settings: Settings, registries: Registries) -> dict[str, Guardrail]:
-    return {
-        name: _instance(
-            registries.guardrails,
-            "guardrail",
-            g.type,
-            g.options,
-            settings.source,
-            f"guardrails.{name}",
-        )
-        for name, g in settings.guardrails.items()
-    }
-
-
-def _chain(
-    names: list[str], instances: Mapping[str, Guardrail], source: str, where: str
-) -> GuardrailChain | None:
-    if not names:
-        return None
-    for i, name in enumerate(names):
-        if name not in instances:
-            raise ConfigError(
-                source,
-                f"{where}[{i}]",
-                f"unknown guardrail `{name}`; defined: {', '.join(instances) or 'none'}",
-            )
-    return GuardrailChain([(name, instances[name]) for name in names])
-
-
 def _tool_sources(settings: Settings, registries: Registries) -> dict[str, ToolSource]:
     return {
-        name: _instance(
+        name: build_registered(
             registries.tool_sources,
-            "tool source",
             s.type,
             s.options,
             settings.source,
             f"tool_sources.{name}",
+            named_by="type",
         )
         for name, s in settings.tool_sources.items()
     }
@@ -406,14 +362,10 @@ def build_agents(
             options, or runs that call each other in a cycle.
     """
     runtime = AgentRuntime(
-        tools=ToolCatalog(dict(registries.tools.items()), _tool_sources(settings, registries))
+        tools=ToolCatalog(dict(registries.tools.items()), _tool_sources(settings, registries)),
+        guards=build_guardrail_chains(settings, registries),
     )
-    if not (
-        settings.agents
-        or settings.workflows
-        or settings.guardrails
-        or any(g.server_tools for g in settings.models)
-    ):
+    if not (settings.agents or settings.workflows or any(g.server_tools for g in settings.models)):
         return runtime
     agent_metrics = AgentMetrics(metrics.registry)
     builder = _Builder(
@@ -426,18 +378,4 @@ def build_agents(
     builder.check_calls()
     for gi, gs in enumerate(settings.models):
         builder.server_tools(gi, gs)
-    instances = _guardrails(settings, registries)
-    source = settings.source
-    for gi, gs in enumerate(settings.models):
-        chain = _chain(gs.guardrails, instances, source, f"models[{gi}].guardrails")
-        if chain is not None:
-            runtime.guards[gs.name] = chain
-    for i, a in enumerate(settings.agents):
-        chain = _chain(a.guardrails, instances, source, f"agents[{i}].guardrails")
-        if chain is not None:
-            runtime.guards[a.name] = chain
-    for i, w in enumerate(settings.workflows):
-        chain = _chain(w.guardrails, instances, source, f"workflows[{i}].guardrails")
-        if chain is not None:
-            runtime.guards[w.name] = chain
     return runtime

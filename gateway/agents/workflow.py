@@ -85,15 +85,21 @@ def agents_of(steps: Sequence[WorkflowStep]) -> list[str]:
 
 def _check(steps: Sequence[WorkflowStep], where: str) -> None:
     for i, step in enumerate(steps):
-        kinds = [k for k in ("agent", "sequential", "parallel", "loop") if getattr(step, k)]
+        given = {
+            "agent": step.agent,
+            "sequential": step.sequential,
+            "parallel": step.parallel,
+            "loop": step.loop,
+        }
+        kinds = [k for k, v in given.items() if v]
         if len(kinds) != 1:
             raise ValueError(
                 f"{where}[{i}] needs exactly one of agent, sequential, parallel, loop "
                 f"(has {', '.join(kinds) or 'none'})"
             )
         for kind in ("sequential", "parallel", "loop"):
-            inner = getattr(step, kind)
-            if inner:
+            inner = given[kind]
+            if isinstance(inner, list):
                 _check(inner, f"{where}[{i}].{kind}")
 
 

@@ -203,6 +203,9 @@ class RequestContext:
         run_usage: for a request served by a runner: what its run used (every step's tokens,
             cost and time), for an enclosing run to fold in.
         guards: the group's guardrails and their context (None: the group has none).
+        chat_only: the request must reach its backends as chat (guardrails or a run read it):
+            a Messages or Responses dialect translates it even for a backend that speaks its
+            own API.
     """
 
     __slots__ = (
@@ -210,6 +213,7 @@ class RequestContext:
         "_raw",
         "body",
         "cache_store",
+        "chat_only",
         "composite",
         "cost_nanos",
         "deadline",
@@ -258,6 +262,7 @@ class RequestContext:
         self.settled = False
         self.cost_nanos = 0
         self.composite = False
+        self.chat_only = False
         self.run_usage: RunUsage | None = None
         self.step: StepInfo | None = None
         self.guards: Guarding | None = None

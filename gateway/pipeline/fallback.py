@@ -12,6 +12,8 @@ Each group is tried at most once per request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway.errors import GatewayError, PermissionDeniedError, UpstreamUnavailableError
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.telemetry import Telemetry
@@ -55,11 +57,17 @@ def require_local(group: ModelGroup) -> None:
 class FallbackPolicy:
     """Dispatches a request to its group and, while the policy allows, to fallback groups."""
 
-    __slots__ = ("_catalog", "_telemetry")
+    __slots__ = ("_catalog", "_guards", "_telemetry")
 
-    def __init__(self, catalog: ModelCatalog, telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        telemetry: Telemetry,
+        guards: Mapping[str, object] | None = None,
+    ) -> None:
         self._catalog = catalog
         self._telemetry = telemetry
+        self._guards = guards or {}
 
     async def dispatch(self, ctx: RequestContext) -> Dispatched | OpenStream:
         """The upstream's answer (a body, or an open stream the caller must close); sets
@@ -88,6 +96,14 @@ class FallbackPolicy:
             except GatewayError as exc:
                 group = self._next_group(group, exc, seen, ctx)
 
+    def _may_take(self, group: ModelGroup, name: str, ctx: RequestContext) -> bool:
+        """Whether fallback group ``name`` may serve a request ``group`` could not: the same
+        guardrails (a request is never checked by one group's and answered by another's), and
+        local when the request is a ``local_only`` step."""
+        if self._guards.get(group.name) is not self._guards.get(name):
+            return False
+        return ctx.step is None or not ctx.step.local_only or is_local(self._catalog.resolve(name))
+
     def _next_group(
         self, group: ModelGroup, error: GatewayError, seen: set[str], ctx: RequestContext
     ) -> ModelGroup:
@@ -102,15 +118,7 @@ class FallbackPolicy:
         names = (
             settings.context_window_fallbacks if reason == "context_window" else settings.fallbacks
         )
-        local_only = ctx.step is not None and ctx.step.local_only
-        target = next(
-            (
-                n
-                for n in names
-                if n not in seen and (not local_only or is_local(self._catalog.resolve(n)))
-            ),
-            None,
-        )
+        target = next((n for n in names if n not in seen and self._may_take(group, n, ctx)), None)
         if target is None:
             raise error
         seen.add(target)

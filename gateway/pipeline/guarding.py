@@ -17,6 +17,14 @@ from gateway.guardrails.base import GuardrailContext
 from gateway.pipeline.context import RequestContext
 
 GUARDED_ENDPOINTS = frozenset({"chat/completions", "messages", "responses"})
+# Served for a guarded group unchecked: nothing is generated (a token count).
+COUNTED_ONLY = frozenset({"messages/count_tokens"})
+
+
+def same_guardrails(chains: Mapping[str, Any], first: str, second: str) -> bool:
+    """Whether groups ``first`` and ``second`` run the same guardrails (both none, or the same
+    chain): a request may move between them (a cost policy's reroute, a fallback)."""
+    return chains.get(first) is chains.get(second)
 
 
 class Chain(Protocol):

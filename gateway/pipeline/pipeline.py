@@ -35,20 +35,34 @@ from litestar.types import ASGIApp
 from gateway.auth import Authenticator
 from gateway.errors import (
     GatewayError,
+    InvalidRequestError,
     PermissionDeniedError,
     UpstreamConnectionError,
     status_of,
 )
 from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
-from gateway.pipeline.context import Converter, Dialect, RequestContext, StreamRecorder
-from gateway.pipeline.fallback import FallbackPolicy, require_local
-from gateway.pipeline.guarding import GUARDED_ENDPOINTS, Guarding, check_request
+from gateway.pipeline.context import (
+    Converter,
+    Dialect,
+    RequestContext,
+    StepInfo,
+    StreamRecorder,
+)
+from gateway.pipeline.fallback import FallbackPolicy, is_local, require_local
+from gateway.pipeline.guarding import (
+    COUNTED_ONLY,
+    GUARDED_ENDPOINTS,
+    Guarding,
+    check_request,
+    same_guardrails,
+)
 from gateway.pipeline.limits import check_limits
 from gateway.pipeline.streams import relay_stream
 from gateway.pipeline.telemetry import InFlight, Telemetry
 from gateway.routes.calls import Call
 from gateway.routes.responses import EventStream, RawResponse
+from gateway.routing.backends import ModelGroup
 from gateway.routing.dispatch import Dispatched, OpenStream
 from gateway.schemas.openai import TokenCounts
 from gateway.state import GatewayState
@@ -71,7 +85,7 @@ class Pipeline:
             if state.cache is not None
             else None
         )
-        self._fallback = FallbackPolicy(state.catalog, telemetry)
+        self._fallback = FallbackPolicy(state.catalog, telemetry, state.agents.guards)
         self._batching = EmbeddingBatching(telemetry, background.spawn)
         self._store = state.store
         self._governor = state.governance.governor
@@ -98,9 +112,14 @@ class Pipeline:
         governor = self._governor
         dialect = ctx.dialect
         try:
+            asked = ctx.model_group
             governor.steer(ctx)  # a cost policy may pick another group: before the cache key
             group = ctx.model_group
-            if (step := ctx.step) is not None and step.local_only:
+            step = ctx.step
+            if group is not asked and not self._may_reroute(asked, group, step):
+                ctx.group = group = asked
+                ctx.response_headers.pop("x-gateway-cost-policy", None)
+            if step is not None and step.local_only:
                 require_local(group)
             runner = self._runners.get(group.name) if self._runners else None
             if runner is not None and (step is None or runner.nests):
@@ -139,6 +158,14 @@ class Pipeline:
         if isinstance(result, OpenStream):
             return await self._stream(ctx, result, in_flight)
         return await self._body(ctx, result, in_flight)
+
+    def _may_reroute(self, asked: ModelGroup, target: ModelGroup, step: StepInfo | None) -> bool:
+        """Whether a cost policy may send a request for ``asked`` to ``target``: not past the
+        guardrails ``asked`` has (or to ones it was not checked by), and not off a
+        ``local_only`` step's local models. Otherwise the request stays where it was asked."""
+        if not same_guardrails(self._guards, asked.name, target.name):
+            return False
+        return step is None or not step.local_only or is_local(target)
 
     async def intake(self, call: Call, dialect: Dialect) -> RequestContext:
         """Stages 1 to 4: authenticate, decode and validate, resolve the model, guardrails.
@@ -181,9 +208,23 @@ class Pipeline:
                 check_limits(limits, payload, payload.model)
             ctx.stream = dialect.streams and bool(payload.stream)
             ctx.deadline = time.monotonic() + group.settings.timeouts.total
+            step = ctx.step
+            runner = self._runners.get(group.name) if self._runners else None
+            if runner is not None and (step is None or runner.nests):
+                ctx.chat_only = True  # a run reads chat: Messages and Responses translated
             chain = self._guards.get(group.name) if self._guards else None
-            if chain is not None and dialect.endpoint in GUARDED_ENDPOINTS:
-                ctx.guards = Guarding(chain)
+            # A step of a group's own server-tools run was checked as the client's request.
+            if chain is not None and (step is None or step.agent != group.name):
+                if dialect.endpoint not in GUARDED_ENDPOINTS | COUNTED_ONLY:
+                    raise InvalidRequestError(
+                        f"Model `{group.name}` has guardrails, which check chat, Messages and "
+                        f"Responses requests only; `/v1/{dialect.endpoint}` is not served for it.",
+                        param="model",
+                        code="endpoint_not_guarded",
+                    )
+                if dialect.endpoint in GUARDED_ENDPOINTS:
+                    ctx.guards = Guarding(chain)
+                    ctx.chat_only = True  # guardrails read chat: always translate
             await dialect.prepare(ctx)
             if ctx.guards is not None:
                 await check_request(ctx, ctx.guards)

@@ -68,12 +68,12 @@ class MessagesDialect(KeepsNothing):
     async def prepare(self, ctx: RequestContext) -> None:
         """Translate to chat up front when some backend of the group needs it, so a request
         the translation cannot express is refused before any upstream call."""
-        if ctx.guards is not None or not all(speaks_messages(b) for b in ctx.model_group.backends):
+        if ctx.chat_only or not all(speaks_messages(b) for b in ctx.model_group.backends):
             ctx.turn = messages_request_to_chat(ctx.raw)
 
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
         chat: dict[str, Any] | None = ctx.turn
-        if chat is None or (speaks_messages(backend) and ctx.guards is None):
+        if chat is None or (speaks_messages(backend) and not ctx.chat_only):
             return UpstreamRequest(
                 Endpoint.MESSAGES, ctx.body_for(backend.model), ctx.raw, ctx.stream, ctx.request_id
             )
@@ -83,7 +83,7 @@ class MessagesDialect(KeepsNothing):
         return UpstreamRequest(Endpoint.CHAT, body, chat, ctx.stream, ctx.request_id)
 
     def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
-        native = speaks_messages(backend) and ctx.guards is None
+        native = speaks_messages(backend) and not ctx.chat_only
         return None if native else ChatToMessages(ctx.model)
 
 

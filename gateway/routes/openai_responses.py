@@ -182,8 +182,7 @@ class ResponsesDialect:
                     param="previous_response_id",
                 )
             turn.history = await conversation(ctx.store, ctx.principal.namespace, previous)
-        guarded = ctx.guards is not None  # guardrails read chat: always translate
-        if guarded or not all(speaks_responses(b) for b in ctx.model_group.backends):
+        if ctx.chat_only or not all(speaks_responses(b) for b in ctx.model_group.backends):
             # The cache stage reads (and removes) the gateway's own `cache_control` later; it
             # is never part of what a backend is sent.
             request = {k: v for k, v in raw.items() if k != "cache_control"}
@@ -193,7 +192,7 @@ class ResponsesDialect:
     def upstream_request(self, ctx: RequestContext, backend: Backend) -> UpstreamRequest:
         turn: Turn = ctx.turn
         model = backend.model
-        if speaks_responses(backend) and ctx.guards is None:
+        if speaks_responses(backend) and not ctx.chat_only:
             if turn.history is None:
                 body = ctx.body_for(model)
             else:
@@ -215,7 +214,7 @@ class ResponsesDialect:
         return encode(body)
 
     def converter(self, ctx: RequestContext, backend: Backend) -> Converter | None:
-        if not speaks_responses(backend) or ctx.guards is not None:
+        if not speaks_responses(backend) or ctx.chat_only:
             return ChatToResponses(ctx.raw, ctx.turn)
         if ctx.turn.history is not None:
             return ContinuedNative(ctx.payload.previous_response_id)

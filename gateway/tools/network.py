@@ -265,17 +265,26 @@ class SystemResolver:
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+_MOST_PINS = 1024  # hosts whose checked addresses one client remembers
+
+
 class _PinnedResolver(AbstractResolver):
     """aiohttp's resolver for a guarded session: it answers only with the addresses the
     policy checked for a host (:meth:`pin`), so the connection goes where the check looked."""
 
-    def __init__(self) -> None:
+    def __init__(self, most: int = _MOST_PINS) -> None:
         self._pins: dict[str, tuple[IPAddress, ...]] = {}
+        self._most = most
 
     def pin(self, host: str, addresses: tuple[IPAddress, ...]) -> None:
         # Concurrent requests may replace each other's pins; every pin was checked under the
-        # same immutable policy, so any of them is a safe answer.
+        # same immutable policy, so any of them is a safe answer. The oldest pins go once there
+        # are `most` of them (a dict keeps insertion order): a host whose pin went is checked
+        # again on its next request, which re-pins it, so nothing unchecked is ever answered.
+        self._pins.pop(host, None)
         self._pins[host] = addresses
+        while len(self._pins) > self._most:
+            del self._pins[next(iter(self._pins))]
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET

@@ -461,6 +461,45 @@ def test_a_group_with_server_tools_runs_them_and_returns_the_clients(sim: Sim) -
         assert names == ["lookup"]
 
 
+def test_messages_and_responses_reach_a_server_tools_group_with_native_backends(
+    sim: Sim,
+) -> None:
+    native = {"url": sim.url, "model": "sim-model", "options": {"messages": True}}
+    cfg = {"models": [{"name": "chat", "backends": [native], "tools": "server"}]}
+    with running_gateway(cfg) as gw:
+        message = claude(gw).messages.create(
+            model="chat",
+            max_tokens=100,
+            system="Be brief.",
+            messages=[{"role": "user", "content": script(calc("6*7"))}],
+        )
+        assert "42" in "".join(b.text for b in message.content if b.type == "text")
+        response = oai(gw).responses.create(model="chat", input=script(calc("2*4")))
+        assert "8" in response.output_text
+
+
+def test_a_streamed_agent_reads_a_cached_step(sim: Sim) -> None:
+    cached = group("m", sim.url, cache={"enabled": True, "deterministic_only": False})
+    with running_gateway({"models": [cached], "agents": [agent()]}) as gw:
+        text = script(calc("6*7"))
+        first = "".join(
+            chunk.choices[0].delta.content or ""
+            for chunk in oai(gw).chat.completions.create(
+                model="helper", messages=[{"role": "user", "content": text}], stream=True
+            )
+            if chunk.choices
+        )
+        again = "".join(
+            chunk.choices[0].delta.content or ""
+            for chunk in oai(gw).chat.completions.create(
+                model="helper", messages=[{"role": "user", "content": text}], stream=True
+            )
+            if chunk.choices
+        )
+    assert "42" in first
+    assert again == first  # both steps answered from the cache this time
+
+
 # -- routing -------------------------------------------------------------------------------------
 
 

@@ -116,6 +116,12 @@ def test_a_blocked_pattern_is_rejected_on_messages_too(gw: GatewayServer) -> Non
     assert "no_secrets_in" in str(caught.value)
 
 
+def test_a_guarded_group_refuses_an_endpoint_guardrails_cannot_check(gw: GatewayServer) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai(gw).completions.create(model="guarded", prompt="mail bob@example.com")
+    assert caught.value.code == "endpoint_not_guarded"
+
+
 def test_pii_is_redacted_before_the_model_sees_it(gw: GatewayServer) -> None:
     # The simulated model answers with the text it received: redacted on the way in.
     answer = say(gw, "guarded", "[[answer: mail bob@example.com or call (555) 123-4567]]")

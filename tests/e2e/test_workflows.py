@@ -103,3 +103,34 @@ def test_a_workflow_calling_itself_is_a_config_error() -> None:
             running_gateway(workflows_config(sim, loop)),
         ):
             pass
+
+
+def test_parallel_branches_lose_no_usage_record(tmp_path: Any) -> None:
+    import sqlite3
+
+    from tests.support.servers import eventually
+
+    db = tmp_path / "usage.db"
+    with running_sim() as sim:
+        cfg = {
+            **workflows_config(sim, WORKFLOW),
+            "governance": {
+                "usage": {
+                    "sinks": [{"backend": "sqlite", "options": {"path": str(db)}}],
+                    "flush_interval_s": 0.05,
+                }
+            },
+        }
+        with running_gateway(cfg) as gw:
+            ask(gw, "pipeline", "[[answer: alpha]]")
+
+            def ids() -> list[str]:
+                with sqlite3.connect(db) as conn:
+                    try:
+                        return [r[0] for r in conn.execute("SELECT request_id FROM usage")]
+                    except sqlite3.OperationalError:
+                        return []
+
+            # The workflow, its four agent runs, and one model step in each.
+            assert eventually(lambda: len(ids()) == 9)
+    assert len(set(ids())) == 9

@@ -22,6 +22,7 @@ from gateway.agents.base import (
     StepResult,
 )
 from gateway.agents.toolcalls import ToolCallAssembler, calls_in_message
+from gateway.closing import close_chunks
 from gateway.codec import decode, encode
 from gateway.errors import (
     GatewayError,
@@ -31,7 +32,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.pipeline.context import Dialect, RequestContext, StepInfo
-from gateway.routes.responses import EventStream, RawResponse, close_chunks
+from gateway.routes.responses import EventStream, RawResponse
 from gateway.sse import SSEParser
 
 # Runs nested in runs (a workflow's agents, an agent calling an agent) stop here: a cycle the

@@ -37,11 +37,11 @@ from gateway.agents.base import (
 )
 from gateway.agents.client import PipelineModelClient, Run, StepPipeline
 from gateway.agents.metrics import AgentMetrics
+from gateway.closing import close_chunks
 from gateway.codec import decode, encode
 from gateway.errors import GatewayError, UpstreamError
 from gateway.pipeline.context import Dialect, RequestContext
 from gateway.providers.base import UpstreamResponse
-from gateway.routes.responses import close_chunks
 from gateway.routing.backends import Backend
 from gateway.routing.dispatch import Dispatched, OpenStream
 from gateway.settings_agents import ToolUse

@@ -26,6 +26,7 @@ import anyio
 import msgspec
 
 from gateway.background import Spawn
+from gateway.closing import close_chunks
 from gateway.codec import decode
 from gateway.sse import SSEFramer, parse_event
 
@@ -116,9 +117,7 @@ class Flight:
             self._stream_failed = True
         finally:
             with anyio.CancelScope(shield=True):
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await close_chunks(chunks)
             self._stream_ended = True
             self.finish(None)  # no-op when the stream settled it
             self._wake()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import anyio
 
 from gateway.clock import Clock
+from gateway.closing import close_chunks
 from gateway.errors import AuthenticationError, PermissionDeniedError, ServiceUnavailableError
 from gateway.governance.accounts import principal_for
 from gateway.governance.keystore import Change, KeyStore, KeyStoreUnavailableError
@@ -289,9 +290,7 @@ class KeyDirectory:
                 log.exception("key store change feed failed; retrying in %.2fs", backoff)
             finally:
                 self._pushed = False
-                aclose = getattr(feed, "aclose", None)
-                if aclose is not None:
-                    with anyio.CancelScope(shield=True):
-                        await aclose()
+                with anyio.CancelScope(shield=True):
+                    await close_chunks(feed)
             await anyio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX_S)

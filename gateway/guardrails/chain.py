@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.closing import close_chunks
 from gateway.codec import decode, encode
 from gateway.errors import GuardrailBlockedError, UpstreamConnectionError
 from gateway.guardrails.base import Guardrail, GuardrailAction, GuardrailContext, GuardrailVerdict
@@ -114,8 +115,7 @@ class GuardrailChain:
             if (rest := framer.flush()).strip():
                 yield await self._filter_events(context, [rest + b"\n\n"])
         finally:
-            if isinstance(chunks, AsyncGenerator):
-                await chunks.aclose()
+            await close_chunks(chunks)
 
     async def _filter_events(self, context: GuardrailContext, events: list[bytes]) -> bytes:
         out: list[bytes] = []

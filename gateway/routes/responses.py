@@ -7,10 +7,11 @@ every request; the relay path already has the final bytes, so it sends them dire
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from litestar.types import Receive, Scope, Send
+
+from gateway.closing import close_chunks
 
 JSON_CONTENT_TYPE = b"application/json"
 EVENT_STREAM_CONTENT_TYPE = b"text/event-stream"
@@ -23,20 +24,6 @@ def _encode_headers(
     if headers:
         encoded.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
     return encoded
-
-
-@runtime_checkable
-class Closeable(Protocol):
-    """An iterator that must be closed when its reader stops early (a relayed stream, a
-    flight's subscription): closing releases the upstream."""
-
-    async def aclose(self) -> None: ...
-
-
-async def close_chunks(chunks: AsyncIterator[Any]) -> None:
-    """Close ``chunks`` (any async iterator) if it holds anything to release."""
-    if isinstance(chunks, Closeable):
-        await chunks.aclose()
 
 
 class RawResponse:

@@ -271,17 +271,18 @@ async def test_a_spent_step_budget_stops_with_the_last_output() -> None:
 
 
 @pytest.mark.parametrize(
-    ("run_limits", "reason"),
+    ("budget", "reason"),
     [
-        (limits(max_cost_nanos=150), "max_cost"),
-        (limits(max_tokens=60), "max_tokens"),
+        ({"max_cost_nanos": 150}, "max_cost"),
+        ({"max_tokens": 60}, "max_tokens"),
     ],
 )
 async def test_a_spent_money_or_token_budget_stops_the_run(
-    run_limits: RunLimits, reason: str
+    budget: dict[str, int], reason: str
 ) -> None:
     per_call = RunUsage(steps=1, cost_nanos=100, prompt_tokens=20, completion_tokens=20)
-    run, models = session({"a": wrapping("a"), "b": wrapping("b")}, run_limits, per_call)
+    # The limits are made here, not at collection: their deadline counts from now.
+    run, models = session({"a": wrapping("a"), "b": wrapping("b")}, limits(**budget), per_call)
 
     answer = await workflow(agent("a"), agent("b"), agent("a")).run(ask("x"), run)
 

@@ -107,6 +107,16 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Set
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, None, f"cannot read the file ({exc.strerror})") from None
+    return settings_from_text(text, source, env)
+
+
+def settings_from_text(text: str, source: str, env: Mapping[str, str] | None = None) -> Settings:
+    """Interpolate and validate a config's YAML ``text`` (an uploaded or published config),
+    errors naming ``source`` as they would a file.
+
+    Raises:
+        ConfigError: it is not YAML, or a field is invalid.
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

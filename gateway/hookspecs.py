@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from gateway.agents.base import AgentFactory
     from gateway.cache.base import CacheBackend
     from gateway.commands import Command
+    from gateway.control.base import (
+        BudgetPublisherFactory,
+        ControlStoreFactory,
+        FleetScalerFactory,
+        MetricPublisherFactory,
+        RecordArchiveFactory,
+        UsageLedgerFactory,
+    )
     from gateway.cost.base import CostPolicy
     from gateway.defaults import DefaultSource, EmbeddedDefault
     from gateway.governance.keystore import KeyStoreFactory
@@ -58,6 +66,12 @@ RegisterAlertSink: TypeAlias = Callable[[str, "AlertSinkFactory"], None]
 RegisterKeyStore: TypeAlias = Callable[[str, "KeyStoreFactory"], None]
 RegisterLimiter: TypeAlias = Callable[[str, "LimiterFactory"], None]
 RegisterResponseStore: TypeAlias = Callable[[str, "ResponseStoreFactory"], None]
+RegisterControlStore: TypeAlias = Callable[[str, "ControlStoreFactory"], None]
+RegisterUsageLedger: TypeAlias = Callable[[str, "UsageLedgerFactory"], None]
+RegisterRecordArchive: TypeAlias = Callable[[str, "RecordArchiveFactory"], None]
+RegisterBudgetPublisher: TypeAlias = Callable[[str, "BudgetPublisherFactory"], None]
+RegisterMetricPublisher: TypeAlias = Callable[[str, "MetricPublisherFactory"], None]
+RegisterFleetScaler: TypeAlias = Callable[[str, "FleetScalerFactory"], None]
 RegisterRoute: TypeAlias = Callable[[str, "BaseRouteHandler | Router"], None]
 RegisterCommand: TypeAlias = Callable[[str, "Command"], None]
 RegisterDefaultSource: TypeAlias = Callable[[str, "DefaultSource"], None]
@@ -213,6 +227,64 @@ def register_response_stores(register: RegisterResponseStore) -> None:
     (``gateway.stores.base``) is called with the store's config options and the gateway's clock.
     Records are keyed by ``(namespace, id)``, the namespace being the caller's
     ``Principal.namespace``, and expire after the store's retention (``ttl_s``).
+    """
+
+
+@hookspec
+def register_control_stores(register: RegisterControlStore) -> None:
+    """Register control stores, the shared store of the control plane and the replicas.
+
+    Call ``register(name, factory)``; ``name`` is what ``control.store.backend`` names.
+    ``factory(**options) -> ControlStore`` (``gateway.control.base``) keeps published config
+    versions (assigned atomically), the health sweep's hints and the jobs' small state.
+    """
+
+
+@hookspec
+def register_usage_ledgers(register: RegisterUsageLedger) -> None:
+    """Register usage ledgers, where usage-rollup folds usage records.
+
+    Call ``register(name, factory)``; ``name`` is what ``control.ledger.backend`` names.
+    ``factory(**options) -> UsageLedger`` (``gateway.control.base``): ``fold(records)`` adds
+    each record not counted before to its tenant, key and model totals per day and month
+    (atomic increments) and is idempotent by request id.
+    """
+
+
+@hookspec
+def register_record_archives(register: RegisterRecordArchive) -> None:
+    """Register record archives, where raw usage records are kept as JSON lines by date.
+
+    Call ``register(name, factory)``; ``factory(**options) -> RecordArchive``
+    (``gateway.control.base``); ``put(day, name, data)`` replaces an object of the same name.
+    """
+
+
+@hookspec
+def register_budget_publishers(register: RegisterBudgetPublisher) -> None:
+    """Register budget publishers, where thresholds the ledger's totals cross are announced.
+
+    Call ``register(name, factory)``; ``factory(**options) -> BudgetPublisher``
+    (``gateway.control.base``); ``publish(crossings)`` is awaited once per crossing.
+    """
+
+
+@hookspec
+def register_metric_publishers(register: RegisterMetricPublisher) -> None:
+    """Register metric publishers, where the control plane's measurements go.
+
+    Call ``register(name, factory)``; ``factory(**options) -> MetricPublisher``
+    (``gateway.control.base``); ``put(namespace, points)`` sends a batch of ``MetricPoint``s.
+    """
+
+
+@hookspec
+def register_fleet_scalers(register: RegisterFleetScaler) -> None:
+    """Register fleet scalers, which change how many replicas serve a model group.
+
+    Call ``register(name, factory)``; ``name`` is what a ``control.scaling.<group>.scaler``
+    names. ``factory(**options) -> FleetScaler`` (``gateway.control.base``) is called once per
+    group that names it: ``current()`` reads the desired replicas, ``set_desired(n)`` asks.
     """
 
 

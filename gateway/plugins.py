@@ -24,6 +24,14 @@ if TYPE_CHECKING:
 
     from gateway.agents.base import AgentFactory
     from gateway.cache.base import CacheBackend
+    from gateway.control.base import (
+        BudgetPublisherFactory,
+        ControlStoreFactory,
+        FleetScalerFactory,
+        MetricPublisherFactory,
+        RecordArchiveFactory,
+        UsageLedgerFactory,
+    )
     from gateway.cost.base import CostPolicy
     from gateway.governance.keystore import KeyStoreFactory
     from gateway.governance.limiter import LimiterFactory
@@ -161,6 +169,24 @@ class Registries:
     )
     response_stores: Registry[ResponseStoreFactory] = field(
         default_factory=_factories("response store", "a response store factory")
+    )
+    control_stores: Registry[ControlStoreFactory] = field(
+        default_factory=_factories("control store", "a control store factory")
+    )
+    usage_ledgers: Registry[UsageLedgerFactory] = field(
+        default_factory=_factories("usage ledger", "a usage ledger factory")
+    )
+    record_archives: Registry[RecordArchiveFactory] = field(
+        default_factory=_factories("record archive", "a record archive factory")
+    )
+    budget_publishers: Registry[BudgetPublisherFactory] = field(
+        default_factory=_factories("budget publisher", "a budget publisher factory")
+    )
+    metric_publishers: Registry[MetricPublisherFactory] = field(
+        default_factory=_factories("metric publisher", "a metric publisher factory")
+    )
+    fleet_scalers: Registry[FleetScalerFactory] = field(
+        default_factory=_factories("fleet scaler", "a fleet scaler factory")
     )
     routes: Registry[BaseRouteHandler | Router] = field(
         default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router")

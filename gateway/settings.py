@@ -18,13 +18,11 @@ from gateway.settings_agents import (
     ToolSourceSettings,
     WorkflowSettings,
 )
+from gateway.settings_base import PluginChoice, _Config
+from gateway.settings_control import ControlSettings
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-
-
-class _Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base for config sections: unknown keys are errors; change with ``structs.replace``."""
 
 
 class TimeoutSettings(_Config):
@@ -349,13 +347,6 @@ class StoreSettings(_Config):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class PluginChoice(_Config):
-    """A registered plugin object by name, with its options."""
-
-    backend: str
-    options: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
 def _sqlite_keys() -> PluginChoice:
     return PluginChoice(backend="sqlite")
 
@@ -447,6 +438,7 @@ class Settings(_Config):
         workflows: workflows over agents, served as model names.
         guardrails: named guardrail instances, which model groups and agents refer to.
         tool_sources: named tool sources (MCP servers); their tools are ``<name>.<tool>``.
+        control: the control plane: the shared store and its jobs' settings.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -462,4 +454,5 @@ class Settings(_Config):
     workflows: list[WorkflowSettings] = msgspec.field(default_factory=list)
     guardrails: dict[str, GuardrailSettings] = msgspec.field(default_factory=dict)
     tool_sources: dict[str, ToolSourceSettings] = msgspec.field(default_factory=dict)
+    control: ControlSettings = msgspec.field(default_factory=ControlSettings)
     source: str = "<memory>"

@@ -10,13 +10,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+from gateway.settings_base import NonNegativeFloat, PositiveFloat, _Config
+
 Name = Annotated[str, msgspec.Meta(min_length=1)]
-
-
-class _Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base for config sections (as :class:`gateway.settings._Config`)."""
 
 
 class ToolUse(_Config):

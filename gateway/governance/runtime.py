@@ -35,7 +35,8 @@ from gateway.governance.records import KeyRecord, TenantRecord
 from gateway.governance.sinks import AlertSink, UsageSink
 from gateway.plugins import Registries, Registry, build_registered
 from gateway.routing.backends import ModelCatalog
-from gateway.settings import PluginChoice, Settings
+from gateway.settings import Settings
+from gateway.settings_base import PluginChoice
 from gateway.telemetry.metrics import GatewayMetrics
 
 log = logging.getLogger("gateway.governance")

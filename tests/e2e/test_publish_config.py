@@ -202,6 +202,8 @@ def test_the_cli_publishes_to_a_directory_a_gateway_follows(
             assert main(["control", "publish-config", str(bad), "--store-dir", str(store_dir)]) == 1
             assert f"gateway: error: {bad}: models[0].colour" in capsys.readouterr().err
             assert (store_dir / "current").read_text() == "1"
+            assert main(["control", "publish-config", str(good)]) == 2  # no store named
+            assert "name a store" in capsys.readouterr().err
 
             # The store named by a gateway config's `control.store`.
             settings_file = tmp_path / "replica.yaml"

@@ -22,6 +22,7 @@ from litestar.handlers import BaseRouteHandler
 from gateway.assembly import build_state
 from gateway.auth import Authenticator
 from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.control.follow import ConfigFollower
 from gateway.errors import GatewayError
 from gateway.pipeline.pipeline import Pipeline
 from gateway.plugins import PluginError, call_lifecycle
@@ -106,6 +107,9 @@ def _lifespan(state: GatewayState) -> Any:
         try:
             async with state.background:
                 start_background_tasks(state)
+                if state.config_follower is not None:
+                    # Before serving: a replica starting now serves the published version.
+                    await state.config_follower.start(state.background.spawn)
                 try:
                     await state.governance.start(state.background)
                     await state.agents.start()
@@ -131,6 +135,8 @@ def _lifespan(state: GatewayState) -> Any:
             if state.cache is not None:
                 await state.cache.aclose()
             await state.store.aclose()
+            if state.control_store is not None:
+                await state.control_store.aclose()
             state.metrics.mark_process_dead()
 
     return lifespan
@@ -149,6 +155,16 @@ def create_app(
         PluginError, ConfigError: see :func:`gateway.assembly.build_state`.
     """
     state = build_state(settings, plugin_manager, clock=clock)
+    if state.control_store is not None and settings.control.follow_config:
+        state.config_follower = ConfigFollower(
+            state.control_store,
+            state.catalog,
+            state.builder,
+            settings,
+            state.metrics.registry,
+            poll_interval_s=settings.control.poll_interval_s,
+            clock=clock,
+        )
     pipeline = Pipeline(state)
     state.agents.bind(pipeline, CHAT)  # agents' steps come back through this pipeline
     authorize = admin_authorizer(state.auth)

@@ -21,6 +21,7 @@ from gateway.cache.coalesce import Coalescer
 from gateway.cache.tiered import TieredCache
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.config_loader import ConfigError
+from gateway.control.base import ControlStore
 from gateway.governance.runtime import build_governance
 from gateway.plugins import (
     Registries,
@@ -205,6 +206,21 @@ def build_store(settings: Settings, registries: Registries, clock: Clock) -> Res
     return store
 
 
+def build_control_store(settings: Settings, registries: Registries) -> ControlStore | None:
+    """The shared store of ``control.store`` (built, not connected), or None.
+
+    Raises:
+        ConfigError: an unknown store or options it rejects (naming the field).
+    """
+    choice = settings.control.store
+    if choice is None:
+        return None
+    store: ControlStore = build_registered(
+        registries.control_stores, choice.backend, choice.options, settings.source, "control.store"
+    )
+    return store
+
+
 def build_state(
     settings: Settings,
     plugin_manager: pluggy.PluginManager | None = None,
@@ -244,4 +260,5 @@ def build_state(
         coalescer=Coalescer(background.spawn),
         governance=governance,
         agents=agents,
+        control_store=build_control_store(settings, registries),
     )

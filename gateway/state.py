@@ -22,6 +22,8 @@ from gateway.telemetry.metrics import GatewayMetrics
 if TYPE_CHECKING:
     from gateway.agents.runtime import AgentRuntime
     from gateway.assembly import CatalogBuilder
+    from gateway.control.base import ControlStore
+    from gateway.control.follow import ConfigFollower
     from gateway.governance.runtime import Governance
 
 
@@ -47,6 +49,9 @@ class GatewayState:
             pipeline's governance stage).
         agents: agents, workflows, server-side tools and guardrail chains (their runners and
             chains are the pipeline's).
+        control_store: the shared store of ``control.store`` (None when not configured).
+        config_follower: applies each config version published to it (None unless
+            ``control.store`` is set and ``control.follow_config`` is on).
     """
 
     settings: Settings
@@ -64,3 +69,5 @@ class GatewayState:
     coalescer: Coalescer
     governance: Governance
     agents: AgentRuntime
+    control_store: ControlStore | None = None
+    config_follower: ConfigFollower | None = None

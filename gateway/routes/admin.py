@@ -7,6 +7,9 @@
 - ``POST /admin/models/{model}/backends``: add a backend (a backend entry of the config, as JSON).
 - ``POST /admin/reload``: re-read the config file and apply its backend changes
   (:mod:`gateway.reload`).
+- ``GET /admin/config``: the published config version this replica applied from the shared
+  store (:mod:`gateway.control.follow`), what it did not apply live, and the last version it
+  refused.
 
 Without a master key configured the admin API answers 403; callers whose
 :class:`~gateway.identity.Principal` is not an admin get 401.
@@ -173,4 +176,22 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             raise InvalidRequestError(str(exc), param=exc.field) from None
         return answer(dataclasses.asdict(report))
 
-    return [list_backends, drain, undrain, remove, add, reload]
+    @get("/admin/config")
+    async def config(request: Request[Any, Any, Any]) -> Response[Any]:
+        await authorize(request)
+        follower = state.config_follower
+        applied = follower.applied if follower else None
+        rejected = follower.rejected if follower else None
+        return answer(
+            {
+                "following": follower is not None,
+                "version": applied.version if applied else None,
+                "digest": applied.digest if applied else None,
+                "source": applied.source if applied else state.settings.source,
+                "applied_at": applied.applied_at if applied else None,
+                "needs_restart": applied.needs_restart if applied else [],
+                "last_refused": dataclasses.asdict(rejected) if rejected else None,
+            }
+        )
+
+    return [list_backends, drain, undrain, remove, add, reload, config]

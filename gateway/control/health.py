@@ -21,8 +21,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-import aiohttp
-
 from gateway.assembly import CatalogBuilder
 from gateway.control.base import ControlStore, HealthHint, MetricPoint, MetricPublisher
 from gateway.control.parts import plugin_registries
@@ -55,9 +53,8 @@ async def _probe(
                     error = None if healthy else f"GET /health answered {response.status}"
     except TimeoutError:
         healthy, error = False, f"no answer within {timeout_s:g} s"
-    except (aiohttp.ClientError, OSError) as exc:
-        healthy, error = False, f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # noqa: BLE001 - a provider's failure is this backend's result
+    except Exception as exc:  # noqa: BLE001 - any failure (refused, reset, a provider's bug)
+        # is this backend's result, never the sweep's
         healthy, error = False, f"{type(exc).__name__}: {exc}"
     latency_ms = (time.perf_counter() - started) * 1000 if healthy else None
     return HealthHint(backend.group, backend.name, healthy, latency_ms, now, error)

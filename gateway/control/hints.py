@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.control.base import ControlStore, HealthHint
-from gateway.errors import ServiceUnavailableError
 from gateway.routing.backends import ModelCatalog
 
 log = logging.getLogger("gateway.control.hints")
@@ -70,8 +69,8 @@ async def follow_health_hints(
     while True:
         try:
             hints = await store.health()
-        except ServiceUnavailableError as exc:
-            log.warning("health hints not read: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - a store plugin's failure must not stop the loop
+            log.warning("health hints not read: %s: %s", type(exc).__name__, exc)
         now_hinted = apply_health_hints(catalog, hints, clock.time(), max_age_s)
         if now_hinted != hinted:
             log.info("backends hinted down by the health sweep: %s", now_hinted or "none")

@@ -84,6 +84,7 @@ def config(*groups: tuple[str, list[dict[str, str]]]) -> Settings:
 
 
 async def test_sweep_sees_each_backend_as_it_is(sim: Sim) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     with running_sim() as sick:
         sick.set_faults(health_status=503)
         async with silent_server() as silent:
@@ -93,14 +94,17 @@ async def test_sweep_sees_each_backend_as_it_is(sim: Sim) -> None:
                     [
                         {"name": "up", "url": sim.url},
                         {"name": "sick", "url": sick.url},
-                        {"name": "refused", "url": f"http://127.0.0.1:{free_port()}"},
+                        {"name": "refused", "url": nobody},
                         {"name": "silent", "url": silent},
                     ],
                 ),
                 # No health-check capability: probed with GET /health.
                 (
                     "cloud",
-                    [{"name": "plain", "provider": "openai", "url": sim.url, "api_key": "k"}],
+                    [
+                        {"name": "plain", "provider": "openai", "url": sim.url, "api_key": "k"},
+                        {"name": "gone", "provider": "openai", "url": nobody, "api_key": "k"},
+                    ],
                 ),
             )
             store = MemoryControlStore()
@@ -109,7 +113,7 @@ async def test_sweep_sees_each_backend_as_it_is(sim: Sim) -> None:
                 settings, store=store, publishers=[publisher], timeout_s=0.5, now=NOW
             )
     by_name = {h.backend: h for h in hints}
-    assert [h.backend for h in hints] == ["up", "sick", "refused", "silent", "plain"]
+    assert [h.backend for h in hints] == ["up", "sick", "refused", "silent", "plain", "gone"]
     assert {n for n, h in by_name.items() if h.healthy} == {"up", "plain"}
     assert all(h.checked_at == NOW for h in hints)
     assert by_name["up"].latency_ms is not None
@@ -118,12 +122,20 @@ async def test_sweep_sees_each_backend_as_it_is(sim: Sim) -> None:
     assert by_name["silent"].error == "no answer within 0.5 s"
     assert by_name["refused"].latency_ms is None
     assert by_name["plain"].group == "cloud"
+    assert str(by_name["gone"].error).startswith("ClientConnectorError")
     assert store.hints == hints
 
     [(namespace, points)] = publisher.puts
     assert namespace == NAMESPACE
     healthy = {p.dimensions["backend"]: p.value for p in points if p.name == "BackendHealthy"}
-    assert healthy == {"up": 1.0, "sick": 0.0, "refused": 0.0, "silent": 0.0, "plain": 1.0}
+    assert healthy == {
+        "up": 1.0,
+        "sick": 0.0,
+        "refused": 0.0,
+        "silent": 0.0,
+        "plain": 1.0,
+        "gone": 0.0,
+    }
     latency = {p.dimensions["backend"] for p in points if p.name == "ProbeLatency"}
     assert latency == {"up", "plain"}
     assert all(p.dimensions["group"] == "chat" for p in points if p.dimensions["backend"] == "up")

@@ -21,8 +21,9 @@ The rule (``docs/control-plane-scaling.md``):
   after the last change either way (what was just added is not taken away);
 - a group whose replicas are outside [min, max] is brought inside (``max_step`` at a time,
   no cooldown: the bounds are the operator's order), whatever its load;
-- no reading (no engine reported): no change, except from zero replicas with requests in
-  flight at the gateways, which asks for one (or min).
+- at zero replicas (``min_replicas`` 0), any request (queued, running, or in flight at the
+  gateways) asks for one;
+- no reading (no engine reported): no change.
 """
 
 from __future__ import annotations
@@ -165,9 +166,11 @@ def decide(
             _step(current, min(max(current, lo), hi), policy.max_step),
             f"outside the bounds [{lo}, {hi}]",
         )
+    if current == 0:  # min_replicas is 0: wake on any request, whatever the targets
+        if load.waiting or load.running or load.gateway_in_flight:
+            return result(1, "requests and no replica")
+        return result(0, "no requests and no replica")
     if load.replicas == 0:
-        if current == 0 and load.gateway_in_flight > 0:
-            return result(max(1, lo), "requests in flight and no replica")
         return result(current, "no engine reported its load")
     queued = max(load.waiting, load.gateway_in_flight - load.running)
     wait_ratio = queued / load.replicas / policy.target_waiting

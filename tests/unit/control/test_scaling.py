@@ -153,10 +153,14 @@ def test_missing_metrics_change_nothing() -> None:
     assert decide(policy(), load(0, in_flight=9), 3, None, NOW).desired == 3
 
 
-def test_from_zero_replicas_requests_in_flight_ask_for_one() -> None:
-    d = decide(policy(min_replicas=0), load(0, in_flight=3), 0, None, NOW)
-    assert (d.desired, d.reason) == (1, "requests in flight and no replica")
-    assert decide(policy(min_replicas=0), load(0), 0, None, NOW).desired == 0
+def test_from_zero_replicas_any_request_asks_for_one() -> None:
+    to_zero = policy(min_replicas=0)
+    d = decide(to_zero, load(0, in_flight=3), 0, changed(1, Direction.UP), NOW)
+    assert (d.desired, d.reason) == (1, "requests and no replica")
+    # Engines outside the scaler's count reporting a queue: one too, not ceil(0 x ratio).
+    assert decide(to_zero, load(1, waiting=1), 0, None, NOW).desired == 1
+    idle = decide(to_zero, load(0), 0, None, NOW)
+    assert (idle.desired, idle.reason) == (0, "no requests and no replica")
 
 
 # -- scale_fleet over the file scaler ------------------------------------------------------------

@@ -42,6 +42,7 @@ from gateway.settings import Settings
 from tests.support.control_store import MemoryControlStore
 from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
 
+MASTER = {"authorization": "Bearer sk-master"}
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
@@ -119,16 +120,24 @@ def test_sweep_marks_a_stopped_simulator_down_and_replicas_take_the_hint(
             ("spare-0", False),
         ]
 
-        with running_gateway(config) as gw:
+        with running_gateway({**config, "auth": {"master_key": "sk-master"}}) as gw:
             # What follow_health_hints does every few seconds on a replica, done once here.
             hinted = apply_health_hints(gw.state.catalog, store.hints, time.time(), 180)
             assert hinted == ["chat-1", "spare-0"]
+            _, _, listed = http_json("GET", f"{gw.url}/admin/backends", headers=MASTER)
+            assert {b["name"]: b["hinted_down"] for b in listed["backends"]} == {
+                "chat-0": False,
+                "chat-1": True,
+                "spare-0": True,
+            }
             url = f"{gw.url}/v1/chat/completions"
-            served = [http_json("POST", url, CHAT)[1]["x-gateway-backend"] for _ in range(4)]
+            served = [
+                http_json("POST", url, CHAT, MASTER)[1]["x-gateway-backend"] for _ in range(4)
+            ]
             assert served == ["chat-0"] * 4  # round robin would alternate without the hint
             # A hint, never the only truth: when chat-0 fails, the hinted-down one serves.
             up.set_faults(down=True)
-            status, headers, _ = http_json("POST", url, CHAT)
+            status, headers, _ = http_json("POST", url, CHAT, MASTER)
             assert status == 200
             assert headers["x-gateway-backend"] == "chat-1"
 

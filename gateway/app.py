@@ -23,6 +23,7 @@ from gateway.assembly import build_state
 from gateway.auth import Authenticator
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.control.follow import ConfigFollower
+from gateway.control.hints import follow_health_hints
 from gateway.errors import GatewayError
 from gateway.pipeline.pipeline import Pipeline
 from gateway.plugins import PluginError, call_lifecycle
@@ -94,10 +95,15 @@ def _paths_of(routes: Any) -> set[str]:
 
 
 def start_background_tasks(state: GatewayState) -> None:
-    """The app's own background work, in its task group: health probes, and engine-metric
-    scrapes for groups whose strategy routes on them."""
+    """The app's own background work, in its task group: health probes, engine-metric scrapes
+    for groups whose strategy routes on them, and the health sweep's hints when a control
+    store is shared."""
     state.background.spawn(probe_forever(state.catalog))
     state.background.spawn(scrape_forever(state.catalog))
+    if state.control_store is not None and state.settings.control.use_health_hints:
+        state.background.spawn(
+            follow_health_hints(state.control_store, state.catalog, clock=state.clock)
+        )
 
 
 def _lifespan(state: GatewayState) -> Any:

@@ -74,6 +74,7 @@ def describe(group: ModelGroup, backend: Backend) -> dict[str, Any]:
         "in_flight": backend.in_flight,
         "available": backend.available,
         "healthy": backend.health.healthy,
+        "hinted_down": backend.health.hinted_down,
         "breaker": backend.breaker,
         "draining": backend.draining,
         "latency_s": backend.latency_s,

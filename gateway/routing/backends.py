@@ -102,8 +102,11 @@ class ModelGroup:
     retry_budget: RetryBudget = field(default_factory=RetryBudget)
 
     def candidates(self, exclude: Collection[Backend] = ()) -> list[Backend]:
-        """Available backends, less ``exclude`` (those already tried)."""
-        return [b for b in self.backends if b.available and b not in exclude]
+        """Available backends, less ``exclude`` (those already tried); those the control
+        plane's health sweep hinted down only when no other is left (tried last, never
+        excluded: see :mod:`gateway.routing.health`)."""
+        available = [b for b in self.backends if b.available and b not in exclude]
+        return [b for b in available if not b.health.hinted_down] or available
 
     @property
     def ready(self) -> bool:

@@ -8,6 +8,11 @@
   rate of at least ``failure_rate`` over ``window`` outcomes (once ``min_requests`` were seen);
   half-open after ``cooldown_s``, letting one probe through; closed again when it succeeds.
   A 429 with Retry-After opens it for that long.
+- A health hint (``hinted_down``): the control plane's health sweep saw the backend down from
+  outside (``gateway.control.hints``). A hint, never the only truth: it neither opens the
+  breaker nor marks the backend unhealthy; :meth:`ModelGroup.candidates
+  <gateway.routing.backends.ModelGroup.candidates>` offers a hinted-down backend only when no
+  other is available, so it is tried last, and never excluded.
 
 Time comes from the injected :class:`~gateway.clock.Clock` (the EWMA's decay, the breaker's
 cool-down and Retry-After), so tests move a :class:`~gateway.clock.ManualClock` instead of
@@ -80,6 +85,7 @@ class BackendHealth:
         self.healthy = True  # the active health check's last verdict
         self.trips = 0
         self.rate_limited = False  # opened by a 429 rather than by failures
+        self.hinted_down = False  # the control plane's last health sweep saw it down
 
     @property
     def error_rate(self) -> float:

@@ -7,9 +7,8 @@
   ``num_requests_waiting`` rises): scale-fleet raises the ``file`` scaler's desired replicas,
   holds through the scale-up cooldown, and stops at the upper bound.
 
-The control store is an in-memory one (tests/support/control_store.py) while the ``directory``
-and ``redis`` stores are written elsewhere; the CLIs reach it through a test plugin that
-registers it as the ``memory`` store.
+The control store is the ``directory`` store in ``tmp_path``, which the CLIs and the gateway
+build from the config like any plugin.
 """
 
 from __future__ import annotations
@@ -25,50 +24,39 @@ from typing import Any
 
 import pytest
 import yaml
+from gateway_control.directory_store import DirectoryControlStore
 from gateway_control.file_scaler import FileScaler
 
-import gateway.control.cli_support as cli_support
-from gateway import hookimpl
 from gateway.config_loader import settings_from_mapping
-from gateway.control.base import ControlStore, GroupLoad
+from gateway.control.base import GroupLoad, HealthHint
 from gateway.control.health_cli import SUBCOMMAND as HEALTH_SWEEP
 from gateway.control.hints import apply_health_hints
 from gateway.control.scaling import read_loads, scale_fleet
 from gateway.control.scaling_cli import SUBCOMMAND as SCALE_FLEET
 from gateway.control.subcommands import Subcommand
-from gateway.hookspecs import RegisterControlStore
-from gateway.plugins import Registries, collect_registries, make_plugin_manager
 from gateway.settings import Settings
-from tests.support.control_store import MemoryControlStore
 from tests.support.servers import Sim, group, http_json, running_gateway, running_sim
 
 MASTER = {"authorization": "Bearer sk-master"}
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
 
-class MemoryStorePlugin:
-    """Registers ``store`` as the control store ``memory``."""
-
-    def __init__(self, store: ControlStore) -> None:
-        self.store = store
-
-    @hookimpl
-    def register_control_stores(self, register: RegisterControlStore) -> None:
-        register("memory", lambda: self.store)
-
-
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> MemoryControlStore:
-    """The store the CLIs find as ``control.store: {backend: memory}``."""
-    memory = MemoryControlStore()
-    plugin = MemoryStorePlugin(memory)
+def store(tmp_path: Path) -> DirectoryControlStore:
+    """The shared store: a directory, as one box (or ``gateway control``) uses it."""
+    return DirectoryControlStore(str(tmp_path / "control"))
 
-    def registries(settings: Settings) -> Registries:
-        extra = [("test-memory-store", plugin)]
-        return collect_registries(make_plugin_manager(settings.plugins.disabled, extra=extra))
 
-    monkeypatch.setattr(cli_support, "plugin_registries", registries)
-    return memory
+def store_choice(store: DirectoryControlStore) -> dict[str, Any]:
+    return {"backend": "directory", "options": {"path": str(store.path)}}
+
+
+def hints_of(store: DirectoryControlStore) -> list[HealthHint]:
+    return asyncio.run(store.health())
+
+
+def states_of(store: DirectoryControlStore) -> dict[str, Any]:
+    return dict(asyncio.run(store.get_state("scale-fleet")))
 
 
 def run_cli(job: Subcommand, *argv: str) -> int:
@@ -83,7 +71,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def test_sweep_marks_a_stopped_simulator_down_and_replicas_take_the_hint(
-    store: MemoryControlStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: DirectoryControlStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with running_sim() as up, running_sim() as sick:
         with running_sim() as gone:
@@ -96,7 +84,7 @@ def test_sweep_marks_a_stopped_simulator_down_and_replicas_take_the_hint(
                 group("chat", up.url, sick.url, health_check=no_probes),
                 group("spare", stopped_url, health_check=no_probes),
             ],
-            "control": {"store": {"backend": "memory"}, "metric_publishers": []},
+            "control": {"store": store_choice(store), "metric_publishers": []},
         }
         # What the fleet serves is the published config; the local file only names the store.
         asyncio.run(store.publish_config(yaml.safe_dump(config), "test://config.yaml"))
@@ -114,7 +102,7 @@ def test_sweep_marks_a_stopped_simulator_down_and_replicas_take_the_hint(
         assert printed["chat-1"]["error"] == "its health check failed"
         assert printed["spare-0"]["latency_ms"] is None
         assert printed["chat-0"]["latency_ms"] is not None
-        assert [(h.backend, h.healthy) for h in store.hints] == [
+        assert [(h.backend, h.healthy) for h in hints_of(store)] == [
             ("chat-0", True),
             ("chat-1", False),
             ("spare-0", False),
@@ -122,7 +110,7 @@ def test_sweep_marks_a_stopped_simulator_down_and_replicas_take_the_hint(
 
         with running_gateway({**config, "auth": {"master_key": "sk-master"}}) as gw:
             # What follow_health_hints does every few seconds on a replica, done once here.
-            hinted = apply_health_hints(gw.state.catalog, store.hints, time.time(), 180)
+            hinted = apply_health_hints(gw.state.catalog, hints_of(store), time.time(), 180)
             assert hinted == ["chat-1", "spare-0"]
             _, _, listed = http_json("GET", f"{gw.url}/admin/backends", headers=MASTER)
             assert {b["name"]: b["hinted_down"] for b in listed["backends"]} == {
@@ -142,11 +130,13 @@ def test_sweep_marks_a_stopped_simulator_down_and_replicas_take_the_hint(
             assert headers["x-gateway-backend"] == "chat-1"
 
 
-def scaled(sim: Sim, gateway_url: str, fleet_file: Path) -> dict[str, Any]:
+def scaled(
+    sim: Sim, gateway_url: str, fleet_file: Path, store: DirectoryControlStore
+) -> dict[str, Any]:
     return {
         "models": [group("chat", sim.url)],
         "control": {
-            "store": {"backend": "memory"},
+            "store": store_choice(store),
             "gateway_urls": [gateway_url],
             "scaling": {
                 "chat": {
@@ -173,14 +163,14 @@ def wait_for_load(settings: Settings, predicate: Callable[[GroupLoad], bool]) ->
 
 
 def test_scale_fleet_follows_the_load_within_cooldown_and_bounds(
-    store: MemoryControlStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: DirectoryControlStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fleet_file = tmp_path / "fleet" / "chat.json"
     held = 7
     # One sequence fits the batch: the first request is held in it, the rest queue behind it.
     with running_sim(max_num_seqs=1, step_base_ms=5.0) as sim:
         with running_gateway({"models": [group("chat", sim.url)]}) as gw:
-            config = scaled(sim, gw.url, fleet_file)
+            config = scaled(sim, gw.url, fleet_file, store)
             settings = settings_from_mapping(config)
             pool = ThreadPoolExecutor(held)
             try:
@@ -214,18 +204,18 @@ def test_scale_fleet_follows_the_load_within_cooldown_and_bounds(
                     assert step(t0 + 61) == (2, 3, "waiting 3.00x target")
                     assert step(t0 + 200) == (3, 3, "waiting 3.00x target (at the upper bound)")
                     assert json.loads(fleet_file.read_text())["replicas"] == 3
-                    assert store.states["scale-fleet"]["groups"]["chat"]["replicas"] == 3
+                    assert states_of(store)["groups"]["chat"]["replicas"] == 3
 
                     # The CLI reads the same load itself; a dry run changes nothing.
                     local = tmp_path / "gateway.yaml"
                     local.write_text(yaml.safe_dump(config))
-                    state = dict(store.states)
+                    state = states_of(store)
                     assert run_cli(SCALE_FLEET, "--config", str(local), "--dry-run") == 0
                     [printed] = json_lines(capsys.readouterr().out)
                     assert printed["dry_run"] is True
                     assert (printed["current"], printed["desired"]) == (3, 3)
                     assert printed["inputs"]["waiting"] == held - 1
-                    assert store.states == state
+                    assert states_of(store) == state
                 assert all(a.result(timeout=30)[0] == 200 for a in answers)
             finally:
                 pool.shutdown(wait=True)

@@ -157,7 +157,8 @@ class DynamoDbUsageLedger:
 
         Raises:
             ServiceUnavailableError: DynamoDB could not be reached; every transaction that
-                succeeded before is complete (a retry skips its records).
+                succeeded before is complete, and a retry reports its records as duplicates
+                (their totals are not in the retry's result).
         """
         first: dict[str, UsageRecord] = {}
         result = FoldResult()

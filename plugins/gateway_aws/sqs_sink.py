@@ -17,6 +17,7 @@ the roll-up is idempotent by request id.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -32,33 +33,35 @@ _encode = msgspec.json.Encoder().encode
 SQS_MAX_ENTRIES = 10
 
 
-def _line(rec: UsageRecord) -> bytes:
-    return _encode(usage_dict(rec)) + b"\n"
+@dataclass(slots=True)
+class Message:
+    """One SQS message: its records and its body (their JSON lines)."""
+
+    records: list[UsageRecord] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
 
 
-def pack(
-    records: Sequence[UsageRecord], *, max_batch: int, max_bytes: int
-) -> list[list[list[UsageRecord]]]:
-    """Records grouped into calls of messages: each call at most ``max_batch`` messages whose
+def pack(records: Sequence[UsageRecord], *, max_batch: int, max_bytes: int) -> list[list[Message]]:
+    """Records as messages grouped into calls: each call at most ``max_batch`` messages whose
     bodies total at most ``max_bytes`` (each message at most ``max_bytes // max_batch``, so a
     full call fits); a record longer than that travels alone."""
     per_message = max_bytes // max_batch
-    messages: list[tuple[list[UsageRecord], int]] = []
+    messages: list[Message] = []
     for rec in records:
-        size = len(_line(rec))
-        if messages and messages[-1][1] + size <= per_message:
-            messages[-1][0].append(rec)
-            messages[-1] = (messages[-1][0], messages[-1][1] + size)
-        else:
-            messages.append(([rec], size))
-    calls: list[list[list[UsageRecord]]] = []
+        line = _encode(usage_dict(rec)) + b"\n"
+        if not messages or len(messages[-1].body) + len(line) > per_message:
+            messages.append(Message())
+        messages[-1].records.append(rec)
+        messages[-1].body += line
+    calls: list[list[Message]] = []
     call_bytes = 0
-    for recs, size in messages:
+    for message in messages:
+        size = len(message.body)
         if calls and len(calls[-1]) < max_batch and call_bytes + size <= max_bytes:
-            calls[-1].append(recs)
+            calls[-1].append(message)
             call_bytes += size
         else:
-            calls.append([recs])
+            calls.append([message])
             call_bytes = size
     return calls
 
@@ -103,15 +106,14 @@ class SqsUsageSink:
         failures: list[str] = []
         for messages in pack(todo, max_batch=self.max_batch, max_bytes=self.max_bytes):
             entries = [
-                {"Id": str(i), "MessageBody": b"".join(_line(r) for r in recs).decode()}
-                for i, recs in enumerate(messages)
+                {"Id": str(i), "MessageBody": m.body.decode()} for i, m in enumerate(messages)
             ]
             reply = await call(
                 f"sqs SendMessageBatch to {self.queue_url}",
                 partial(self.client.send_message_batch, QueueUrl=self.queue_url, Entries=entries),
             )
             for ok in reply.get("Successful", []):
-                self._sent.update(r.request_id for r in messages[int(ok["Id"])])
+                self._sent.update(r.request_id for r in messages[int(ok["Id"])].records)
             failures.extend(
                 f"{f.get('Code')}: {f.get('Message', '')}" for f in reply.get("Failed", [])
             )

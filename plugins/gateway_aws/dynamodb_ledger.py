@@ -7,23 +7,26 @@ The table has string keys ``pk`` and ``sk`` (:func:`create_table`):
   the table's TTL: ``marker_ttl_days`` after counting, far beyond SQS's 14-day retention, so a
   redelivery always finds its marker).
 - ``pk="<scope>", sk="<period>"``: the totals ``cost_nanos``, ``prompt_tokens``,
-  ``completion_tokens``, ``requests`` (numbers, increased with ``ADD``). A record's scopes are
-  ``tenant:<t>`` (if any), ``key:<id>`` (if any) and ``model:<group>``; its periods its day
-  (``2026-12-01``) and month (``2026-12``), UTC, of ``started_at``.
+  ``completion_tokens``, ``requests`` (numbers, increased with ``ADD``) and ``version`` (the
+  transactions that changed it). A record's scopes are ``tenant:<t>`` (if any), ``key:<id>``
+  (if any) and ``model:<group>``; its periods its day (``2026-12-01``) and month (``2026-12``),
+  UTC, of ``started_at``.
 
-No crash window: the markers of up to ~14 records and the ``ADD`` of their summed deltas are one
-``TransactWriteItems`` (at most 100 items), each marker conditional on
-``attribute_not_exists(pk)``. Either a record's marker and its deltas are written, or neither:
-a crash or a failed call anywhere leaves nothing half counted, and the retry counts each record
-once. A cancelled transaction names the markers that already existed (a redelivery): those
-records are duplicates, and the transaction is retried without them.
+No crash window: the markers of a chunk of records (up to 100 items: about 90 records of one
+tenant, key and model) and the ``ADD`` of their summed deltas are one ``TransactWriteItems``,
+each marker conditional on ``attribute_not_exists(pk)``. Either a record's marker and its
+deltas are written, or neither: a crash or a failed call anywhere leaves nothing half counted,
+and the retry counts each record once. A cancelled transaction names the markers that already
+existed (a redelivery): those records are duplicates, and it is retried without them.
 
-The totals a fold returns are read back after its transactions (strongly consistent reads);
-``added_nanos`` is exactly what this fold added. DynamoDB transactions return no new values, so
-while another fold adds to the same scope at the same moment, ``cost_nanos`` may already include
-its addition too: a threshold check on ``cost_nanos - added_nanos`` is exact when folds of a
-scope do not overlap (the roll-up's SQS event source with ``maximumConcurrency`` low, or
-per-tenant message groups), and otherwise may see a crossing late or twice.
+Exact totals for budget checks: transactions return no new values, so each chunk first reads
+its totals (strongly consistent) and makes every ``ADD`` conditional on the ``version`` it
+read. When it commits, the totals before and after it are known exactly, even with other folds
+adding to the same scope at once (a concurrent change cancels the transaction, which is read
+and tried again, with backoff, a bounded number of times). Each :class:`LedgerTotal` a fold
+returns is therefore the exact span of its own addition (``cost_nanos - added_nanos`` to
+``cost_nanos``): a budget threshold falls in exactly one fold's span. A fold whose chunks were
+interleaved with another fold's reports a scope once per non-contiguous span.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -45,7 +48,7 @@ from gateway_aws.aws import call, error_code, make_client, require_count, requir
 
 TRANSACT_MAX = 100  # items per TransactWriteItems (the API's limit)
 BATCH_GET_MAX = 100  # keys per BatchGetItem
-ATTEMPTS = 8  # transactions tried per chunk (conflicts with concurrent folds, duplicates found)
+ATTEMPTS = 16  # transactions tried per chunk (conflicts with concurrent folds, duplicates found)
 COUNTERS = ("cost_nanos", "prompt_tokens", "completion_tokens", "requests")
 
 Key = tuple[str, str]  # (scope, period)
@@ -168,28 +171,32 @@ class DynamoDbUsageLedger:
             else:
                 first[rec.request_id] = rec
         unique = list(first.values())
+        last: dict[Key, int] = {}  # where each total is in result.totals
         for chunk in chunks(unique):
-            folded, duplicates = await self._fold_chunk(chunk.records)
+            folded, duplicates, totals = await self._fold_chunk(chunk.records)
             result.counted.extend(r.request_id for r in folded)
             result.duplicates.extend(duplicates)
-        counted = set(result.counted)
-        added = deltas(r for r in unique if r.request_id in counted)
-        result.totals.extend(await self._read(added))
+            for total in totals:
+                _merge(result.totals, last, total)
         return result
 
-    async def _fold_chunk(self, records: list[UsageRecord]) -> tuple[list[UsageRecord], list[str]]:
-        """One chunk's transaction, retried without the records found counted already."""
+    async def _fold_chunk(
+        self, records: list[UsageRecord]
+    ) -> tuple[list[UsageRecord], list[str], list[LedgerTotal]]:
+        """One chunk's transaction, retried without the records found counted already, and
+        after a concurrent fold changed one of its totals; returns the records counted, those
+        found counted before, and the totals after the transaction."""
         duplicates: list[str] = []
         for attempt in range(ATTEMPTS):
             if not records:
                 break
-            items = self._items(records)
+            add = deltas(records)
+            seen = await self._read(sorted(add))
             try:
                 await call(
                     f"dynamodb TransactWriteItems on {self.table}",
-                    partial(self._transact, items),
+                    partial(self._transact, self._items(records, add, seen)),
                 )
-                return records, duplicates
             except _CancelledError as cancelled:
                 found = {
                     records[i].request_id
@@ -198,16 +205,23 @@ class DynamoDbUsageLedger:
                 }
                 duplicates.extend(sorted(found))
                 records = [r for r in records if r.request_id not in found]
-                if not found:  # a conflict with a concurrent transaction: back off, retry
-                    await anyio.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                if not found:  # a concurrent fold changed a total: back off, read again
+                    await anyio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                continue
+            after = [_after(key, seen.get(key), d) for key, d in sorted(add.items())]
+            return records, duplicates, after
         if records:
             raise ServiceUnavailableError(
                 f"dynamodb TransactWriteItems on {self.table}: still conflicting after "
                 f"{ATTEMPTS} attempts; nothing of the chunk was counted"
             )
-        return records, duplicates
+        return records, duplicates, []
 
-    def _items(self, records: list[UsageRecord]) -> list[dict[str, Any]]:
+    def _items(
+        self, records: list[UsageRecord], add: dict[Key, _Delta], seen: dict[Key, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The transaction: the records' markers, then the totals' ``ADD``s, each conditional
+        on the total's ``version`` being the one read (or on its absence)."""
         now = int(time.time())
         markers = [
             {
@@ -224,19 +238,24 @@ class DynamoDbUsageLedger:
             }
             for r in records
         ]
-        totals = [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": {"S": scope}, "sk": {"S": period}},
-                    "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in COUNTERS),
-                    "ExpressionAttributeValues": {
-                        f":{name}": {"N": str(value)} for name, value in asdict(d).items()
-                    },
-                }
+        totals = []
+        for key, d in sorted(add.items()):
+            values = {f":{name}": {"N": str(value)} for name, value in asdict(d).items()}
+            values[":one"] = {"N": "1"}
+            update: dict[str, Any] = {
+                "TableName": self.table,
+                "Key": {"pk": {"S": key[0]}, "sk": {"S": key[1]}},
+                "UpdateExpression": "ADD "
+                + ", ".join(f"{name} :{name}" for name in COUNTERS)
+                + ", #version :one",
+                "ExpressionAttributeNames": {"#version": "version"},
+                "ExpressionAttributeValues": values,
+                "ConditionExpression": "attribute_not_exists(pk)",
             }
-            for (scope, period), d in sorted(deltas(records).items())
-        ]
+            if key in seen:
+                update["ConditionExpression"] = "#version = :version"
+                values[":version"] = seen[key]["version"]
+            totals.append({"Update": update})
         return markers + totals
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
@@ -248,17 +267,16 @@ class DynamoDbUsageLedger:
             reasons = exc.response.get("CancellationReasons", [])
             raise _CancelledError([str(r.get("Code", "")) for r in reasons]) from exc
 
-    async def _read(self, added: dict[Key, _Delta]) -> list[LedgerTotal]:
-        keys = sorted(added)
-        out: list[LedgerTotal] = []
+    async def _read(self, keys: list[Key]) -> dict[Key, dict[str, Any]]:
+        """The items of the totals ``keys`` that exist (strongly consistent)."""
+        out: dict[Key, dict[str, Any]] = {}
         for start in range(0, len(keys), BATCH_GET_MAX):
             for item in await call(
                 f"dynamodb BatchGetItem on {self.table}",
                 partial(self._batch_get, keys[start : start + BATCH_GET_MAX]),
             ):
-                key = (item["pk"]["S"], item["sk"]["S"])
-                out.append(_total(item, added[key].cost_nanos))
-        return sorted(out, key=lambda t: (t.scope, t.period))
+                out[(item["pk"]["S"], item["sk"]["S"])] = item
+        return out
 
     def _batch_get(self, keys: list[Key]) -> list[dict[str, Any]]:
         """Every item of ``keys`` (unprocessed keys asked for again, a bounded number of
@@ -308,6 +326,32 @@ class _CancelledError(Exception):
     def __init__(self, codes: list[str]) -> None:
         super().__init__(codes)
         self.codes = codes
+
+
+def _after(key: Key, before: dict[str, Any] | None, d: _Delta) -> LedgerTotal:
+    """The total ``key`` after adding ``d`` to ``before`` (None: it did not exist)."""
+    was = _total(before, 0) if before is not None else None
+    return LedgerTotal(
+        scope=key[0],
+        period=key[1],
+        cost_nanos=(was.cost_nanos if was else 0) + d.cost_nanos,
+        prompt_tokens=(was.prompt_tokens if was else 0) + d.prompt_tokens,
+        completion_tokens=(was.completion_tokens if was else 0) + d.completion_tokens,
+        requests=(was.requests if was else 0) + d.requests,
+        added_nanos=d.cost_nanos,
+    )
+
+
+def _merge(totals: list[LedgerTotal], last: dict[Key, int], new: LedgerTotal) -> None:
+    """Add a chunk's total to a fold's: merged with the fold's earlier one for that scope and
+    period when they are contiguous (nothing else was added between), else beside it."""
+    key = (new.scope, new.period)
+    i = last.get(key)
+    if i is not None and totals[i].cost_nanos == new.cost_nanos - new.added_nanos:
+        totals[i] = replace(new, added_nanos=totals[i].added_nanos + new.added_nanos)
+        return
+    last[key] = len(totals)
+    totals.append(new)
 
 
 def _total(item: dict[str, Any], added_nanos: int) -> LedgerTotal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from typing import Any
 
@@ -24,7 +25,7 @@ from gateway_aws.s3_archive import S3RecordArchive
 from gateway_aws.s3_sink import S3UsageSink
 from gateway_aws.sqs_sink import SqsUsageSink
 
-from gateway.control.base import BudgetCrossing, LedgerTotal, MetricPoint
+from gateway.control.base import BudgetCrossing, FoldResult, LedgerTotal, MetricPoint
 from gateway.errors import ServiceUnavailableError
 from gateway.governance.sinks import UsageRecord
 from tests.support.moto_server import Moto, create_autoscaling_group
@@ -296,14 +297,30 @@ async def test_two_concurrent_folds_lose_nothing(ledger: DynamoDbUsageLedger) ->
     await ledger.fold(seed)
     left = [usage(i, key=f"k{i % 9}") for i in range(0, 240, 2)]
     right = [usage(i, key=f"k{i % 9}") for i in range(1, 240, 2)]
+    results: list[FoldResult] = []
+
+    async def fold(records: list[UsageRecord]) -> None:
+        results.append(await ledger.fold(records))
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(ledger.fold, left)
-        tg.start_soon(ledger.fold, right)
+        tg.start_soon(fold, left)
+        tg.start_soon(fold, right)
     everything = seed + left + right
     for scope in ("tenant:acme", "model:chat", "key:k4"):
         assert figures(await ledger.totals(scope, "2025-12")) == expected(
             everything, scope, "2025-12"
         )
+    # Each total a fold reports is its own addition's exact before and after: together they
+    # tile the month's spend from the seed to the end, so a threshold is crossed exactly once.
+    spans = sorted(
+        (t.cost_nanos - t.added_nanos, t.cost_nanos)
+        for r in results
+        for t in r.totals
+        if (t.scope, t.period) == ("tenant:acme", "2025-12")
+    )
+    assert spans[0][0] == seed[0].cost_nanos
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert spans[-1][1] == expected(everything, "tenant:acme", "2025-12")[0]
 
 
 async def test_ledger_reports_a_missing_table_as_unavailable(moto: Moto) -> None:

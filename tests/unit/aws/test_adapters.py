@@ -282,6 +282,9 @@ async def test_ledger_folds_a_batch_larger_than_one_transaction(
     records = [usage(i, key=f"k{i % 7}") for i in range(120)]
     result = await ledger.fold(records)
     assert len(result.counted) == 120
+    keys = [(t.scope, t.period) for t in result.totals]
+    assert len(keys) == len(set(keys)) == 2 * (7 + 1 + 1)  # contiguous chunks merged
+    assert all(t.added_nanos == t.cost_nanos for t in result.totals)  # a fresh table
     for scope in ("tenant:acme", "model:chat", "key:k3"):
         assert figures(await ledger.totals(scope, "2025-12")) == expected(records, scope, "2025-12")
 

@@ -49,6 +49,9 @@ from gateway_aws.aws import call, error_code, make_client, require_count, requir
 TRANSACT_MAX = 100  # items per TransactWriteItems (the API's limit)
 BATCH_GET_MAX = 100  # keys per BatchGetItem
 ATTEMPTS = 16  # transactions tried per chunk (conflicts with concurrent folds, duplicates found)
+# Cancellation reasons a retry resolves: a marker that exists (a duplicate), a total changed
+# since it was read, a concurrent transaction on the same item.
+_RETRIED = {"None", "ConditionalCheckFailed", "TransactionConflict"}
 COUNTERS = ("cost_nanos", "prompt_tokens", "completion_tokens", "requests")
 
 Key = tuple[str, str]  # (scope, period)
@@ -198,6 +201,12 @@ class DynamoDbUsageLedger:
                     partial(self._transact, self._items(records, add, seen)),
                 )
             except _CancelledError as cancelled:
+                other = set(cancelled.codes) - _RETRIED
+                if other:  # not a redelivery nor a race: retrying would not help
+                    raise ServiceUnavailableError(
+                        f"dynamodb TransactWriteItems on {self.table} cancelled: "
+                        f"{', '.join(sorted(other))}"
+                    ) from cancelled
                 found = {
                     records[i].request_id
                     for i, code in enumerate(cancelled.codes[: len(records)])

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import (
     APIGatewayProxyEventV2,
@@ -48,7 +49,8 @@ def s3_objects(event: Mapping[str, Any]) -> list[S3Object]:
     """The objects an S3 notification names, in order; an ``.errors.json`` object (ours) is
     left out, so writing one never triggers a publication."""
     objects = [
-        S3Object(record.s3.bucket.name, record.s3.get_object.key)
+        # S3 URL-encodes keys in notifications (`+` for a space); the data class leaves them so.
+        S3Object(record.s3.bucket.name, unquote_plus(record.s3.get_object.key))
         for record in S3Event(dict(event)).records
     ]
     return [o for o in objects if not o.key.endswith(ERRORS_SUFFIX)]

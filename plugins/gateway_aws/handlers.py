@@ -271,14 +271,15 @@ def health_sweep(event: Event, context: LambdaContext) -> dict[str, Any]:
 async def _health() -> list[Any]:
     from gateway.control.health import health_sweep as sweep  # type: ignore[import-not-found,unused-ignore]
 
+    registries = _registries()
     async with AsyncExitStack() as stack:
-        store = parts.control_store(_registries())
+        store = parts.control_store(registries)
         stack.push_async_callback(store.aclose)
         settings = await parts.published_settings(store)
         if settings is None:
             logger.info("no published config: nothing to probe")
             return []
-        publishers = parts.metric_publishers(_registries())
+        publishers = parts.metric_publishers(registries)
         for publisher in publishers:
             stack.push_async_callback(publisher.aclose)
         hints = await sweep(

@@ -21,7 +21,7 @@ Environment (serverless.yml sets every one):
 - ``USAGE_QUEUE``: the usage queue's URL (what the gateway replicas' ``sqs`` sink sends to);
 - ``EVENT_BUS``: the EventBridge bus of budget crossings (usage-rollup; ``default``);
 - ``METRIC_NAMESPACE``: the CloudWatch namespace of health metrics (``Gateway/Control``);
-- ``GATEWAY_KEY_PEPPER``: the fleet's pepper (keys; the same value as every replica's);
+- ``GATEWAY_KEY_PEPPER``: the fleet's pepper (keys only; the same value as every replica's);
 - ``GATEWAY_MASTER_KEY``: the key that may use the keys function (tenant admin keys of the key
   store may too, as on a replica); the function checks it itself, with the gateway's code;
 - and whatever ``${VAR}`` the published config interpolates (health-sweep, scale-fleet and

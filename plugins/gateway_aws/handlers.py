@@ -10,9 +10,7 @@ correlation id.
 
 Environment (serverless.yml sets every one):
 
-- ``REDIS_URL``: the shared store (config versions, health hints, the jobs' state) and the key
-  store (keys, and budgets for usage-rollup); the published config's ``governance.key_store``
-  options apply when it names ``redis``;
+- ``REDIS_URL``: the shared store (config versions, health hints, the jobs' state);
 - ``LEDGER_TABLE``: the DynamoDB ledger (usage-rollup);
 - ``ARCHIVE_BUCKET``, ``ARCHIVE_PREFIX``: where raw usage records go as JSON lines by day
   (usage-rollup; no bucket: not kept);
@@ -21,11 +19,13 @@ Environment (serverless.yml sets every one):
 - ``USAGE_QUEUE``: the usage queue's URL (what the gateway replicas' ``sqs`` sink sends to);
 - ``EVENT_BUS``: the EventBridge bus of budget crossings (usage-rollup; ``default``);
 - ``METRIC_NAMESPACE``: the CloudWatch namespace of health metrics (``Gateway/Control``);
-- ``GATEWAY_KEY_PEPPER``: the fleet's pepper (keys only; the same value as every replica's);
-- ``GATEWAY_MASTER_KEY``: the key that may use the keys function (tenant admin keys of the key
-  store may too, as on a replica); the function checks it itself, with the gateway's code;
-- and whatever ``${VAR}`` the published config interpolates (health-sweep, scale-fleet and
-  keys read it).
+- ``GATEWAY_KEY_PEPPER``: the fleet's pepper (the same value as every replica's);
+- ``GATEWAY_MASTER_KEY``: what the published config's ``auth.master_key`` should interpolate
+  (``${GATEWAY_MASTER_KEY}``): the key that may use the keys function (tenant admin keys may
+  too, as on a replica); the function checks it itself, with the gateway's code;
+- and whatever ``${VAR}`` the published config interpolates: every job but publish-config
+  reads the published config, and the key store (keys; budgets for usage-rollup) is its
+  ``governance.key_store``, as on every replica (``redis`` for a fleet).
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from gateway.config_loader import ConfigError
+from gateway.errors import ServiceUnavailableError
 from gateway.plugins import Registries, collect_registries, make_plugin_manager
 from gateway_aws import lambda_parts as parts
 from gateway_aws.lambda_events import (
@@ -141,54 +143,45 @@ async def _read_text(s3: Any, obj: S3Object) -> tuple[str | None, list[str]]:
 
 @logger.inject_lambda_context(clear_state=True)
 def keys(event: Event, context: LambdaContext) -> dict[str, Any]:
-    """HTTP API (payload 2.0): the key and tenant admin API, as a gateway replica serves it
-    (:mod:`gateway_aws.keys_api`), against the fleet's key store.
+    """HTTP API (payload 2.0): the key and tenant admin API of the keys function
+    (:mod:`gateway.control.keys`), against the published config's key store.
 
     Returns:
-        The HTTP API reply: the operation's JSON, or the error envelope (401, 403, 404...).
+        The HTTP API reply: the operation's JSON, or the error envelope (401, 403, 404, 405;
+        503 before a config is published, or when the config has no master key).
     """
     _begin(context)
     request = http_request(event)
     logger.append_keys(api_request_id=request.request_id)
-    status, body = asyncio.run(_keys(request))
-    return http_response(status, body, request.request_id)
+    status, body, headers = asyncio.run(_keys(request))
+    return http_response(status, body, request.request_id, headers)
 
 
-async def _keys(request: HttpRequest) -> tuple[int, bytes]:
-    from gateway.auth import Authenticator
-    from gateway.clock import SYSTEM_CLOCK
-    from gateway.governance.admin import KeyAdmin
-    from gateway.governance.directory import KeyDirectory
-    from gateway.routes.admin import admin_authorizer
-    from gateway_aws.keys_api import serve_key_admin
+async def _keys(request: HttpRequest) -> tuple[int, bytes, dict[str, str]]:
+    from gateway.control.keys import handle_keys, keys_service
 
-    registries = _registries()
-    async with AsyncExitStack() as stack:
-        store = parts.control_store(registries)
-        stack.push_async_callback(store.aclose)
-        settings = await parts.published_settings(store)
-        key_pepper = parts.pepper()
-        key_store = parts.key_store(registries, settings, key_pepper)
-        stack.push_async_callback(key_store.aclose)
-        directory = KeyDirectory(key_store, key_pepper, ttl_s=1.0, clock=SYSTEM_CLOCK)
-        auth = Authenticator([], parts.env("GATEWAY_MASTER_KEY"), directory)
-        models = sorted(
-            {n for g in settings.models for n in (g.name, *g.aliases)}
-            | {a.name for a in settings.agents}
-            | {w.name for w in settings.workflows}
-            if settings is not None
-            else set()
-        )
-        admin = KeyAdmin(
-            key_store,
-            directory,
-            pepper=key_pepper,
-            clock=SYSTEM_CLOCK,
-            audit=lambda record: logger.info("audit", extra={"audit": msgspec.to_builtins(record)}),
-            known_models=lambda: models,
-        )
-        return await serve_key_admin(admin, admin_authorizer(auth), request)
-    raise AssertionError("unreachable")  # mypy: AsyncExitStack may swallow exceptions
+    try:
+        async with AsyncExitStack() as stack:
+            store = parts.control_store(_registries())
+            stack.push_async_callback(store.aclose)
+            settings = await parts.published_settings(store)
+        if settings is None:
+            raise ConfigError("the shared store", None, "no config published yet")
+        async with keys_service(settings) as (admin, authorize):
+            answer = await handle_keys(
+                admin,
+                authorize,
+                request.method,
+                request.path,
+                request.query,
+                request.headers,
+                request.body,
+            )
+    except ConfigError as exc:
+        logger.error("keys function unavailable", extra={"reason": str(exc)})
+        error = ServiceUnavailableError(f"The keys function is unavailable: {exc}")
+        return error.status, error.to_json(), {}
+    return answer.status, answer.body, dict(answer.headers)
 
 
 # -- usage-rollup ------------------------------------------------------------------------------
@@ -209,7 +202,12 @@ def usage_rollup(event: Event, context: LambdaContext) -> dict[str, Any]:
 
 
 async def _rollup(messages: list[Message]) -> list[str]:
-    from gateway.control.rollup import KeyStoreBudgets, RollupItem  # type: ignore[import-not-found,unused-ignore]
+    from gateway.control.rollup import (  # type: ignore[import-not-found,unused-ignore]
+        BudgetLookup,
+        KeyStoreBudgets,
+        NoBudgets,
+        RollupItem,
+    )
     from gateway.control.rollup import usage_rollup as rollup  # type: ignore[import-not-found,unused-ignore]
 
     registries = _registries()
@@ -217,8 +215,11 @@ async def _rollup(messages: list[Message]) -> list[str]:
         store = parts.control_store(registries)
         stack.push_async_callback(store.aclose)
         settings = await parts.published_settings(store)
-        key_store = parts.key_store(registries, settings, b"")
-        stack.push_async_callback(key_store.aclose)
+        budgets: BudgetLookup = NoBudgets()
+        if settings is not None:
+            key_store = parts.key_store(registries, settings)
+            stack.push_async_callback(key_store.aclose)
+            budgets = KeyStoreBudgets(key_store)
         ledger = parts.ledger(registries)
         stack.push_async_callback(ledger.aclose)
         archive = parts.archive(registries)
@@ -231,7 +232,7 @@ async def _rollup(messages: list[Message]) -> list[str]:
             [RollupItem(m.id, m.body) for m in messages],
             ledger=ledger,
             archive=archive,
-            budgets=KeyStoreBudgets(key_store),
+            budgets=budgets,
             publishers=publishers,
             now=time.time(),
         )

@@ -117,11 +117,17 @@ def http_request(event: Mapping[str, Any]) -> HttpRequest:
     )
 
 
-def http_response(status: int, body: bytes, request_id: str) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) reply holding a JSON ``body``."""
+def http_response(
+    status: int, body: bytes, request_id: str, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) reply holding a JSON ``body`` (and ``headers``: ``allow``)."""
     return {
         "statusCode": status,
-        "headers": {"content-type": "application/json", "x-request-id": request_id},
+        "headers": {
+            "content-type": "application/json",
+            **(headers or {}),
+            "x-request-id": request_id,
+        },
         "body": body.decode(),
         "isBase64Encoded": False,
     }

@@ -3,9 +3,9 @@ serverless.yml; see :mod:`gateway_aws.handlers` for every variable).
 
 Everything is built by its registered name through the plugins' registries, exactly as a config
 naming it would build it (``redis`` store, ``dynamodb`` ledger, ``s3`` archive, ``eventbridge``
-and ``cloudwatch`` publishers), so errors read like config errors naming the variable. Nothing
-here is started or kept between invocations: each invocation runs in its own event loop
-(``asyncio.run``) and closes what it built.
+and ``cloudwatch`` publishers; the key store is the published config's), so errors read like
+config errors naming the variable. Nothing here is started or kept between invocations: each
+invocation runs in its own event loop (``asyncio.run``) and closes what it built.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from gateway.control.base import (
     UsageLedger,
 )
 from gateway.governance.keystore import KeyStore
-from gateway.governance.pepper import MIN_PEPPER_CHARS
 from gateway.plugins import Registries, Registry, build_registered
 from gateway.settings import Settings
 
@@ -84,36 +83,22 @@ def metric_publishers(registries: Registries) -> list[MetricPublisher]:
     return [_build(registries.metric_publishers, "cloudwatch", options, "METRIC_NAMESPACE")]
 
 
-def pepper() -> bytes:
-    """``$GATEWAY_KEY_PEPPER``, the fleet's pepper (as long as the gateway requires).
+def key_store(registries: Registries, settings: Settings) -> KeyStore:
+    """The published config's ``governance.key_store``, as the replicas build it (the pepper
+    is not needed to read budgets).
 
     Raises:
-        ConfigError: unset, or shorter than the gateway accepts.
+        ConfigError: an unknown store, or options it rejects (naming the field).
     """
-    value = env("GATEWAY_KEY_PEPPER").strip()
-    if len(value) < MIN_PEPPER_CHARS:
-        raise ConfigError(
-            "$GATEWAY_KEY_PEPPER", None, f"must be at least {MIN_PEPPER_CHARS} characters"
-        )
-    return value.encode()
-
-
-def key_store(registries: Registries, settings: Settings | None, key_pepper: bytes) -> KeyStore:
-    """The fleet's key store: ``redis`` at ``$REDIS_URL``, with the published config's
-    ``governance.key_store`` options when it names ``redis`` too (so that the prefix is the
-    replicas')."""
-    options: dict[str, Any] = {}
-    if settings is not None and settings.governance.key_store.backend == "redis":
-        options.update(settings.governance.key_store.options)
-    options["url"] = env("REDIS_URL")
+    choice = settings.governance.key_store
     store: KeyStore = build_registered(
         registries.key_stores,
-        "redis",
-        options,
-        "$REDIS_URL",
+        choice.backend,
+        choice.options,
+        settings.source,
         "governance.key_store",
         clock=SYSTEM_CLOCK,
-        pepper=key_pepper,
+        pepper=b"",
     )
     return store
 

@@ -1,5 +1,4 @@
-"""The Lambda handlers' events in and replies out (gateway_aws.lambda_events), and the keys
-function's HTTP routing over a real KeyAdmin (gateway_aws.keys_api).
+"""The Lambda handlers' events in and replies out (gateway_aws.lambda_events).
 
 The S3 notification is the one moto's server sends for a real upload (delivered to an SQS queue
 and read back); the other events are the shapes AWS documents for HTTP APIs (payload 2.0), SQS
@@ -10,16 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
-from gateway_aws.keys_api import serve_key_admin
 from gateway_aws.lambda_events import (
-    HttpRequest,
     S3Object,
     batch_failures,
     http_request,
@@ -28,19 +21,8 @@ from gateway_aws.lambda_events import (
     schedule_tick,
     sqs_messages,
 )
-from gateway_keys.sqlite_store import SqliteKeyStore
 
-from gateway.auth import Authenticator
-from gateway.clock import ManualClock
-from gateway.governance.admin import KeyAdmin
-from gateway.governance.directory import KeyDirectory
-from gateway.governance.sinks import AuditRecord
-from gateway.routes.admin import admin_authorizer
 from tests.support.moto_server import running_moto
-
-MASTER_KEY = "sk-master-0123456789"
-PEPPER = b"test-pepper-0123456789abcdef"
-
 
 # -- S3 ----------------------------------------------------------------------------------------
 
@@ -217,6 +199,12 @@ def test_http_response_is_the_v2_reply() -> None:
         "body": '{"id": "k"}',
         "isBase64Encoded": False,
     }
+    refused = http_response(405, b"{}", "req-abc", {"allow": "GET, POST"})
+    assert refused["headers"] == {
+        "content-type": "application/json",
+        "allow": "GET, POST",
+        "x-request-id": "req-abc",
+    }
 
 
 # -- EventBridge schedule ----------------------------------------------------------------------
@@ -237,89 +225,3 @@ def test_schedule_tick_of_a_scheduled_event() -> None:
     tick = schedule_tick(event)
     assert tick.id == "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa"
     assert tick.due == datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
-
-
-# -- the keys function's routes over a real KeyAdmin -------------------------------------------
-
-
-@dataclass
-class Keys:
-    admin: KeyAdmin
-    authorize: Any
-    audit: list[AuditRecord]
-
-    async def call(
-        self, method: str, path: str, body: Any = None, key: str | None = MASTER_KEY, **query: str
-    ) -> tuple[int, Any]:
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        raw = b"" if body is None else json.dumps(body).encode()
-        request = HttpRequest(method, path, query, headers, raw, "req-1")
-        status, answer = await serve_key_admin(self.admin, self.authorize, request)
-        return status, json.loads(answer)
-
-
-@pytest.fixture
-async def keys(tmp_path: Path) -> AsyncIterator[Keys]:
-    clock = ManualClock(start=1_796_126_400.0)
-    store = SqliteKeyStore(path=str(tmp_path / "keys.sqlite3"), clock=clock, pepper=PEPPER)
-    directory = KeyDirectory(store, PEPPER, ttl_s=1.0, clock=clock)
-    audit: list[AuditRecord] = []
-    admin = KeyAdmin(
-        store,
-        directory,
-        pepper=PEPPER,
-        clock=clock,
-        audit=audit.append,
-        known_models=lambda: ["llama"],
-    )
-    authorize = admin_authorizer(Authenticator([], MASTER_KEY, directory))
-    yield Keys(admin, authorize, audit)
-    await store.aclose()
-
-
-@pytest.mark.anyio
-async def test_keys_routes_create_list_show_and_revoke(keys: Keys) -> None:
-    assert (await keys.call("POST", "/admin/tenants", {"name": "acme"}))[0] == 201
-    status, created = await keys.call(
-        "POST", "/admin/keys", {"tenant": "acme", "models": ["llama"]}
-    )
-    assert status == 201
-    assert created["key"].startswith(f"sk-gw-{created['id']}-")
-    status, listed = await keys.call("GET", "/admin/keys", tenant="acme")
-    assert status == 200
-    assert [k["id"] for k in listed["data"]] == [created["id"]]
-    status, shown = await keys.call("GET", f"/admin/keys/{created['id']}")
-    assert (status, shown["status"]) == (200, "active")
-    status, revoked = await keys.call("POST", f"/admin/keys/{created['id']}/revoke")
-    assert (status, revoked["status"]) == (200, "revoked")
-    status, tenants = await keys.call("GET", "/admin/tenants")
-    assert [t["name"] for t in tenants["data"]] == ["acme"]
-    assert [a.action for a in keys.audit] == ["tenant.create", "key.create", "key.revoke"]
-
-
-@pytest.mark.anyio
-async def test_a_created_key_is_a_key_of_the_store(keys: Keys) -> None:
-    await keys.call("POST", "/admin/tenants", {"name": "acme"})
-    _, created = await keys.call("POST", "/admin/keys", {"tenant": "acme", "role": "admin"})
-    _, shown = await keys.call("GET", f"/admin/keys/{created['id']}", key=created["key"])
-    assert shown["id"] == created["id"]
-
-
-@pytest.mark.anyio
-async def test_keys_errors_are_the_gateways_envelopes(keys: Keys) -> None:
-    status, body = await keys.call("GET", "/admin/keys", key=None)
-    assert status == 401
-    assert body["error"]["type"] == "authentication_error"
-    status, body = await keys.call("GET", "/admin/keys", key="sk-wrong")
-    assert status == 401
-    status, body = await keys.call("GET", "/admin/keys/gk_nothing")
-    assert status == 404
-    assert body["error"]["param"] == "id"
-    status, body = await keys.call("POST", "/admin/keys", {"models": ["unknown-model"]})
-    assert status == 400
-    assert body["error"]["param"] == "models"
-    status, body = await keys.call("PUT", "/admin/tenants")
-    assert status == 405
-    status, body = await keys.call("GET", "/admin/keys/a/b/c")
-    assert status == 404
-    assert keys.audit == []

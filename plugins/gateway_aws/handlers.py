@@ -96,7 +96,7 @@ def publish_config(event: Event, context: LambdaContext) -> dict[str, Any]:
 
 
 async def _publish(objects: list[S3Object]) -> dict[str, Any]:
-    from gateway.control.publish import publish_config as publish  # type: ignore[import-not-found,unused-ignore]
+    from gateway.control.publish import publish_config as publish
 
     s3: Any = boto3.client("s3")
     published: list[dict[str, Any]] = []

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (first run) and run every check: ruff, mypy (strict on gateway/ and plugins/), pytest.
-# Installs what the tests need: the Python dev dependencies and redis-server.
+# Installs what the tests need: the Python dev dependencies, redis-server and osls (npm).
 # Extra arguments go to pytest, e.g. scripts/test.sh -k streaming
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" "dev"
@@ -8,6 +8,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh" "dev"
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "== installing redis-server"
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
+# The serverless.yml test packages it with osls (pinned in infra/serverless; node >= 20.19).
+if [ ! -x "$root/infra/serverless/node_modules/.bin/osls" ]; then
+  echo "== installing osls (infra/serverless)"
+  npm ci --prefix "$root/infra/serverless" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 cd "$root"
 echo "== ruff"; ruff check . && ruff format --check .

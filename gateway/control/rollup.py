@@ -220,7 +220,7 @@ def _parse(item: RollupItem) -> _Parsed:
 async def _archive(archive: RecordArchive, parsed: Sequence[_Parsed]) -> list[str]:
     """One object per day of the good items' raw lines, named by a hash of their ids."""
     by_day: dict[str, list[bytes]] = {}
-    for p in parsed:
+    for p in sorted(parsed, key=lambda p: p.item.id):  # the same bytes however redelivered
         for rec, line in zip(p.records, p.lines, strict=True):
             by_day.setdefault(day_of(rec.started_at), []).append(line + b"\n")
     if not by_day:

@@ -146,6 +146,36 @@ def _data(settings: Settings, name: str) -> str:
     return f"{settings.governance.data_dir.rstrip('/')}/{name}"
 
 
+def build_key_store(
+    settings: Settings, registries: Registries, clock: Clock
+) -> tuple[KeyStore, bytes] | None:
+    """The key store ``settings`` name and the pepper (None when virtual keys are off), built
+    as the gateway builds them (``sqlite`` defaults to ``<data_dir>/keys.sqlite3``); for the
+    gateway and for control-plane jobs that read keys and tenants.
+
+    Raises:
+        ConfigError: the pepper is unusable, or the store is unknown or rejects its options.
+    """
+    if not virtual_keys_enabled(settings):
+        return None
+    try:
+        pepper = load_pepper(settings.governance.data_dir)
+    except ValueError as exc:
+        raise ConfigError(settings.source, "governance", str(exc)) from None
+    choice = settings.governance.key_store
+    if choice.backend == "sqlite" and "path" not in choice.options:
+        choice = PluginChoice(backend="sqlite", options={"path": _data(settings, "keys.sqlite3")})
+    store = _build(
+        registries.key_stores,
+        choice,
+        "governance.key_store",
+        settings.source,
+        clock=clock,
+        pepper=pepper,
+    )
+    return store, pepper
+
+
 def build_governance(
     settings: Settings,
     registries: Registries,
@@ -167,24 +197,9 @@ def build_governance(
     store: KeyStore | None = None
     directory: KeyDirectory | None = None
     pepper: bytes | None = None
-    if virtual_keys_enabled(settings):
-        try:
-            pepper = load_pepper(gs.data_dir)
-        except ValueError as exc:
-            raise ConfigError(source, "governance", str(exc)) from None
-        choice = gs.key_store
-        if choice.backend == "sqlite" and "path" not in choice.options:
-            choice = PluginChoice(
-                backend="sqlite", options={"path": _data(settings, "keys.sqlite3")}
-            )
-        store = _build(
-            registries.key_stores,
-            choice,
-            "governance.key_store",
-            source,
-            clock=clock,
-            pepper=pepper,
-        )
+    built = build_key_store(settings, registries, clock)
+    if built is not None:
+        store, pepper = built
         directory = KeyDirectory(store, pepper, ttl_s=gs.key_cache_ttl_s, clock=clock)
 
     alert_sinks: list[tuple[str, AlertSink]] = [

@@ -1,5 +1,6 @@
 """Records as plain mappings, the same for every sink (JSON lines, Redis stream fields, alert
-payloads), so that whatever consumes them reads one shape."""
+payloads), so that whatever consumes them reads one shape. Usage records' shape lives in the
+core (:mod:`gateway.governance.usage_json`, with its decoder): the control plane reads it too."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ from typing import Any
 
 from gateway.governance.limiter import Alert
 from gateway.governance.records import NANOS_PER_USD
-from gateway.governance.sinks import AuditRecord, UsageRecord
+from gateway.governance.sinks import AuditRecord
+from gateway.governance.usage_json import usage_dict
 
-USAGE_FIELDS = tuple(f.name for f in dataclasses.fields(UsageRecord))
+__all__ = ["AUDIT_FIELDS", "alert_payload", "audit_dict", "usage_dict"]
+
 AUDIT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditRecord))
-
-
-def usage_dict(rec: UsageRecord) -> dict[str, Any]:
-    """Every field of a usage record, by name (``cost_nanos`` an exact integer)."""
-    return {name: getattr(rec, name) for name in USAGE_FIELDS}
 
 
 def audit_dict(rec: AuditRecord) -> dict[str, Any]:

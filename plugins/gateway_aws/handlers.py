@@ -202,13 +202,13 @@ def usage_rollup(event: Event, context: LambdaContext) -> dict[str, Any]:
 
 
 async def _rollup(messages: list[Message]) -> list[str]:
-    from gateway.control.rollup import (  # type: ignore[import-not-found,unused-ignore]
+    from gateway.control.rollup import (
         BudgetLookup,
         KeyStoreBudgets,
         NoBudgets,
         RollupItem,
     )
-    from gateway.control.rollup import usage_rollup as rollup  # type: ignore[import-not-found,unused-ignore]
+    from gateway.control.rollup import usage_rollup as rollup
 
     registries = _registries()
     async with AsyncExitStack() as stack:
@@ -270,7 +270,7 @@ def health_sweep(event: Event, context: LambdaContext) -> dict[str, Any]:
 
 
 async def _health() -> list[Any]:
-    from gateway.control.health import health_sweep as sweep  # type: ignore[import-not-found,unused-ignore]
+    from gateway.control.health import health_sweep as sweep
 
     registries = _registries()
     async with AsyncExitStack() as stack:
@@ -310,9 +310,9 @@ def scale_fleet(event: Event, context: LambdaContext) -> dict[str, Any]:
 
 
 async def _scale() -> list[Any]:
-    from gateway.control.parts import build_fleet_scalers, plugin_registries  # type: ignore[import-not-found,unused-ignore]
-    from gateway.control.scaling import read_loads  # type: ignore[import-not-found,unused-ignore]
-    from gateway.control.scaling import scale_fleet as scale  # type: ignore[import-not-found,unused-ignore]
+    from gateway.control.parts import build_fleet_scalers, plugin_registries
+    from gateway.control.scaling import read_loads
+    from gateway.control.scaling import scale_fleet as scale
 
     async with AsyncExitStack() as stack:
         store = parts.control_store(_registries())

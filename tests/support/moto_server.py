@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,12 +41,19 @@ class Moto:
         )
 
 
+def _reset(port: int) -> None:
+    """moto keeps its fake AWS in the process, across servers: each block starts empty."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 @contextmanager
 def _serving(port: int, *, serialized: bool) -> Iterator[None]:
     if not serialized:
         threaded = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         threaded.start()
         try:
+            _reset(port)
             yield
         finally:
             threaded.stop()
@@ -55,6 +63,7 @@ def _serving(port: int, *, serialized: bool) -> Iterator[None]:
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
     thread.start()
     try:
+        _reset(port)
         yield
     finally:
         server.shutdown()

@@ -9,7 +9,7 @@ is pure: a load, the replicas asked for now and the last change in, a :class:`De
 group's :class:`~gateway.control.base.FleetScaler`, keeping the last change of each group (the
 cooldowns' clock) in the shared store as the job's state.
 
-The rule (``docs/control-plane-scaling.md``):
+The rule (``docs/control-plane.md (scale-fleet)``):
 
 - queued per replica = max(engines' waiting, gateway in-flight - engines' running) / replicas
   reporting: the gateway's figure counts requests queued before the engines too;

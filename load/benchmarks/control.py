@@ -31,6 +31,7 @@ from typing import Any
 
 import boto3
 import msgspec
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from common import format_table, free_port, gateway_process, start_redis, stop, wait_until_up
 
 from gateway.governance.sinks import UsageRecord
@@ -82,12 +83,15 @@ def sqs_event(batch: list[UsageRecord]) -> dict[str, Any]:
     return {"Records": messages}
 
 
-class Context:
-    aws_request_id = "bench"
-    function_name = "bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+def lambda_context() -> LambdaContext:
+    """What Lambda passes as the context (the fields powertools' Logger reads)."""
+    made = LambdaContext()
+    made._aws_request_id = "bench"
+    made._function_name = "bench"
+    made._function_version = "$LATEST"
+    made._memory_limit_in_mb = 1024
+    made._invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    return made
 
 
 def bench_rollup(invocations: int, moto_url: str) -> dict[str, Any]:
@@ -101,12 +105,12 @@ def bench_rollup(invocations: int, moto_url: str) -> dict[str, Any]:
     create_table(boto3.client("dynamodb", endpoint_url=moto_url), "ledger")
     boto3.client("s3", endpoint_url=moto_url).create_bucket(Bucket="archive")
     per = MESSAGES * RECORDS_PER_MESSAGE
-    handlers.usage_rollup(sqs_event(records(per)), Context())  # warm: imports, clients
+    handlers.usage_rollup(sqs_event(records(per)), lambda_context())  # warm: imports, clients
     aws = []
     for _ in range(invocations):
         event = sqs_event(records(per))
         started = time.perf_counter()
-        out = handlers.usage_rollup(event, Context())
+        out = handlers.usage_rollup(event, lambda_context())
         aws.append(time.perf_counter() - started)
         assert out == {"batchItemFailures": []}, out
 
@@ -185,7 +189,7 @@ def bench_publish(trials: int, moto_url: str, redis_url: str) -> dict[str, Any]:
                     }
                 ]
             }
-            out = handlers.publish_config(event, Context())
+            out = handlers.publish_config(event, lambda_context())
             assert out["published"], out
             handled = time.perf_counter() - started
             deadline = time.monotonic() + 10

@@ -3,10 +3,8 @@ at ``s3://<bucket>/<prefix>/<day>/<name>.jsonl``."""
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
-from gateway_aws.aws import call, key_under, make_client, require_name
+from gateway_aws.aws import require_name
+from gateway_aws.s3_objects import JsonLinesObjects
 
 
 class S3RecordArchive:
@@ -29,11 +27,7 @@ class S3RecordArchive:
         endpoint_url: str | None = None,
         region: str | None = None,
     ) -> None:
-        self.bucket = require_name("bucket", bucket)
-        if not isinstance(prefix, str):
-            raise TypeError(f"`prefix` must be a string, got {prefix!r}")
-        self.prefix = prefix
-        self.client: Any = make_client("s3", endpoint_url=endpoint_url, region=region)
+        self.objects = JsonLinesObjects(bucket, prefix, endpoint_url, region)
 
     async def put(self, day: str, name: str, data: bytes) -> str:
         """Put ``data`` at ``prefix/day/name.jsonl`` (replacing an object of that name) and
@@ -42,21 +36,8 @@ class S3RecordArchive:
         Raises:
             ServiceUnavailableError: S3 could not be reached or refused the object.
         """
-        key = key_under(
-            self.prefix, require_name("day", day), f"{require_name('name', name)}.jsonl"
-        )
-        url = f"s3://{self.bucket}/{key}"
-        await call(
-            f"s3 PutObject {url}",
-            partial(
-                self.client.put_object,
-                Bucket=self.bucket,
-                Key=key,
-                Body=data,
-                ContentType="application/x-ndjson",
-            ),
-        )
-        return url
+        key = self.objects.key(require_name("day", day), f"{require_name('name', name)}.jsonl")
+        return await self.objects.put(key, data)
 
     async def aclose(self) -> None:
-        self.client.close()
+        self.objects.close()

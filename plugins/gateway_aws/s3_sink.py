@@ -8,23 +8,16 @@ instead of adding a copy (the ledger retries the batch unchanged at the head of 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from functools import partial
-from typing import Any
 
 import msgspec
 from gateway_usage.encoding import usage_dict
 
+from gateway.control.totals import day_of
 from gateway.governance.sinks import AuditRecord, UsageRecord
-from gateway_aws.aws import call, key_under, make_client, require_name
+from gateway_aws.s3_objects import JsonLinesObjects
 
 _encode = msgspec.json.Encoder().encode
-
-
-def day_of(at: float) -> str:
-    """``YYYY-MM-DD`` (UTC) of Unix time ``at``."""
-    return time.strftime("%Y-%m-%d", time.gmtime(at))
 
 
 class S3UsageSink:
@@ -47,17 +40,13 @@ class S3UsageSink:
         endpoint_url: str | None = None,
         region: str | None = None,
     ) -> None:
-        self.bucket = require_name("bucket", bucket)
-        if not isinstance(prefix, str):
-            raise TypeError(f"`prefix` must be a string, got {prefix!r}")
-        self.prefix = prefix
-        self.client: Any = make_client("s3", endpoint_url=endpoint_url, region=region)
+        self.objects = JsonLinesObjects(bucket, prefix, endpoint_url, region)
 
     def key_of(self, records: Sequence[UsageRecord]) -> str:
         """The object key of a (non-empty) batch."""
         first = records[0]
-        return key_under(
-            self.prefix, day_of(first.started_at), f"{first.request_id}-{len(records)}.jsonl"
+        return self.objects.key(
+            day_of(first.started_at), f"{first.request_id}-{len(records)}.jsonl"
         )
 
     async def write(self, records: Sequence[UsageRecord]) -> None:
@@ -66,20 +55,9 @@ class S3UsageSink:
         Raises:
             ServiceUnavailableError: S3 could not be reached or refused the object.
         """
-        if not records:
-            return
-        key = self.key_of(records)
-        body = b"".join(_encode(usage_dict(r)) + b"\n" for r in records)
-        await call(
-            f"s3 PutObject s3://{self.bucket}/{key}",
-            partial(
-                self.client.put_object,
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType="application/x-ndjson",
-            ),
-        )
+        if records:
+            body = b"".join(_encode(usage_dict(r)) + b"\n" for r in records)
+            await self.objects.put(self.key_of(records), body)
 
     async def write_audit(self, records: Sequence[AuditRecord]) -> None:
         """Nothing: these objects are usage for the roll-up and for analytics over spend; audit
@@ -88,4 +66,4 @@ class S3UsageSink:
 
     async def aclose(self) -> None:
         """Release the client's connections (every acknowledged batch is already in S3)."""
-        self.client.close()
+        self.objects.close()

@@ -22,14 +22,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import format_table, free_port, gateway_process, pin, stop, wait_until_up
+from common import format_table, gateway_process, start_sim, stop, wait_until_up
 
 STEPS = 5  # four tool steps, then the answer
 EXPRESSIONS = ["6*7", "2**10", "sqrt(81)", "(3+4)*5"]
@@ -159,23 +157,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", default="load/results/agents.json")
     args = parser.parse_args()
-    sim_port = free_port()
-    sim = subprocess.Popen(
-        [
-            *pin(1),
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "sim",
-            "--port",
-            str(sim_port),
-            "--profile",
-            "instant",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sim_url = f"http://127.0.0.1:{sim_port}"
+    sim, sim_url = start_sim(core=1)
     config = {
         "models": [{"name": "m", "backends": [{"url": sim_url, "model": "sim-model"}]}],
         "agents": [{"name": "looper", "model": "m", "tools": ["calculator"], "max_steps": 10}],

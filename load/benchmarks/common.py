@@ -123,6 +123,28 @@ def start_redis(core: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
         time.sleep(0.05)
 
 
+def start_sim(core: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``gateway sim`` (instant profile) on a free loopback port, pinned to ``core``; returns
+    the process and its URL (not yet waited for: :func:`wait_until_up` its ``/health``)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *pin(core),
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "sim",
+            "--port",
+            str(port),
+            "--profile",
+            "instant",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def stop(*procs: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
     """SIGTERM each process, then wait for it (killing it after ``timeout_s``)."""
     for proc in procs:

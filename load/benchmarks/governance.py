@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import free_port, missing_tools, serve_gateway, start_redis, stop, wait_until_up
+from common import (
+    missing_tools,
+    serve_gateway,
+    start_redis,
+    start_sim,
+    stop,
+    wait_until_up,
+)
 
 MASTER = "sk-bench-master"
 PRICE = {"input_per_mtok": 100.0, "output_per_mtok": 300.0}  # dear, so a small budget binds
@@ -137,26 +143,12 @@ def main() -> int:
     if missing_tools("governance.sh", ("redis-server",)):
         return 2
     work = Path(tempfile.mkdtemp(prefix="gateway-gov-"))
-    sim_port = free_port()
     redis, redis_port = start_redis()
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "sim",
-            "--port",
-            str(sim_port),
-            "--profile",
-            "instant",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sim, sim_url = start_sim()
     os.environ["GATEWAY_KEY_PEPPER"] = "bench-pepper-shared-by-both"
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     try:
-        wait_until_up(f"http://127.0.0.1:{sim_port}/health")
+        wait_until_up(f"{sim_url}/health")
 
         def config(name: str) -> dict[str, Any]:
             return {
@@ -171,7 +163,7 @@ def main() -> int:
                         "name": "chat",
                         "backends": [
                             {
-                                "url": f"http://127.0.0.1:{sim_port}",
+                                "url": sim_url,
                                 "model": "sim-model",
                                 "price": PRICE,
                             }

@@ -87,10 +87,19 @@ class _Chunk:
     keys: set[Key] = field(default_factory=set)
 
 
+def _scope_order(rec: UsageRecord) -> tuple[str, str, str, str]:
+    return (rec.tenant or "", rec.key_id or "", rec.model, scopes_of(rec)[0][1])
+
+
 def chunks(records: Iterable[UsageRecord]) -> list[_Chunk]:
-    """Records grouped so that each group's markers and totals fit one transaction."""
+    """Records grouped so that each group's markers and totals fit one transaction.
+
+    Records are taken in the order of their totals (tenant, key, model group, day), so a chunk
+    holds as many records and as few totals as it can: a batch of many keys costs about one
+    item (two write units) per record, not two (a chunk in arrival order holds nearly every
+    total of the batch)."""
     out: list[_Chunk] = [_Chunk()]
-    for rec in records:
+    for rec in sorted(records, key=_scope_order):
         keys = set(scopes_of(rec))
         last = out[-1]
         if last.records and len(last.records) + 1 + len(last.keys | keys) > TRANSACT_MAX:

@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from gateway.governance.limiter import LimiterFactory
     from gateway.governance.sinks import AlertSinkFactory, UsageSinkFactory
     from gateway.guardrails.base import GuardrailFactory
+    from gateway.node.base import (
+        EngineRegistrarFactory,
+        GpuBackendFactory,
+        PlacementStrategyFactory,
+    )
     from gateway.providers.base import ProviderFactory
     from gateway.routing.base import RoutingStrategyFactory
     from gateway.scheduling.base import SchedulerFactory
@@ -72,6 +77,9 @@ RegisterRecordArchive: TypeAlias = Callable[[str, "RecordArchiveFactory"], None]
 RegisterBudgetPublisher: TypeAlias = Callable[[str, "BudgetPublisherFactory"], None]
 RegisterMetricPublisher: TypeAlias = Callable[[str, "MetricPublisherFactory"], None]
 RegisterFleetScaler: TypeAlias = Callable[[str, "FleetScalerFactory"], None]
+RegisterGpuBackend: TypeAlias = Callable[[str, "GpuBackendFactory"], None]
+RegisterPlacementStrategy: TypeAlias = Callable[[str, "PlacementStrategyFactory"], None]
+RegisterEngineRegistrar: TypeAlias = Callable[[str, "EngineRegistrarFactory"], None]
 RegisterRoute: TypeAlias = Callable[[str, "BaseRouteHandler | Router"], None]
 RegisterCommand: TypeAlias = Callable[[str, "Command"], None]
 RegisterDefaultSource: TypeAlias = Callable[[str, "DefaultSource"], None]
@@ -285,6 +293,38 @@ def register_fleet_scalers(register: RegisterFleetScaler) -> None:
     Call ``register(name, factory)``; ``name`` is what a ``control.scaling.<group>.scaler``
     names. ``factory(**options) -> FleetScaler`` (``gateway.control.base``) is called once per
     group that names it: ``current()`` reads the desired replicas, ``set_desired(n)`` asks.
+    """
+
+
+@hookspec
+def register_gpu_backends(register: RegisterGpuBackend) -> None:
+    """Register GPU backends, where the node agent reads its GPUs.
+
+    Call ``register(name, factory)``; ``name`` is what ``node.gpus.backend`` names.
+    ``factory(**options) -> GpuBackend`` (``gateway.node.base``) raises ``GpuUnavailableError``
+    when there is nothing to read; ``read()`` returns every GPU's ``GpuReading`` (a figure the
+    GPU does not report is None, never 0), and ``note_engines(engines)`` tells it what runs.
+    """
+
+
+@hookspec
+def register_placement_strategies(register: RegisterPlacementStrategy) -> None:
+    """Register placement strategies, which choose GPUs for the node agent's engines.
+
+    Call ``register(name, factory)``; ``name`` is what ``node.placement.backend`` names.
+    ``factory(**options) -> PlacementStrategy`` (``gateway.node.base``): ``place(demands, gpus,
+    running)`` is pure and returns a ``Placement`` (GPUs per engine, the unplaced with a
+    reason, the running engines to displace).
+    """
+
+
+@hookspec
+def register_engine_registrars(register: RegisterEngineRegistrar) -> None:
+    """Register engine registrars, which tell the gateway fleet where the node's engines are.
+
+    Call ``register(name, factory)``; ``name`` is what ``node.registrar.backend`` names.
+    ``factory(**options) -> EngineRegistrar`` (``gateway.node.base``): ``register``, ``drain``
+    and ``deregister`` an ``EngineEndpoint``, each idempotent.
     """
 
 

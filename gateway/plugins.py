@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from gateway.governance.limiter import LimiterFactory
     from gateway.governance.sinks import AlertSinkFactory, UsageSinkFactory
     from gateway.guardrails.base import GuardrailFactory
+    from gateway.node.base import (
+        EngineRegistrarFactory,
+        GpuBackendFactory,
+        PlacementStrategyFactory,
+    )
     from gateway.providers.base import ProviderFactory
     from gateway.routing.base import RoutingStrategyFactory
     from gateway.scheduling.base import SchedulerFactory
@@ -187,6 +192,15 @@ class Registries:
     )
     fleet_scalers: Registry[FleetScalerFactory] = field(
         default_factory=_factories("fleet scaler", "a fleet scaler factory")
+    )
+    gpu_backends: Registry[GpuBackendFactory] = field(
+        default_factory=_factories("GPU backend", "a GPU backend factory")
+    )
+    placement_strategies: Registry[PlacementStrategyFactory] = field(
+        default_factory=_factories("placement strategy", "a placement strategy factory")
+    )
+    engine_registrars: Registry[EngineRegistrarFactory] = field(
+        default_factory=_factories("engine registrar", "an engine registrar factory")
     )
     routes: Registry[BaseRouteHandler | Router] = field(
         default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router")

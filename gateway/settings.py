@@ -20,6 +20,7 @@ from gateway.settings_agents import (
 )
 from gateway.settings_base import PluginChoice, _Config
 from gateway.settings_control import ControlSettings
+from gateway.settings_node import NodeSettings
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -439,6 +440,7 @@ class Settings(_Config):
         guardrails: named guardrail instances, which model groups and agents refer to.
         tool_sources: named tool sources (MCP servers); their tools are ``<name>.<tool>``.
         control: the control plane: the shared store and its jobs' settings.
+        node: the GPU node agent (``gateway node``); None: this file configures no node.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -455,4 +457,5 @@ class Settings(_Config):
     guardrails: dict[str, GuardrailSettings] = msgspec.field(default_factory=dict)
     tool_sources: dict[str, ToolSourceSettings] = msgspec.field(default_factory=dict)
     control: ControlSettings = msgspec.field(default_factory=ControlSettings)
+    node: NodeSettings | None = None
     source: str = "<memory>"

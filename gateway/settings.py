@@ -218,7 +218,8 @@ class ModelGroupSettings(_Config):
     Attributes:
         name: the name clients send as ``model``.
         aliases: other names that resolve to this group.
-        backends: where requests go; at least one.
+        backends: where requests go. Empty for a group whose backends node agents register
+            (``gateway node``): it answers 503 until one is registered.
         routing: the routing strategy and its parameters.
         timeouts: default upstream timeouts for the group's backends.
         owned_by: reported by ``/v1/models``.
@@ -243,7 +244,7 @@ class ModelGroupSettings(_Config):
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
-    backends: Annotated[list[BackendSettings], msgspec.Meta(min_length=1)]
+    backends: list[BackendSettings]
     aliases: list[str] = msgspec.field(default_factory=list)
     routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)

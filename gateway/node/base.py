@@ -203,7 +203,7 @@ class EngineEndpoint:
     Attributes:
         backend: the backend's name in the gateway (``<node>-<engine>``), unique in the fleet.
         group: the model group it serves.
-        url: its OpenAI-compatible base URL (``http://host:port/v1``).
+        url: its base URL (``http://host:port``, without ``/v1``: a backend's ``url``).
         model: the model name it answers to.
         price: the backend's ``price`` (``{"gpu_hour_usd": ...}``) when the node prices its
             GPUs; empty otherwise.

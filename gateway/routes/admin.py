@@ -132,9 +132,13 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
         await authorize(request)
         name = str(request.path_params["name"])
         group, backend = find(name)
-        if len(group.backends) == 1:
+        # The last backend only on purpose (a node agent removing its engine): the group then
+        # answers 503 until one is added.
+        if len(group.backends) == 1 and request.query_params.get("force") != "true":
             raise InvalidRequestError(
-                f"`{name}` is the last backend of `{group.name}`.", param="name"
+                f"`{name}` is the last backend of `{group.name}` (add `?force=true` to remove "
+                "it anyway).",
+                param="name",
             )
         backend.draining = True
         # In-flight requests hold their own reference to the backend and finish normally.

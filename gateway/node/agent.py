@@ -1,0 +1,448 @@
+"""The node agent: keeps the engines the node should run placed, running and registered, reads
+its GPUs, and follows the control plane's scale orders.
+
+Two loops, one task each, until :meth:`NodeAgent.run` is cancelled or :meth:`stop` is called:
+
+- **read** (every ``node.read_interval_s``): each ready engine's load, told to the GPU backend
+  (``note_engines``), then the GPUs read; the readings are what ``/metrics`` and ``/status``
+  show and what placement sees. Every few seconds, the tokens the gateway fleet served through
+  each engine (``control.gateway_urls``), for the cost per million tokens.
+- **reconcile** (every ``node.order_interval_s``): the engines wanted per deployment (its
+  ``replicas``, or this node's share of a scale order), extra ones drained and stopped (highest
+  number first), missing ones placed by the placement strategy and started; an engine that fits
+  nowhere is reported in ``unplaced``, never forced; engines a higher-priority one displaces are
+  stopped before it starts. The node's status goes to the shared store for the ``node_agents``
+  scaler.
+
+Engines are registered with the gateway when healthy and deregistered when they stop serving
+(crash, stop); a stop drains first: the gateway sends no new requests, the in-flight ones get
+``node.drain_s`` (or less, once the engine is idle), then SIGTERM. :meth:`stop` does that for
+every engine, concurrently, and returns when no process is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from gateway.control.base import ControlStore
+from gateway.node import orders
+from gateway.node.base import (
+    EngineDemand,
+    EngineEndpoint,
+    EngineLoad,
+    EngineRegistrar,
+    GpuBackend,
+    GpuReading,
+    GpuSlot,
+    PlacedEngine,
+    PlacementStrategy,
+)
+from gateway.node.cost import backend_price, engine_usd_per_hour
+from gateway.node.engines import Engine, EngineSpec, Supervision, engine_argv
+from gateway.node.meter import EngineMeter, served_tokens
+from gateway.routing.base import EngineMetrics
+from gateway.settings import Settings
+from gateway.settings_node import DEFAULT_COMMAND, DeploymentSettings, NodeSettings
+
+log = logging.getLogger("gateway.node")
+
+TOKENS_EVERY_S = 5.0
+"""How often the gateway fleet's token counts are read."""
+
+REREGISTER_S = 30.0
+"""How often serving engines are registered again (idempotent)."""
+
+
+@dataclass
+class EngineRecord:
+    """What the agent knows of one engine beside its process."""
+
+    engine: Engine
+    task: asyncio.Task[None]
+    endpoint: EngineEndpoint
+    usd_per_hour: float | None
+    load: EngineMetrics | None = None
+    tokens: int = 0
+    stopping: bool = False
+    served_s: float = 0.0  # time ready, summed over restarts (what the tokens were made in)
+
+
+@dataclass
+class NodeParts:
+    """What the agent runs with (built from the config by :mod:`gateway.node.runtime`)."""
+
+    gpus: GpuBackend
+    strategy: PlacementStrategy
+    registrar: EngineRegistrar | None
+    store: ControlStore | None
+    meter: EngineMeter
+    http: aiohttp.ClientSession
+
+
+@dataclass
+class NodeAgent:
+    """One node's agent (see the module docstring)."""
+
+    settings: Settings
+    parts: NodeParts
+    engines: dict[str, EngineRecord] = field(default_factory=dict)
+    readings: list[GpuReading] = field(default_factory=list)
+    unplaced: dict[str, str] = field(default_factory=dict)
+    wanted: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, int] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+    _tokens_read_at: float = 0.0
+    _registered_at: float = 0.0
+    _reconciled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def node(self) -> NodeSettings:
+        assert self.settings.node is not None
+        return self.settings.node
+
+    @property
+    def name(self) -> str:
+        return self.node.name or socket.gethostname()
+
+    async def run(self) -> None:
+        """Read and reconcile until :meth:`stop`."""
+        self.readings = self.parts.gpus.read()
+        await asyncio.gather(
+            self._every(self.node.read_interval_s, self.read_once),
+            self._every(self.node.order_interval_s, self.reconcile_once),
+        )
+
+    async def stop(self) -> None:
+        """Drain and stop every engine (concurrently), deregistering each; then the loops.
+        No engine is started once this began."""
+        self._stopping = True
+        records = list(self.engines.values())
+        await asyncio.gather(*(self._stop_engine(r) for r in records), return_exceptions=True)
+        self._stopped.set()
+
+    async def wait_reconciled(self) -> None:
+        """Return after the next reconcile pass has finished (for callers that just changed
+        the desired state)."""
+        self._reconciled.clear()
+        await self._reconciled.wait()
+
+    async def _every(self, interval_s: float, step: Any) -> None:
+        while not self._stopped.is_set():
+            started = time.monotonic()
+            try:
+                await step()
+            except Exception:  # noqa: BLE001 - one failed pass must not stop the agent
+                log.exception("node agent: %s failed", step.__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stopped.wait(), max(interval_s - (time.monotonic() - started), 0.01)
+                )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_once(self) -> None:
+        """Read the engines' load, tell the GPU backend, read the GPUs."""
+        ready = [r for r in self.engines.values() if r.engine.serving]
+        timeout = min(self.node.read_interval_s, 2.0)
+        loads = await asyncio.gather(
+            *(
+                self.parts.meter.load(r.engine.spec.name, r.engine.spec.url, r.endpoint.model, timeout)
+                for r in ready
+            )
+        )
+        for record, load in zip(ready, loads, strict=True):
+            record.load = load if load is not None else record.load
+            record.served_s += self.node.read_interval_s
+        self.parts.gpus.note_engines([_engine_load(r) for r in self.engines.values()])
+        self.readings = self.parts.gpus.read()
+        urls = self.settings.control.gateway_urls
+        if urls and time.monotonic() - self._tokens_read_at >= TOKENS_EVERY_S:
+            self._tokens_read_at = time.monotonic()
+            tokens = await served_tokens(self.parts.http, urls, timeout)
+            if tokens is not None:
+                for record in self.engines.values():
+                    record.tokens = tokens.get(record.endpoint.backend, record.tokens)
+
+    # -- reconciling -----------------------------------------------------------------------
+
+    async def reconcile_once(self) -> None:
+        """Bring the running engines to what is wanted (see the module docstring)."""
+        if self._stopping:
+            return
+        await self._reregister()
+        if self.node.follow_orders and self.parts.store is not None:
+            self.orders = await orders.read_orders(self.parts.store)
+            shares = await self._shares()
+        else:
+            shares = {}
+        self.wanted = wanted_counts(self.node.deployments, shares)
+        demands: list[EngineDemand] = []
+        for deployment in self.node.deployments:
+            mine = sorted(
+                (r for r in self.engines.values() if r.engine.spec.deployment == deployment.name
+                 and not r.stopping),
+                key=lambda r: _number(r.engine.spec.name),
+            )
+            extra = len(mine) - self.wanted[deployment.name]
+            for record in reversed(mine[len(mine) - extra :] if extra > 0 else []):
+                self._spawn_stop(record)
+            if extra < 0:
+                taken = {_number(r.engine.spec.name) for r in self.engines.values()
+                         if r.engine.spec.deployment == deployment.name}
+                numbers = [n for n in range(len(taken) - extra) if n not in taken]
+                demands.extend(
+                    EngineDemand(
+                        name=f"{deployment.name}-{n}",
+                        deployment=deployment.name,
+                        memory_mib=deployment.memory_mib,
+                        gpus=deployment.gpus,
+                        priority=deployment.priority,
+                    )
+                    for n in numbers[: -extra]
+                )
+        placement = self.parts.strategy.place(demands, self.slots(), self.placed())
+        displaced = [self.engines[n] for n in placement.displaced if n in self.engines]
+        stops = [self._spawn_stop(r) for r in displaced]
+        by_name = {d.name: d for d in demands}
+        for name, gpus in placement.assigned.items():
+            self._start(by_name[name], gpus, stops)
+        if placement.unplaced != self.unplaced:
+            for name, why in placement.unplaced.items():
+                log.warning("engine %s not placed: %s", name, why)
+        self.unplaced = dict(placement.unplaced)
+        if self.parts.store is not None:
+            await orders.publish_node_status(
+                self.parts.store, self.name, self.group_statuses(), time.time()
+            )
+        self._reconciled.set()
+
+    async def _reregister(self) -> None:
+        """Every :data:`REREGISTER_S`, tell the gateways again of every serving engine (a
+        gateway replica that restarted, or started later, learns of them)."""
+        if self.parts.registrar is None or time.monotonic() - self._registered_at < REREGISTER_S:
+            return
+        self._registered_at = time.monotonic()
+        for record in list(self.engines.values()):
+            if record.engine.serving and not record.stopping:
+                try:
+                    await self.parts.registrar.register(record.endpoint)
+                except Exception as exc:  # noqa: BLE001 - told again next time
+                    log.warning("engine %s: not registered again: %s", record.engine.spec.name, exc)
+
+    async def _shares(self) -> dict[str, int]:
+        """This node's share of each scale order for a group it serves."""
+        assert self.parts.store is not None
+        statuses = await orders.node_statuses(self.parts.store, stale_s=self._stale_s)
+        shares = {}
+        for group, replicas in self.orders.items():
+            serving = sorted(
+                {n for n, s in statuses.items() if group in s} | {self.name}
+                if any(d.group == group for d in self.node.deployments)
+                else set()
+            )
+            if self.name in serving:
+                shares[group] = orders.share(replicas, serving, self.name)
+        return shares
+
+    @property
+    def _stale_s(self) -> float:
+        return max(3 * self.node.order_interval_s, 10.0)
+
+    def slots(self) -> list[GpuSlot]:
+        """The GPUs as placement sees them: free memory less what the engines were given."""
+        given: dict[int, float] = {}
+        names: dict[int, list[str]] = {}
+        for record in self.engines.values():
+            for gpu in record.engine.spec.gpus:
+                given[gpu] = given.get(gpu, 0.0) + record.engine.spec.memory_mib
+                names.setdefault(gpu, []).append(record.engine.spec.name)
+        return [
+            GpuSlot(
+                index=r.index,
+                name=r.name,
+                memory_total_mib=r.memory_total_mib,
+                memory_free_mib=max(
+                    0.0, min(r.memory_free_mib, r.memory_total_mib - given.get(r.index, 0.0))
+                ),
+                utilization_pct=r.utilization_pct,
+                engines=tuple(sorted(names.get(r.index, []))),
+            )
+            for r in self.readings
+        ]
+
+    def placed(self) -> list[PlacedEngine]:
+        return [
+            PlacedEngine(
+                name=r.engine.spec.name,
+                deployment=r.engine.spec.deployment,
+                memory_mib=r.engine.spec.memory_mib,
+                gpus=r.engine.spec.gpus,
+                priority=r.engine.spec.priority,
+            )
+            for r in self.engines.values()
+            if not r.stopping
+        ]
+
+    def group_statuses(self) -> dict[str, orders.GroupStatus]:
+        out: dict[str, orders.GroupStatus] = {}
+        for deployment in self.node.deployments:
+            status = out.setdefault(deployment.group, orders.GroupStatus(0, 0, 0))
+            records = [
+                r for r in self.engines.values()
+                if r.engine.spec.deployment == deployment.name and not r.stopping
+            ]
+            out[deployment.group] = orders.GroupStatus(
+                running=status.running + len(records),
+                ready=status.ready + sum(r.engine.serving for r in records),
+                capacity=status.capacity + deployment.replica_ceiling,
+            )
+        return out
+
+    def _start(
+        self, demand: EngineDemand, gpus: tuple[int, ...], after: Sequence[asyncio.Task[None]]
+    ) -> None:
+        deployment = next(d for d in self.node.deployments if d.name == demand.deployment)
+        port = self._free_port()
+        spec = EngineSpec(
+            name=demand.name,
+            deployment=deployment.name,
+            group=deployment.group,
+            model=deployment.answers_to,
+            argv=engine_argv(
+                deployment.command or DEFAULT_COMMAND,
+                model=deployment.model,
+                served_model=deployment.answers_to,
+                host=self.node.advertise_host,
+                port=port,
+                gpus=deployment.gpus,
+                name=demand.name,
+            ),
+            env={**deployment.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))},
+            host=self.node.advertise_host,
+            port=port,
+            gpus=gpus,
+            memory_mib=deployment.memory_mib,
+            priority=deployment.priority,
+            health_path=deployment.health_path,
+            startup_timeout_s=deployment.startup_timeout_s,
+        )
+        gpu_names = [r.name for r in self.readings if r.index in gpus]
+        usd_per_hour = engine_usd_per_hour(gpu_names, self.node.gpu_hour_usd)
+        endpoint = EngineEndpoint(
+            backend=f"{self.name}-{demand.name}",
+            group=deployment.group,
+            url=spec.url,
+            model=spec.model,
+            price=backend_price(usd_per_hour) if usd_per_hour is not None else {},
+        )
+        engine = Engine(
+            spec,
+            Supervision(
+                restart_backoff_s=self.node.restart_backoff_s,
+                restart_backoff_max_s=self.node.restart_backoff_max_s,
+                stop_timeout_s=self.node.stop_timeout_s,
+            ),
+            self.parts.http,
+            on_ready=self._register,
+            on_down=self._deregister,
+        )
+
+        async def start() -> None:
+            await asyncio.gather(*after, return_exceptions=True)  # displaced engines gone first
+            await engine.run()
+
+        task = asyncio.create_task(start(), name=f"engine {demand.name}")
+        self.engines[demand.name] = EngineRecord(engine, task, endpoint, usd_per_hour)
+
+    def _free_port(self) -> int:
+        used = {r.engine.spec.port for r in self.engines.values()}
+        port = self.node.engine_ports
+        while port in used:
+            port += 1
+        return port
+
+    def _spawn_stop(self, record: EngineRecord) -> asyncio.Task[None]:
+        record.stopping = True
+        return asyncio.create_task(self._stop_engine(record), name=f"stop {record.engine.spec.name}")
+
+    async def _stop_engine(self, record: EngineRecord) -> None:
+        record.stopping = True
+
+        async def drain() -> None:
+            if self.parts.registrar is not None:
+                with contextlib.suppress(Exception):
+                    await self.parts.registrar.drain(record.endpoint)
+            await self._wait_idle(record)
+
+        await record.engine.stop(drain)
+        await asyncio.gather(record.task, return_exceptions=True)
+        self.parts.meter.forget(record.engine.spec.name)
+        if self.engines.get(record.engine.spec.name) is record:
+            del self.engines[record.engine.spec.name]
+
+    async def _wait_idle(self, record: EngineRecord) -> None:
+        """Up to ``drain_s``, until the engine has nothing running or queued."""
+        deadline = time.monotonic() + self.node.drain_s
+        while time.monotonic() < deadline:
+            load = await self.parts.meter.load(
+                record.engine.spec.name, record.engine.spec.url, record.endpoint.model, 1.0
+            )
+            if load is not None and load.running + load.waiting == 0:
+                return
+            await asyncio.sleep(0.1)
+
+    async def _register(self, engine: Engine) -> None:
+        if self.parts.registrar is not None:
+            await self.parts.registrar.register(self._endpoint_of(engine))
+
+    async def _deregister(self, engine: Engine) -> None:
+        if self.parts.registrar is not None:
+            await self.parts.registrar.deregister(self._endpoint_of(engine))
+
+    def _endpoint_of(self, engine: Engine) -> EngineEndpoint:
+        return self.engines[engine.spec.name].endpoint
+
+
+def wanted_counts(
+    deployments: Sequence[DeploymentSettings], shares: Mapping[str, int]
+) -> dict[str, int]:
+    """Engines wanted per deployment: its ``replicas``, or, for a group with a scale order,
+    this node's share of it spread over the group's deployments in order, each up to its
+    ``max_replicas``."""
+    wanted = {d.name: d.replicas for d in deployments}
+    for group, share in shares.items():
+        left = share
+        for deployment in (d for d in deployments if d.group == group):
+            wanted[deployment.name] = min(left, deployment.replica_ceiling)
+            left -= wanted[deployment.name]
+    return wanted
+
+
+def _number(engine: str) -> int:
+    return int(engine.rsplit("-", 1)[1])
+
+
+def _engine_load(record: EngineRecord) -> EngineLoad:
+    # A GPU's utilization is the share of time a kernel runs: an engine with a batch running
+    # keeps it at about 100%, an idle one at 0.
+    load = record.load
+    busy = 1.0 if load is not None and record.engine.serving and load.running > 0 else 0.0
+    return EngineLoad(
+        name=record.engine.spec.name,
+        pid=record.engine.pid,
+        gpus=record.engine.spec.gpus,
+        memory_mib=record.engine.spec.memory_mib if record.engine.pid else 0.0,
+        busy=busy,
+    )
+

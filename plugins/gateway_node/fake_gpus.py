@@ -12,6 +12,8 @@ can assert exact figures:
 - temperature: ``30 + 0.5 * utilization`` C (an idle GPU sits at 30 C);
 - SM clock: :data:`IDLE_SM_CLOCK_MHZ` when utilization is 0, else ``sm_clock_mhz``;
 - processes: ``(pid, memory_mib)`` of each engine on it that has a pid.
+
+An engine's GPU index that names no declared GPU is ignored.
 """
 
 from __future__ import annotations

@@ -9,16 +9,15 @@ import json
 from aiohttp import web
 
 from gateway.node.agent import NodeAgent
+from gateway.node.dcgm import CONTENT_TYPE
 from gateway.node.status import node_metrics, node_status
-
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def node_app(agent: NodeAgent) -> web.Application:
     """The agent's routes."""
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=node_metrics(agent), headers={"Content-Type": PROMETHEUS_TEXT})
+        return web.Response(body=node_metrics(agent), headers={"Content-Type": CONTENT_TYPE})
 
     async def status(_: web.Request) -> web.Response:
         return web.Response(text=json.dumps(node_status(agent)), content_type="application/json")

@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.node.agent import EngineRecord, NodeAgent
 from gateway.node.cost import fleet_usd_per_hour, usd_per_million_tokens
-from gateway.node.dcgm import gauge, render_metrics
+from gateway.node.dcgm import counter, gauge, render_metrics
 
 
 def engine_status(record: EngineRecord) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def node_metrics(agent: NodeAgent) -> bytes:
     extra = [
         gauge("gateway_node_engine_state", "Engines by state (1 per engine).", states),
         gauge("gateway_node_engine_gpu", "The GPUs each engine is placed on.", placed),
-        gauge("gateway_node_engine_restarts", "Restarts after a crash, per engine.", restarts),
+        counter("gateway_node_engine_restarts_total", "Restarts after a crash.", restarts),
         gauge(
             "gateway_node_engine_unplaced",
             "Engines wanted that fit on no GPU.",

@@ -1,3 +1,22 @@
 """Built-in plugin: the node agent's local parts: the ``fake`` GPU backend, the placement
 strategies (``best_fit``, ``least_utilized``, ``priority``, ``round_robin``), the
 ``gateway_admin`` engine registrar, the ``node_agents`` fleet scaler, and ``gateway node``."""
+
+from gateway import hookimpl
+from gateway.hookspecs import RegisterPlacementStrategy
+from gateway_node.placement import (
+    BestFitStrategy,
+    LeastUtilizedStrategy,
+    PriorityStrategy,
+    RoundRobinStrategy,
+)
+
+
+@hookimpl
+def register_placement_strategies(register: RegisterPlacementStrategy) -> None:
+    """Register ``best_fit`` (the default), ``least_utilized``, ``priority`` and
+    ``round_robin``."""
+    register("best_fit", BestFitStrategy)
+    register("least_utilized", LeastUtilizedStrategy)
+    register("priority", PriorityStrategy)
+    register("round_robin", RoundRobinStrategy)

@@ -3,13 +3,21 @@ strategies (``best_fit``, ``least_utilized``, ``priority``, ``round_robin``), th
 ``gateway_admin`` engine registrar, the ``node_agents`` fleet scaler, and ``gateway node``."""
 
 from gateway import hookimpl
-from gateway.hookspecs import RegisterPlacementStrategy
+from gateway.hookspecs import RegisterEngineRegistrar, RegisterPlacementStrategy
 from gateway_node.placement import (
     BestFitStrategy,
     LeastUtilizedStrategy,
     PriorityStrategy,
     RoundRobinStrategy,
 )
+from gateway_node.registrar import GatewayAdminRegistrar
+
+
+@hookimpl
+def register_engine_registrars(register: RegisterEngineRegistrar) -> None:
+    """Register ``gateway_admin``: the admin API of every gateway replica (``{gateway_urls,
+    master_key, timeout_s}``)."""
+    register("gateway_admin", GatewayAdminRegistrar)
 
 
 @hookimpl

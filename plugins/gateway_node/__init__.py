@@ -3,7 +3,11 @@ strategies (``best_fit``, ``least_utilized``, ``priority``, ``round_robin``), th
 ``gateway_admin`` engine registrar, the ``node_agents`` fleet scaler, and ``gateway node``."""
 
 from gateway import hookimpl
-from gateway.hookspecs import RegisterEngineRegistrar, RegisterPlacementStrategy
+from gateway.hookspecs import (
+    RegisterEngineRegistrar,
+    RegisterFleetScaler,
+    RegisterPlacementStrategy,
+)
 from gateway_node.placement import (
     BestFitStrategy,
     LeastUtilizedStrategy,
@@ -11,6 +15,7 @@ from gateway_node.placement import (
     RoundRobinStrategy,
 )
 from gateway_node.registrar import GatewayAdminRegistrar
+from gateway_node.scaler import node_agents_scaler
 
 
 @hookimpl
@@ -28,3 +33,10 @@ def register_placement_strategies(register: RegisterPlacementStrategy) -> None:
     register("least_utilized", LeastUtilizedStrategy)
     register("priority", PriorityStrategy)
     register("round_robin", RoundRobinStrategy)
+
+
+@hookimpl
+def register_fleet_scalers(register: RegisterFleetScaler) -> None:
+    """Register ``node_agents``: scale orders the node agents follow through the shared store
+    (``{group, store: {backend, options}, stale_s}``)."""
+    register("node_agents", node_agents_scaler)

@@ -63,7 +63,8 @@ class FreeMemory:
 
     def reason(self, demand: EngineDemand) -> str:
         """Why ``demand`` fits nowhere, naming what it needs and the most free memory seen
-        (``needs 2 GPUs with 40000 MiB free; the most free is 30000 MiB on GPU 1``)."""
+        (``needs 2 GPUs with 40000 MiB free; the most free is 30000 MiB on GPU 1``). Only for
+        a demand that does not fit (:meth:`fits` is False)."""
         count = f"{demand.gpus} GPU{'s' if demand.gpus != 1 else ''}"
         needs = f"needs {count} with {mib(demand.memory_mib)} MiB free"
         if len(self.free) < demand.gpus:

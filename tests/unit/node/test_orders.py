@@ -17,6 +17,7 @@ from gateway_node.scaler import NodeAgentsScaler
 
 from gateway.config_loader import ConfigError
 from gateway.control.base import ControlStore
+from gateway.errors import ServiceUnavailableError
 from gateway.node.orders import (
     AGENTS,
     FORGET_S,
@@ -169,6 +170,19 @@ async def test_scaler_falls_back_to_ready_engines_of_live_nodes_then_follows_ord
     await scaler.set_desired(0)
     assert await scaler.current() == 0  # an order of zero is not "no order"
     await scaler.aclose()
+
+
+async def test_a_store_that_cannot_be_reached_is_reported() -> None:
+    with running_redis() as server:
+        url = server.url
+    scaler = NodeAgentsScaler(RedisControlStore(url, timeout_s=0.5), "chat")
+    try:
+        with pytest.raises(ServiceUnavailableError):
+            await scaler.current()
+        with pytest.raises(ServiceUnavailableError):
+            await scaler.set_desired(1)
+    finally:
+        await scaler.aclose()
 
 
 async def test_registered_as_node_agents_building_the_named_store(

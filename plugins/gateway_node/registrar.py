@@ -32,12 +32,10 @@ class _NotToldError(Exception):
 
 def backend_entry(engine: EngineEndpoint) -> dict[str, Any]:
     """The engine as a backend entry of the gateway's config (``BackendSettings``): the admin
-    API's add-backend body. The gateway's ``url`` has no ``/v1`` (it adds it), the engine's
-    does."""
-    url = engine.url.rstrip("/").removesuffix("/v1")
+    API's add-backend body. ``local``: the engine runs on the operator's own GPUs."""
     entry: dict[str, Any] = {
         "name": engine.backend,
-        "url": url,
+        "url": engine.url.rstrip("/"),
         "model": engine.model,
         "provider": "vllm",
         "local": True,

@@ -25,10 +25,11 @@ AS_ADMIN = {"authorization": f"Bearer {MASTER}"}
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[tuple[Sim, list[GatewayServer]]]:
-    """Two gateway replicas serving `chat` from one simulator, and a second simulator (the
-    node's engine)."""
+    """Two gateway replicas serving `chat` from one simulator and `gpu` from no backend yet
+    (node agents register its engines), and a second simulator (the node's engine)."""
     with running_sim() as first, running_sim() as engine:
-        config = {"models": [group("chat", first.url)], "auth": {"master_key": MASTER}}
+        models = [group("chat", first.url), {"name": "gpu", "backends": []}]
+        config = {"models": models, "auth": {"master_key": MASTER}}
         with running_gateway(config) as one, running_gateway(config) as two:
             yield engine, [one, two]
 
@@ -39,11 +40,11 @@ def backends(gw: GatewayServer) -> dict[str, dict[str, Any]]:
     return {b["name"]: b for b in body["backends"]}
 
 
-def chat(gw: GatewayServer) -> str:
-    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-    status, headers, answer = http_json("POST", f"{gw.url}/v1/chat/completions", body, AS_ADMIN)
-    assert status == 200, answer
-    return headers["x-gateway-backend"]
+def chat(gw: GatewayServer, model: str) -> tuple[int, str | None]:
+    """A chat request's status and the backend that served it."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    status, headers, _ = http_json("POST", f"{gw.url}/v1/chat/completions", body, AS_ADMIN)
+    return status, headers.get("x-gateway-backend")
 
 
 def dead_url() -> str:
@@ -53,8 +54,8 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}"  # closed again: nothing listens there
 
 
-def endpoint(engine: Sim, name: str = "node1-chat-0") -> EngineEndpoint:
-    return EngineEndpoint(name, "chat", f"{engine.url}/v1", "sim-model", {"gpu_hour_usd": 3.5})
+def endpoint(engine: Sim, name: str, group: str = "gpu") -> EngineEndpoint:
+    return EngineEndpoint(name, group, engine.url, "sim-model", {"gpu_hour_usd": 3.5})
 
 
 async def test_register_drain_deregister_on_every_replica_idempotently(
@@ -62,30 +63,29 @@ async def test_register_drain_deregister_on_every_replica_idempotently(
 ) -> None:
     engine, gateways = fleet
     registrar = GatewayAdminRegistrar([gw.url for gw in gateways], MASTER, timeout_s=5)
-    node_engine = endpoint(engine)
+    node_engine = endpoint(engine, "node1-gpu-0")
     try:
+        assert chat(gateways[0], "gpu")[0] == 503  # no backend yet
         await registrar.register(node_engine)
         await registrar.register(node_engine)  # already there: fine
         for gw in gateways:
-            listed = backends(gw)["node1-chat-0"]
-            assert (listed["model"], listed["url"]) == ("chat", engine.url)
+            listed = backends(gw)["node1-gpu-0"]
+            assert (listed["model"], listed["url"]) == ("gpu", engine.url)
             assert listed["upstream_model"] == "sim-model"
             assert not listed["draining"]
-        # With the group's own backend drained, the engine serves the group's traffic.
-        one = gateways[0]
-        assert http_json("POST", f"{one.url}/admin/backends/chat-0/drain", b"", AS_ADMIN)[0] == 200
         before = engine.stats()["completed"]
-        assert {chat(one) for _ in range(3)} == {"node1-chat-0"}
-        assert engine.stats()["completed"] == before + 3
+        for gw in gateways:
+            assert [chat(gw, "gpu") for _ in range(2)] == [(200, "node1-gpu-0")] * 2
+        assert engine.stats()["completed"] == before + 4
 
         await registrar.drain(node_engine)
-        assert all(backends(gw)["node1-chat-0"]["draining"] for gw in gateways)
-        await registrar.deregister(node_engine)
+        assert all(backends(gw)["node1-gpu-0"]["draining"] for gw in gateways)
+        await registrar.deregister(node_engine)  # the group's last backend
         await registrar.deregister(node_engine)  # gone: fine
         await registrar.drain(node_engine)  # gone: fine
-        assert all("node1-chat-0" not in backends(gw) for gw in gateways)
+        assert all("node1-gpu-0" not in backends(gw) for gw in gateways)
+        assert chat(gateways[1], "gpu")[0] == 503
     finally:
-        http_json("POST", f"{gateways[0].url}/admin/backends/chat-0/undrain", b"", AS_ADMIN)
         await registrar.aclose()
 
 
@@ -95,14 +95,14 @@ async def test_a_replica_down_is_reported_after_the_others_were_told(
     engine, gateways = fleet
     down = dead_url()
     registrar = GatewayAdminRegistrar([down, gateways[1].url], MASTER, timeout_s=2)
-    node_engine = endpoint(engine, "node2-chat-0")
+    node_engine = endpoint(engine, "node2-gpu-0")
     try:
         with pytest.raises(ServiceUnavailableError, match=f"{down} cannot be reached"):
             await registrar.register(node_engine)
-        assert "node2-chat-0" in backends(gateways[1])
+        assert "node2-gpu-0" in backends(gateways[1])
         with pytest.raises(ServiceUnavailableError, match=down):
             await registrar.deregister(node_engine)
-        assert "node2-chat-0" not in backends(gateways[1])
+        assert "node2-gpu-0" not in backends(gateways[1])
     finally:
         await registrar.aclose()
 
@@ -116,16 +116,16 @@ async def test_a_refusal_or_a_stale_backend_of_that_name_is_not_success(
     registrar = GatewayAdminRegistrar([gw.url], MASTER)
     try:
         with pytest.raises(ServiceUnavailableError, match=f"{gw.url} answered 401"):
-            await wrong_key.register(endpoint(engine, "node3-chat-0"))
-        unknown = EngineEndpoint("node3-x-0", "no-such-group", f"{engine.url}/v1", "sim-model")
+            await wrong_key.register(endpoint(engine, "node3-chat-0", "chat"))
+        unknown = endpoint(engine, "node3-x-0", "no-such-group")
         with pytest.raises(ServiceUnavailableError, match="answered 404"):
             await registrar.register(unknown)
         # Left by an earlier run at another address: it must not pass for the engine.
         stale = {"name": "node3-chat-0", "url": "http://127.0.0.1:9", "model": "sim-model"}
         assert http_json("POST", f"{gw.url}/admin/models/chat/backends", stale, AS_ADMIN)[0] == 201
         with pytest.raises(ServiceUnavailableError, match="deregister it first"):
-            await registrar.register(endpoint(engine, "node3-chat-0"))
-        await registrar.deregister(endpoint(engine, "node3-chat-0"))
+            await registrar.register(endpoint(engine, "node3-chat-0", "chat"))
+        await registrar.deregister(endpoint(engine, "node3-chat-0", "chat"))
         assert "node3-chat-0" not in backends(gw)
     finally:
         await wrong_key.aclose()
@@ -133,7 +133,7 @@ async def test_a_refusal_or_a_stale_backend_of_that_name_is_not_success(
 
 
 def test_the_backend_entry_is_what_the_gateway_config_takes() -> None:
-    engine = EngineEndpoint("n-a-0", "a", "http://10.0.0.5:8100/v1/", "m", {"gpu_hour_usd": 2})
+    engine = EngineEndpoint("n-a-0", "a", "http://10.0.0.5:8100/", "m", {"gpu_hour_usd": 2})
     assert backend_entry(engine) == {
         "name": "n-a-0",
         "url": "http://10.0.0.5:8100",
@@ -142,7 +142,7 @@ def test_the_backend_entry_is_what_the_gateway_config_takes() -> None:
         "local": True,
         "price": {"gpu_hour_usd": 2},
     }
-    assert "price" not in backend_entry(EngineEndpoint("n-a-0", "a", "http://h:1/v1", "m"))
+    assert "price" not in backend_entry(EngineEndpoint("n-a-0", "a", "http://h:1", "m"))
 
 
 def test_registered_as_gateway_admin_with_checked_options() -> None:

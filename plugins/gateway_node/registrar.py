@@ -1,0 +1,177 @@
+"""The ``gateway_admin`` engine registrar: tells every gateway replica of the node's engines
+through the admin API (``gateway/routes/admin.py``), with the master key.
+
+- register: ``POST /admin/models/{group}/backends`` with the engine as a backend entry;
+  a backend of that name already there (400) is success when it has the engine's URL;
+- drain: ``POST /admin/backends/{name}/drain``; 404 (already gone) is success;
+- deregister: ``DELETE /admin/backends/{name}?force=true``; 404 is success.
+
+Each replica is told on its own (concurrently): one that is down or refuses does not stop the
+others being told, and the call raises afterwards naming each replica that was not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from gateway.errors import ServiceUnavailableError
+from gateway.node.base import EngineEndpoint
+
+log = logging.getLogger("gateway.node")
+
+
+class _NotToldError(Exception):
+    """One gateway replica was not told (unreachable, or it refused): the message says why."""
+
+
+def backend_entry(engine: EngineEndpoint) -> dict[str, Any]:
+    """The engine as a backend entry of the gateway's config (``BackendSettings``): the admin
+    API's add-backend body. ``local``: the engine runs on the operator's own GPUs."""
+    entry: dict[str, Any] = {
+        "name": engine.backend,
+        "url": engine.url.rstrip("/"),
+        "model": engine.model,
+        "provider": "vllm",
+        "local": True,
+    }
+    if engine.price:
+        entry["price"] = dict(engine.price)
+    return entry
+
+
+class GatewayAdminRegistrar:
+    """An :class:`gateway.node.base.EngineRegistrar` over the admin API of every replica.
+
+    Args:
+        gateway_urls: each gateway replica's base URL (``http://gw-1:8000``).
+        master_key: the gateways' ``auth.master_key``.
+        timeout_s: the most one call to one replica may take.
+
+    Raises:
+        TypeError, ValueError: bad options (no URLs, a URL that is not http(s), no key).
+    """
+
+    def __init__(self, gateway_urls: list[str], master_key: str, timeout_s: float = 5) -> None:
+        if not isinstance(gateway_urls, list) or not gateway_urls:
+            raise ValueError("`gateway_urls` must list at least one gateway base URL")
+        for url in gateway_urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError(f"`gateway_urls`: expected http(s):// URLs, got {url!r}")
+        if not isinstance(master_key, str) or not master_key:
+            raise ValueError("`master_key` is required: the gateways' auth.master_key")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
+            raise TypeError(f"`timeout_s` must be a number, got {timeout_s!r}")
+        if timeout_s <= 0:
+            raise ValueError("`timeout_s` must be more than 0")
+        self.gateway_urls = [url.rstrip("/") for url in gateway_urls]
+        self._headers = {"authorization": f"Bearer {master_key}"}
+        self._timeout = aiohttp.ClientTimeout(total=float(timeout_s))
+        # Made on first use: an aiohttp session belongs to the event loop it was made in.
+        self._session: aiohttp.ClientSession | None = None
+
+    async def register(self, engine: EngineEndpoint) -> None:
+        """Add the engine to its group on every replica (already there: success).
+
+        Raises:
+            ServiceUnavailableError: some replica could not be told (the others were).
+        """
+        path = f"/admin/models/{quote(engine.group, safe='')}/backends"
+        await self._tell_all("register", engine, "POST", path, backend_entry(engine))
+
+    async def drain(self, engine: EngineEndpoint) -> None:
+        """Route no new requests to the engine on any replica (gone: success).
+
+        Raises:
+            ServiceUnavailableError: some replica could not be told (the others were).
+        """
+        path = f"/admin/backends/{quote(engine.backend, safe='')}/drain"
+        await self._tell_all("drain", engine, "POST", path, None)
+
+    async def deregister(self, engine: EngineEndpoint) -> None:
+        """Remove the engine from every replica, even its group's last backend (gone: success).
+
+        Raises:
+            ServiceUnavailableError: some replica could not be told (the others were).
+        """
+        path = f"/admin/backends/{quote(engine.backend, safe='')}?force=true"
+        await self._tell_all("deregister", engine, "DELETE", path, None)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _tell_all(
+        self, action: str, engine: EngineEndpoint, method: str, path: str, body: Any
+    ) -> None:
+        outcomes = await asyncio.gather(
+            *(self._tell(base, action, engine, method, path, body) for base in self.gateway_urls),
+            return_exceptions=True,
+        )
+        failed: list[str] = []
+        for outcome in outcomes:
+            if isinstance(outcome, _NotToldError):
+                failed.append(str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if failed:
+            raise ServiceUnavailableError(
+                f"{action} of backend `{engine.backend}` did not reach every gateway: "
+                + "; ".join(failed)
+            )
+        log.info("%s of backend %s: told %d gateway(s)", action, engine.backend, len(outcomes))
+
+    async def _tell(
+        self, base: str, action: str, engine: EngineEndpoint, method: str, path: str, body: Any
+    ) -> None:
+        status, text = await self._call(base, method, path, body)
+        if status < 300:
+            return
+        message = _message(text)
+        if action == "register" and status == 400 and f"`{engine.backend}` exists" in message:
+            await self._check_registered(base, engine)
+        elif action == "register" or status != 404:
+            raise _NotToldError(f"{base} answered {status}: {message}")
+
+    async def _check_registered(self, base: str, engine: EngineEndpoint) -> None:
+        """A backend named as the engine exists: success if it is this engine (same group and
+        URL); one left at another address (an earlier run) must not pass for it."""
+        status, text = await self._call(base, "GET", "/admin/backends", None)
+        if status != 200:
+            raise _NotToldError(f"{base} answered {status}: {_message(text)}")
+        want = backend_entry(engine)["url"]
+        for backend in json.loads(text)["backends"]:
+            if backend["name"] == engine.backend:
+                if (backend["model"], backend["url"]) == (engine.group, want):
+                    return
+                raise _NotToldError(
+                    f"{base} has a backend `{engine.backend}` of group `{backend['model']}` "
+                    f"at {backend['url']}, not {want}: deregister it first"
+                )
+        raise _NotToldError(f"{base} says `{engine.backend}` exists but does not list it")
+
+    async def _call(self, base: str, method: str, path: str, body: Any) -> tuple[int, str]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        try:
+            async with self._session.request(method, base + path, json=body) as response:
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _NotToldError(f"{base} cannot be reached ({exc or type(exc).__name__})") from None
+
+
+def _message(text: str) -> str:
+    """The gateway's error message (``{"error": {"message": ...}}``), else the body's start."""
+    try:
+        decoded = json.loads(text) if text else None
+    except ValueError:
+        return text[:200]
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
+        return str(decoded["error"].get("message", text[:200]))
+    return text[:200]

@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from gateway.control.base import ControlStore
-from gateway.node import orders
+from gateway.node import orders as scale_orders
 from gateway.node.base import (
     EngineDemand,
     EngineEndpoint,
@@ -142,7 +142,7 @@ class NodeAgent:
             started = time.monotonic()
             try:
                 await step()
-            except Exception:  # noqa: BLE001 - one failed pass must not stop the agent
+            except Exception:
                 log.exception("node agent: %s failed", step.__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
@@ -157,7 +157,9 @@ class NodeAgent:
         timeout = min(self.node.read_interval_s, 2.0)
         loads = await asyncio.gather(
             *(
-                self.parts.meter.load(r.engine.spec.name, r.engine.spec.url, r.endpoint.model, timeout)
+                self.parts.meter.load(
+                    r.engine.spec.name, r.engine.spec.url, r.endpoint.model, timeout
+                )
                 for r in ready
             )
         )
@@ -182,7 +184,7 @@ class NodeAgent:
             return
         await self._reregister()
         if self.node.follow_orders and self.parts.store is not None:
-            self.orders = await orders.read_orders(self.parts.store)
+            self.orders = await scale_orders.read_orders(self.parts.store)
             shares = await self._shares()
         else:
             shares = {}
@@ -190,16 +192,22 @@ class NodeAgent:
         demands: list[EngineDemand] = []
         for deployment in self.node.deployments:
             mine = sorted(
-                (r for r in self.engines.values() if r.engine.spec.deployment == deployment.name
-                 and not r.stopping),
+                (
+                    r
+                    for r in self.engines.values()
+                    if r.engine.spec.deployment == deployment.name and not r.stopping
+                ),
                 key=lambda r: _number(r.engine.spec.name),
             )
             extra = len(mine) - self.wanted[deployment.name]
             for record in reversed(mine[len(mine) - extra :] if extra > 0 else []):
                 self._spawn_stop(record)
             if extra < 0:
-                taken = {_number(r.engine.spec.name) for r in self.engines.values()
-                         if r.engine.spec.deployment == deployment.name}
+                taken = {
+                    _number(r.engine.spec.name)
+                    for r in self.engines.values()
+                    if r.engine.spec.deployment == deployment.name
+                }
                 numbers = [n for n in range(len(taken) - extra) if n not in taken]
                 demands.extend(
                     EngineDemand(
@@ -209,7 +217,7 @@ class NodeAgent:
                         gpus=deployment.gpus,
                         priority=deployment.priority,
                     )
-                    for n in numbers[: -extra]
+                    for n in numbers[:-extra]
                 )
         placement = self.parts.strategy.place(demands, self.slots(), self.placed())
         displaced = [self.engines[n] for n in placement.displaced if n in self.engines]
@@ -222,7 +230,7 @@ class NodeAgent:
                 log.warning("engine %s not placed: %s", name, why)
         self.unplaced = dict(placement.unplaced)
         if self.parts.store is not None:
-            await orders.publish_node_status(
+            await scale_orders.publish_node_status(
                 self.parts.store, self.name, self.group_statuses(), time.time()
             )
         self._reconciled.set()
@@ -243,17 +251,16 @@ class NodeAgent:
     async def _shares(self) -> dict[str, int]:
         """This node's share of each scale order for a group it serves."""
         assert self.parts.store is not None
-        statuses = await orders.node_statuses(self.parts.store, stale_s=self._stale_s)
-        shares = {}
-        for group, replicas in self.orders.items():
-            serving = sorted(
-                {n for n, s in statuses.items() if group in s} | {self.name}
-                if any(d.group == group for d in self.node.deployments)
-                else set()
+        statuses = await scale_orders.node_statuses(self.parts.store)
+        mine = {d.group for d in self.node.deployments}
+        now = time.time()
+        return {
+            group: scale_orders.share(
+                replicas, scale_orders.serving(statuses, group, now, self._stale_s), self.name
             )
-            if self.name in serving:
-                shares[group] = orders.share(replicas, serving, self.name)
-        return shares
+            for group, replicas in self.orders.items()
+            if group in mine
+        }
 
     @property
     def _stale_s(self) -> float:
@@ -294,15 +301,16 @@ class NodeAgent:
             if not r.stopping
         ]
 
-    def group_statuses(self) -> dict[str, orders.GroupStatus]:
-        out: dict[str, orders.GroupStatus] = {}
+    def group_statuses(self) -> dict[str, scale_orders.GroupStatus]:
+        out: dict[str, scale_orders.GroupStatus] = {}
         for deployment in self.node.deployments:
-            status = out.setdefault(deployment.group, orders.GroupStatus(0, 0, 0))
+            status = out.setdefault(deployment.group, scale_orders.GroupStatus(0, 0, 0))
             records = [
-                r for r in self.engines.values()
+                r
+                for r in self.engines.values()
                 if r.engine.spec.deployment == deployment.name and not r.stopping
             ]
-            out[deployment.group] = orders.GroupStatus(
+            out[deployment.group] = scale_orders.GroupStatus(
                 running=status.running + len(records),
                 ready=status.ready + sum(r.engine.serving for r in records),
                 capacity=status.capacity + deployment.replica_ceiling,
@@ -374,7 +382,9 @@ class NodeAgent:
 
     def _spawn_stop(self, record: EngineRecord) -> asyncio.Task[None]:
         record.stopping = True
-        return asyncio.create_task(self._stop_engine(record), name=f"stop {record.engine.spec.name}")
+        return asyncio.create_task(
+            self._stop_engine(record), name=f"stop {record.engine.spec.name}"
+        )
 
     async def _stop_engine(self, record: EngineRecord) -> None:
         record.stopping = True
@@ -445,4 +455,3 @@ def _engine_load(record: EngineRecord) -> EngineLoad:
         memory_mib=record.engine.spec.memory_mib if record.engine.pid else 0.0,
         busy=busy,
     )
-

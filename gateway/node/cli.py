@@ -148,10 +148,13 @@ async def run_agent(settings: Settings, registries: Registries, gpus: GpuBackend
         stack.push_async_callback(runner.cleanup)
         loop = asyncio.get_running_loop()
         stopping: list[asyncio.Task[None]] = []
+
+        def on_signal() -> None:
+            if not stopping:  # a second signal while stopping changes nothing
+                stopping.append(loop.create_task(agent.stop()))
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(
-                sig, lambda: stopping or stopping.append(loop.create_task(agent.stop()))
-            )
+            loop.add_signal_handler(sig, on_signal)
         print(
             f"gateway node {agent.name} on http://{node.host}:{node.port} "
             f"({len(agent.parts.gpus.read())} GPUs, {node.gpus.backend}; placement "

@@ -196,7 +196,7 @@ class Engine:
             stdout=None,
             stderr=None,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.pid, self.started_at, self.ready_at = self._process.pid, time.time(), None
         log.info(
@@ -256,12 +256,18 @@ class Engine:
     async def _call(self, callback: Callback, what: str) -> None:
         try:
             await callback(self)
-        except Exception:  # noqa: BLE001 - the gateway being away must not stop supervision
+        except Exception:
             log.exception("engine %s: %s failed", self.spec.name, what)
 
 
 def engine_argv(
-    template: Sequence[str], *, model: str, served_model: str, host: str, port: int, gpus: int,
+    template: Sequence[str],
+    *,
+    model: str,
+    served_model: str,
+    host: str,
+    port: int,
+    gpus: int,
     name: str,
 ) -> tuple[str, ...]:
     """``template`` with ``{model}``, ``{served_model}``, ``{host}``, ``{port}``, ``{gpus}`` and

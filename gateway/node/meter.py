@@ -41,9 +41,7 @@ class EngineMeter:
     ) -> EngineMetrics | None:
         """The engine's load now (None: its provider cannot say, or it did not answer)."""
         if engine not in self._sources:
-            backend = BackendSettings(
-                name=engine, url=url, model=model, provider=self._provider
-            )
+            backend = BackendSettings(name=engine, url=url, model=model, provider=self._provider)
             group = ModelGroupSettings(name=engine, backends=[backend])
             built = self._builder.backend(backend, group, 0, "node agent")
             provider = built.provider

@@ -64,8 +64,15 @@ def node_metrics(agent: NodeAgent) -> bytes:
     records = list(agent.engines.values())
     usd_per_hour, _ = fleet_usd_per_hour(agent.readings, agent.node.gpu_hour_usd)
     states = [
-        ({"engine": r.engine.spec.name, "deployment": r.engine.spec.deployment,
-          "group": r.engine.spec.group, "state": engine_status(r)["state"]}, 1.0)
+        (
+            {
+                "engine": r.engine.spec.name,
+                "deployment": r.engine.spec.deployment,
+                "group": r.engine.spec.group,
+                "state": engine_status(r)["state"],
+            },
+            1.0,
+        )
         for r in records
     ]
     placed = [

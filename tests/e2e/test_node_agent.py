@@ -89,7 +89,9 @@ def test_engines_serve_survive_a_kill_follow_orders_and_leave_nothing_behind(
 ) -> None:
     store_path = tmp_path / "control"
     config = node_config(
-        gateway, store_path, deployments=[deployment("chat", "chat", 30000, replicas=2, max_replicas=3)]
+        gateway,
+        store_path,
+        deployments=[deployment("chat", "chat", 30000, replicas=2, max_replicas=3)],
     )
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0)
     with running_node(config, tmp_path) as node:
@@ -110,11 +112,18 @@ def test_engines_serve_survive_a_kill_follow_orders_and_leave_nothing_behind(
         sample = families["DCGM_FI_DEV_FB_USED"].samples[0]
         assert {"gpu", "UUID", "modelName", "Hostname", "device"} <= set(sample.labels)
         assert sample.labels["Hostname"] == "box1"
-        for name in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE",
-                     "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_FB_FREE"):
+        for name in (
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_GPU_TEMP",
+            "DCGM_FI_DEV_POWER_USAGE",
+            "DCGM_FI_DEV_SM_CLOCK",
+            "DCGM_FI_DEV_FB_FREE",
+        ):
             assert len(families[name].samples) == 2, name
-        states = {s.labels["engine"]: s.labels["state"]
-                  for s in families["gateway_node_engine_state"].samples}
+        states = {
+            s.labels["engine"]: s.labels["state"]
+            for s in families["gateway_node_engine_state"].samples
+        }
         assert states == {"chat-0": "ready", "chat-1": "ready"}
         cost = families["gateway_node_cost_usd_per_hour"].samples[0].value
         assert cost == pytest.approx(5.0)  # two H100s at 2.5 an hour
@@ -146,7 +155,8 @@ def test_engines_serve_survive_a_kill_follow_orders_and_leave_nothing_behind(
         asyncio.run(orders.write_order(store, "chat", 1, time.time()))
         node.wait_for(lambda s: [e["name"] for e in s["engines"]] == ["chat-0"])
         assert set(gateway_backends(gateway)) == {"box1-chat-0"}
-        assert not alive(pids["chat-1"]) and not alive(pids["chat-2"])
+        assert not alive(pids["chat-1"])
+        assert not alive(pids["chat-2"])
         assert chat(client) == "box1-chat-0"
 
         # SIGTERM: drained, deregistered, nothing left.

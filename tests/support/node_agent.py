@@ -45,7 +45,10 @@ def deployment(name: str, group: str, memory_mib: float, **extra: Any) -> dict[s
 
 
 def fake_gpus(*memory_mib: float, name: str = "NVIDIA H100 80GB HBM3") -> dict[str, Any]:
-    return {"backend": "fake", "options": {"gpus": [{"name": name, "memory_mib": m} for m in memory_mib]}}
+    return {
+        "backend": "fake",
+        "options": {"gpus": [{"name": name, "memory_mib": m} for m in memory_mib]},
+    }
 
 
 class NodeProcess:

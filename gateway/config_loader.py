@@ -160,6 +160,9 @@ def check_consistency(settings: Settings) -> None:
                     f"backend name `{name}` is already used by {backend_names[name]}",
                 )
             backend_names[name] = field
+    if settings.node is not None:
+        for field, problem in settings.node.problems():
+            raise ConfigError(source, f"node.{field}", problem)
     groups = {g.name for g in settings.models}
     for gi, group in enumerate(settings.models):
         for key in ("fallbacks", "context_window_fallbacks"):

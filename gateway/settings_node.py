@@ -7,6 +7,7 @@ agent takes scale orders from. Unknown keys are rejected.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
@@ -14,6 +15,10 @@ import msgspec
 from gateway.settings_base import NonNegativeFloat, PluginChoice, PositiveFloat, _Config
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+"""What a node's and a deployment's names may hold: they make backend names (``<node>-<engine>``)
+that travel in admin API paths, and store keys."""
 
 DEFAULT_COMMAND = [
     "vllm",
@@ -129,3 +134,31 @@ class NodeSettings(_Config):
     stop_timeout_s: PositiveFloat = 30.0
     follow_orders: bool = True
     order_interval_s: PositiveFloat = 1.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Cross-field rules a schema cannot express, as ``(field, problem)`` (empty: none)."""
+        found: list[tuple[str, str]] = []
+        if self.name is not None and not _NAME.fullmatch(self.name):
+            found.append(("name", f"letters, digits, `_`, `.` and `-` only, got `{self.name}`"))
+        seen: dict[str, int] = {}
+        for i, deployment in enumerate(self.deployments):
+            if not _NAME.fullmatch(deployment.name):
+                found.append(
+                    (
+                        f"deployments[{i}].name",
+                        f"letters, digits, `_`, `.` and `-` only, got `{deployment.name}`",
+                    )
+                )
+            if deployment.name in seen:
+                found.append(
+                    (
+                        f"deployments[{i}].name",
+                        f"`{deployment.name}` is already deployments[{seen[deployment.name]}]",
+                    )
+                )
+            seen.setdefault(deployment.name, i)
+            if deployment.command is not None and not deployment.command:
+                found.append((f"deployments[{i}].command", "empty: leave it out for vllm serve"))
+            if not deployment.health_path.startswith("/"):
+                found.append((f"deployments[{i}].health_path", "must start with `/`"))
+        return found

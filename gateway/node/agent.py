@@ -104,7 +104,6 @@ class NodeAgent:
     _stopping: bool = False
     _tokens_read_at: float = 0.0
     _registered_at: float = 0.0
-    _reconciled: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def node(self) -> NodeSettings:
@@ -130,12 +129,6 @@ class NodeAgent:
         records = list(self.engines.values())
         await asyncio.gather(*(self._stop_engine(r) for r in records), return_exceptions=True)
         self._stopped.set()
-
-    async def wait_reconciled(self) -> None:
-        """Return after the next reconcile pass has finished (for callers that just changed
-        the desired state)."""
-        self._reconciled.clear()
-        await self._reconciled.wait()
 
     async def _every(self, interval_s: float, step: Any) -> None:
         while not self._stopped.is_set():
@@ -233,7 +226,6 @@ class NodeAgent:
             await scale_orders.publish_node_status(
                 self.parts.store, self.name, self.group_statuses(), time.time()
             )
-        self._reconciled.set()
 
     async def _reregister(self) -> None:
         """Every :data:`REREGISTER_S`, tell the gateways again of every serving engine (a

@@ -20,6 +20,11 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 """What a node's and a deployment's names may hold: they make backend names (``<node>-<engine>``)
 that travel in admin API paths, and store keys."""
 
+PLACEHOLDERS = ("model", "served_model", "host", "port", "gpus", "name", "memory_fraction")
+"""What an engine's command may name in braces: ``{memory_fraction}`` is the deployment's
+``memory_mib`` over its GPU's memory (vLLM's ``--gpu-memory-utilization``)."""
+_BRACED = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
 DEFAULT_COMMAND = [
     "vllm",
     "serve",
@@ -32,6 +37,8 @@ DEFAULT_COMMAND = [
     "{gpus}",
     "--served-model-name",
     "{served_model}",
+    "--gpu-memory-utilization",
+    "{memory_fraction}",
 ]
 """How an engine starts unless its deployment says otherwise; ``{placeholders}`` are filled per
 engine, and ``CUDA_VISIBLE_DEVICES`` is set to its GPUs."""
@@ -59,8 +66,8 @@ class DeploymentSettings(_Config):
         replicas: engines to run until a scale order says otherwise.
         max_replicas: the most engines a scale order may ask of this node (default:
             ``replicas``, at least 1).
-        command: the engine's argv, with ``{model}``, ``{served_model}``, ``{host}``,
-            ``{port}``, ``{gpus}``, ``{name}`` filled in (default: :data:`DEFAULT_COMMAND`).
+        command: the engine's argv, with the :data:`PLACEHOLDERS` filled in (default:
+            :data:`DEFAULT_COMMAND`); other braces pass unchanged.
         env: extra environment variables for the engine.
         health_path: the engine's health check (200 when ready).
         startup_timeout_s: how long an engine may take to become healthy (loading weights).
@@ -159,6 +166,24 @@ class NodeSettings(_Config):
             seen.setdefault(deployment.name, i)
             if deployment.command is not None and not deployment.command:
                 found.append((f"deployments[{i}].command", "empty: leave it out for vllm serve"))
+            for part in deployment.command or ():
+                unknown = [n for n in _BRACED.findall(part) if n not in PLACEHOLDERS]
+                if unknown:
+                    found.append(
+                        (
+                            f"deployments[{i}].command",
+                            f"unknown placeholder `{{{unknown[0]}}}`; known: "
+                            + ", ".join(f"{{{n}}}" for n in PLACEHOLDERS),
+                        )
+                    )
+            ceiling = deployment.max_replicas
+            if ceiling is not None and ceiling < deployment.replicas:
+                found.append(
+                    (
+                        f"deployments[{i}].max_replicas",
+                        f"{deployment.max_replicas} is below `replicas` ({deployment.replicas})",
+                    )
+                )
             if not deployment.health_path.startswith("/"):
                 found.append((f"deployments[{i}].health_path", "must start with `/`"))
         return found

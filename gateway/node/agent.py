@@ -43,6 +43,7 @@ from gateway.node.base import (
     GpuBackend,
     GpuReading,
     GpuSlot,
+    GpuUnavailableError,
     PlacedEngine,
     PlacementStrategy,
 )
@@ -60,6 +61,9 @@ TOKENS_EVERY_S = 5.0
 
 REREGISTER_S = 30.0
 """How often serving engines are registered again (idempotent)."""
+
+TELL_EVERY_S = 2.0
+"""How often deregistrations that failed are tried again (and re-registration is due)."""
 
 
 @dataclass
@@ -104,6 +108,12 @@ class NodeAgent:
     _stopping: bool = False
     _tokens_read_at: float = 0.0
     _registered_at: float = 0.0
+    _shares: dict[str, int] = field(default_factory=dict)
+    _store_error: str | None = None
+    gpu_error: str | None = None
+    # Backends whose deregistration failed, with the port their engine had: tried again, and
+    # neither the name nor the port is given to a new engine until it succeeds.
+    pending_deregistration: dict[str, tuple[EngineEndpoint, int]] = field(default_factory=dict)
 
     @property
     def node(self) -> NodeSettings:
@@ -120,6 +130,7 @@ class NodeAgent:
         await asyncio.gather(
             self._every(self.node.read_interval_s, self.read_once),
             self._every(self.node.order_interval_s, self.reconcile_once),
+            self._every(TELL_EVERY_S, self.tell_gateways),
         )
 
     async def stop(self) -> None:
@@ -160,7 +171,17 @@ class NodeAgent:
             record.load = load if load is not None else record.load
             record.served_s += self.node.read_interval_s
         self.parts.gpus.note_engines([_engine_load(r) for r in self.engines.values()])
-        self.readings = self.parts.gpus.read()
+        try:
+            self.readings = self.parts.gpus.read()
+        except GpuUnavailableError as exc:
+            if self.gpu_error is None:
+                log.error("the GPUs can no longer be read: %s", exc)
+            # Old figures must not pass for current ones; placement sees no GPU.
+            self.readings, self.gpu_error = [], str(exc)
+        else:
+            if self.gpu_error is not None:
+                log.warning("the GPUs can be read again")
+            self.gpu_error = None
         urls = self.settings.control.gateway_urls
         if urls and time.monotonic() - self._tokens_read_at >= TOKENS_EVERY_S:
             self._tokens_read_at = time.monotonic()
@@ -175,13 +196,12 @@ class NodeAgent:
         """Bring the running engines to what is wanted (see the module docstring)."""
         if self._stopping:
             return
-        await self._reregister()
         if self.node.follow_orders and self.parts.store is not None:
-            self.orders = await scale_orders.read_orders(self.parts.store)
-            shares = await self._shares()
-        else:
-            shares = {}
-        self.wanted = wanted_counts(self.node.deployments, shares)
+            await self._read_orders()
+        if self._stopping:  # stop() began while the store answered: start nothing
+            return
+        # From here to the status publication nothing awaits: stop() cannot interleave.
+        self.wanted = wanted_counts(self.node.deployments, self._shares)
         demands: list[EngineDemand] = []
         for deployment in self.node.deployments:
             mine = sorted(
@@ -196,11 +216,7 @@ class NodeAgent:
             for record in reversed(mine[len(mine) - extra :] if extra > 0 else []):
                 self._spawn_stop(record)
             if extra < 0:
-                taken = {
-                    _number(r.engine.spec.name)
-                    for r in self.engines.values()
-                    if r.engine.spec.deployment == deployment.name
-                }
+                taken = self._taken_numbers(deployment.name)
                 numbers = [n for n in range(len(taken) - extra) if n not in taken]
                 demands.extend(
                     EngineDemand(
@@ -216,43 +232,90 @@ class NodeAgent:
         displaced = [self.engines[n] for n in placement.displaced if n in self.engines]
         stops = [self._spawn_stop(r) for r in displaced]
         by_name = {d.name: d for d in demands}
-        for name, gpus in placement.assigned.items():
-            self._start(by_name[name], gpus, stops)
         if placement.unplaced != self.unplaced:
             for name, why in placement.unplaced.items():
                 log.warning("engine %s not placed: %s", name, why)
         self.unplaced = dict(placement.unplaced)
+        for name, gpus in placement.assigned.items():
+            self._start(by_name[name], gpus, stops)
         if self.parts.store is not None:
-            await scale_orders.publish_node_status(
-                self.parts.store, self.name, self.group_statuses(), time.time()
-            )
+            try:
+                await scale_orders.publish_node_status(
+                    self.parts.store, self.name, self.group_statuses(), time.time()
+                )
+            except Exception as exc:  # noqa: BLE001 - published again next pass
+                self._store_failed(exc)
 
-    async def _reregister(self) -> None:
-        """Every :data:`REREGISTER_S`, tell the gateways again of every serving engine (a
-        gateway replica that restarted, or started later, learns of them)."""
-        if self.parts.registrar is None or time.monotonic() - self._registered_at < REREGISTER_S:
+    def _taken_numbers(self, deployment: str) -> set[int]:
+        """The engine numbers of ``deployment`` in use: engines running or stopping, and
+        backends whose deregistration is pending."""
+        names = set(self.engines) | {
+            endpoint.backend.removeprefix(f"{self.name}-")
+            for endpoint, _ in self.pending_deregistration.values()
+        }
+        prefix = f"{deployment}-"
+        return {
+            int(name[len(prefix) :])
+            for name in names
+            if name.startswith(prefix) and name[len(prefix) :].isdigit()
+        }
+
+    async def tell_gateways(self) -> None:
+        """Deregistrations that failed, tried again; and every :data:`REREGISTER_S`, every
+        serving engine registered again (a gateway replica that restarted, or started later,
+        learns of them). Concurrent, in a loop of its own: a gateway that does not answer
+        delays nothing else."""
+        registrar = self.parts.registrar
+        if registrar is None:
+            return
+        pending = list(self.pending_deregistration.items())
+        results = await asyncio.gather(
+            *(registrar.deregister(endpoint) for _, (endpoint, _) in pending),
+            return_exceptions=True,
+        )
+        for (backend, _), result in zip(pending, results, strict=True):
+            if not isinstance(result, BaseException):
+                del self.pending_deregistration[backend]
+        if time.monotonic() - self._registered_at < REREGISTER_S:
             return
         self._registered_at = time.monotonic()
-        for record in list(self.engines.values()):
-            if record.engine.serving and not record.stopping:
-                try:
-                    await self.parts.registrar.register(record.endpoint)
-                except Exception as exc:  # noqa: BLE001 - told again next time
-                    log.warning("engine %s: not registered again: %s", record.engine.spec.name, exc)
+        serving = [r for r in self.engines.values() if r.engine.serving and not r.stopping]
+        results = await asyncio.gather(
+            *(registrar.register(r.endpoint) for r in serving), return_exceptions=True
+        )
+        for record, result in zip(serving, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("engine %s: not registered again: %s", record.engine.spec.name, result)
 
-    async def _shares(self) -> dict[str, int]:
-        """This node's share of each scale order for a group it serves."""
+    async def _read_orders(self) -> None:
+        """The orders and this node's share of each, for a group it serves; the last ones
+        stand while the store cannot be read (the engines keep running)."""
         assert self.parts.store is not None
-        statuses = await scale_orders.node_statuses(self.parts.store)
+        try:
+            self.orders = await scale_orders.read_orders(self.parts.store)
+            statuses = await scale_orders.node_statuses(self.parts.store)
+        except Exception as exc:  # noqa: BLE001 - a store outage only pauses the orders
+            self._store_failed(exc)
+            return
+        if self._store_error is not None:
+            log.warning("the shared store answers again")
+            self._store_error = None
         mine = {d.group for d in self.node.deployments}
         now = time.time()
-        return {
+        self._shares = {
             group: scale_orders.share(
                 replicas, scale_orders.serving(statuses, group, now, self._stale_s), self.name
             )
             for group, replicas in self.orders.items()
             if group in mine
         }
+
+    def _store_failed(self, exc: Exception) -> None:
+        if self._store_error is None:
+            log.warning(
+                "the shared store cannot be read or written (%s): the last orders stand", exc
+            )
+        self._store_error = str(exc)
 
     @property
     def _stale_s(self) -> float:
@@ -312,8 +375,15 @@ class NodeAgent:
     def _start(
         self, demand: EngineDemand, gpus: tuple[int, ...], after: Sequence[asyncio.Task[None]]
     ) -> None:
+        if self._stopping:
+            return
         deployment = next(d for d in self.node.deployments if d.name == demand.deployment)
         port = self._free_port()
+        if port is None:
+            self.unplaced[demand.name] = f"no free engine port from {self.node.engine_ports} up"
+            return
+        total = min((r.memory_total_mib for r in self.readings if r.index in gpus), default=0.0)
+        fraction = min(deployment.memory_mib / total, 1.0) if total else 0.9
         spec = EngineSpec(
             name=demand.name,
             deployment=deployment.name,
@@ -321,12 +391,15 @@ class NodeAgent:
             model=deployment.answers_to,
             argv=engine_argv(
                 deployment.command or DEFAULT_COMMAND,
-                model=deployment.model,
-                served_model=deployment.answers_to,
-                host=self.node.advertise_host,
-                port=port,
-                gpus=deployment.gpus,
-                name=demand.name,
+                {
+                    "model": deployment.model,
+                    "served_model": deployment.answers_to,
+                    "host": self.node.advertise_host,
+                    "port": str(port),
+                    "gpus": str(deployment.gpus),
+                    "name": demand.name,
+                    "memory_fraction": f"{fraction:.3f}",
+                },
             ),
             env={**deployment.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))},
             host=self.node.advertise_host,
@@ -365,12 +438,16 @@ class NodeAgent:
         task = asyncio.create_task(start(), name=f"engine {demand.name}")
         self.engines[demand.name] = EngineRecord(engine, task, endpoint, usd_per_hour)
 
-    def _free_port(self) -> int:
+    def _free_port(self) -> int | None:
+        """The lowest port from ``engine_ports`` that no engine of this agent holds (nor one
+        whose deregistration is pending) and that nothing else listens on; None: none left."""
         used = {r.engine.spec.port for r in self.engines.values()}
-        port = self.node.engine_ports
-        while port in used:
-            port += 1
-        return port
+        used |= {port for _, port in self.pending_deregistration.values()}
+        used.add(self.node.port)
+        for port in range(self.node.engine_ports, 65536):
+            if port not in used and _bindable(self.node.advertise_host, port):
+                return port
+        return None
 
     def _spawn_stop(self, record: EngineRecord) -> asyncio.Task[None]:
         record.stopping = True
@@ -409,8 +486,16 @@ class NodeAgent:
             await self.parts.registrar.register(self._endpoint_of(engine))
 
     async def _deregister(self, engine: Engine) -> None:
-        if self.parts.registrar is not None:
-            await self.parts.registrar.deregister(self._endpoint_of(engine))
+        if self.parts.registrar is None:
+            return
+        endpoint = self._endpoint_of(engine)
+        try:
+            await self.parts.registrar.deregister(endpoint)
+        except Exception as exc:  # noqa: BLE001 - tried again by tell_gateways
+            log.warning(
+                "engine %s: deregistration failed (%s); trying again", engine.spec.name, exc
+            )
+            self.pending_deregistration[endpoint.backend] = (endpoint, engine.spec.port)
 
     def _endpoint_of(self, engine: Engine) -> EngineEndpoint:
         return self.engines[engine.spec.name].endpoint
@@ -429,6 +514,16 @@ def wanted_counts(
             wanted[deployment.name] = min(left, deployment.replica_ceiling)
             left -= wanted[deployment.name]
     return wanted
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` now (an engine there would be another's)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _number(engine: str) -> int:

@@ -7,9 +7,11 @@ The life of an engine (:class:`EngineState`)::
                       -> draining -> stopping -> stopped
 
 - **No orphans.** Each engine is the leader of a new session (its own process group: vLLM
-  spawns worker processes), and asks the kernel to kill it if the agent dies
-  (``PR_SET_PDEATHSIG``, Linux). Stopping sends SIGTERM to the whole group, then SIGKILL to
-  whatever is left after ``stop_timeout_s``.
+  spawns worker processes). Stopping sends SIGTERM to the whole group, then SIGKILL to whatever
+  is left after ``stop_timeout_s``; a leader that died (a crash) has its group killed too
+  before anything starts again. If the agent itself is killed (SIGKILL), the kernel kills each
+  group's leader (``PR_SET_PDEATHSIG``, Linux); its workers notice their parent's death
+  themselves (vLLM's do), which the agent cannot enforce.
 - **Health.** ``starting`` ends when ``GET <health_path>`` answers 200 (``ready``), when the
   process exits, or after ``startup_timeout_s`` (the process group is then killed): both count
   as a crash.
@@ -28,6 +30,7 @@ import ctypes
 import enum
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -35,6 +38,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
+
+from gateway.settings_node import PLACEHOLDERS
 
 log = logging.getLogger("gateway.node")
 
@@ -104,9 +109,14 @@ class Supervision:
 Callback = Callable[["Engine"], Awaitable[None]]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with(parent: int) -> Callable[[], None]:
+    def arm() -> None:  # pragma: no cover - runs in the child, between fork and exec
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the agent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 @dataclass
@@ -119,6 +129,7 @@ class Engine:
         restarts: how many times it was started again after a crash.
         started_at / ready_at: Unix times of the current process's start and readiness.
         last_exit: the last process's exit status (negative: killed by that signal).
+        last_error: why it last went down, in words.
     """
 
     spec: EngineSpec
@@ -132,6 +143,7 @@ class Engine:
     started_at: float | None = None
     ready_at: float | None = None
     last_exit: int | None = None
+    last_error: str | None = None
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -140,29 +152,46 @@ class Engine:
         return self.state is EngineState.READY
 
     async def run(self) -> None:
-        """Start the engine and keep it running until :meth:`stop` (then return)."""
+        """Start the engine and keep it running until :meth:`stop` (then return). Cancelled,
+        it kills what it started before it ends."""
+        try:
+            await self._supervise()
+        finally:
+            if self._process is not None:  # its group, even if the leader already exited
+                await asyncio.shield(self._kill_group(self._process))
+
+    async def _supervise(self) -> None:
         backoff = self.supervision.restart_backoff_s
         while not self._stopping.is_set():
             self.state = EngineState.STARTING
-            process = await self._spawn()
-            if await self._wait_healthy(process):
-                self.state, self.ready_at = EngineState.READY, time.time()
-                await self._call(self.on_ready, "on_ready")
-                await self._wait_exit_or_stop(process)
+            try:
+                process = await self._spawn()
+            except OSError as exc:  # the command is missing or not executable
+                log.error("engine %s could not start: %s", self.spec.name, exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if await self._wait_healthy(process):
+                    self.state, self.ready_at = EngineState.READY, time.time()
+                    await self._call(self.on_ready, "on_ready")
+                    await self._wait_exit_or_stop(process)
+                    if self._stopping.is_set():
+                        return
+                    # Down from now on: nobody may count it ready or register it again.
+                    self.state = EngineState.BACKOFF
+                    if time.time() - self.ready_at >= STABLE_S:
+                        backoff = self.supervision.restart_backoff_s
+                    await self._call(self.on_down, "on_down")
+                # The leader is gone or failed its start: whatever it left in its group (vLLM's
+                # workers, holding GPU memory) goes too, before anything starts again.
+                await self._kill_group(process)
                 if self._stopping.is_set():
                     return
-                if time.time() - self.ready_at >= STABLE_S:
-                    backoff = self.supervision.restart_backoff_s
-                await self._call(self.on_down, "on_down")
-            else:
-                await self._kill_group(process)
-            if self._stopping.is_set():
-                return
-            self.last_exit = process.returncode
+                self.last_exit = process.returncode
+                self.last_error = f"exited with status {process.returncode}"
             log.warning(
-                "engine %s exited (status %s); starting it again in %.1f s",
+                "engine %s down (%s); starting it again in %.1f s",
                 self.spec.name,
-                process.returncode,
+                self.last_error,
                 backoff,
             )
             self.state, self.pid = EngineState.BACKOFF, None
@@ -196,7 +225,7 @@ class Engine:
             stdout=None,
             stderr=None,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with(os.getpid()) if sys.platform == "linux" else None,
         )
         self.pid, self.started_at, self.ready_at = self._process.pid, time.time(), None
         log.info(
@@ -222,6 +251,8 @@ class Engine:
                         return True
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass  # not listening yet
+            except RuntimeError:  # the agent's HTTP session closed: it is shutting down
+                return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), self.supervision.health_interval_s)
         if not self._stopping.is_set():
@@ -260,31 +291,11 @@ class Engine:
             log.exception("engine %s: %s failed", self.spec.name, what)
 
 
-def engine_argv(
-    template: Sequence[str],
-    *,
-    model: str,
-    served_model: str,
-    host: str,
-    port: int,
-    gpus: int,
-    name: str,
-) -> tuple[str, ...]:
-    """``template`` with ``{model}``, ``{served_model}``, ``{host}``, ``{port}``, ``{gpus}`` and
-    ``{name}`` filled in.
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
-    Raises:
-        ValueError: it names another placeholder.
-    """
-    values = {
-        "model": model,
-        "served_model": served_model,
-        "host": host,
-        "port": str(port),
-        "gpus": str(gpus),
-        "name": name,
-    }
-    try:
-        return tuple(part.format_map(values) for part in template)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"unknown placeholder in the engine command: {exc}") from None
+
+def engine_argv(template: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
+    """``template`` with each ``{placeholder}`` of :data:`PLACEHOLDERS` replaced by its value;
+    every other brace is left as it is (JSON arguments such as ``--compilation-config
+    '{"level": 3}'`` pass unchanged)."""
+    return tuple(_PLACEHOLDER.sub(lambda m: values[m.group(1)], part) for part in template)

@@ -9,7 +9,10 @@
   fake GPUs with simulator engines (``gateway sim``, instant profile), the shared store a
   directory; each trial writes a scale order one engine higher (as the ``node_agents`` fleet
   scaler does) and times until the gateway serves a chat request through the new engine; then
-  an order one lower, timed until the engine is gone from the gateway.
+  an order one lower, timed until the engine is gone from the gateway. The serving time splits
+  into the agent's part (order written to engine process started: the order poll and placement)
+  and the engine's own start (process to healthy: the simulator's Python start-up here, loading
+  weights for vLLM), from the agent's ``/status``.
 
 Usage: bash load/benchmarks/node.sh [--seconds 30] [--trials 5] [--out PATH]
 """
@@ -27,6 +30,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +147,7 @@ def bench_scale(trials: int, work: Path) -> dict[str, Any]:
         "instant",
     ]
     gateway = {"auth": {"master_key": MASTER}, "models": [{"name": "chat", "backends": []}]}
-    ups, downs = [], []
+    ups, downs, to_spawn, to_healthy = [], [], [], []
     with gateway_process(gateway, core=0) as (gw, _):
         config = {
             "control": {"store": {"backend": "directory", "options": {"path": str(store_path)}}},
@@ -169,34 +174,60 @@ def bench_scale(trials: int, work: Path) -> dict[str, Any]:
                 ],
             },
         }
-        proc, _ = start_node(config, work, 1)
+        proc, node = start_node(config, work, 1)
         try:
-            deadline = time.monotonic() + 60
-            while backends(gw) != {"bench-chat-0"} and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda: backends(gw) == {"bench-chat-0"})
             for _ in range(trials):
-                started = time.perf_counter()
-                asyncio.run(orders.write_order(store, "chat", 2, time.time()))
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    if "bench-chat-1" in backends(gw) and _serves(gw, "bench-chat-1"):
-                        break
-                    time.sleep(0.02)
+                before = backends(gw)
+                started, ordered_at = time.perf_counter(), time.time()
+                asyncio.run(orders.write_order(store, "chat", 2, ordered_at))
+                # the new engine: listed by the gateway, and answering through it
+                wait_for(partial(_new_one_serves, gw, before), 60, 0.02)
                 ups.append(time.perf_counter() - started)
+                [new] = [
+                    e
+                    for e in json.loads(get(f"{node}/status"))["engines"]
+                    if e["backend"] not in before
+                ]
+                to_spawn.append(new["started_at"] - ordered_at)
+                to_healthy.append(new["ready_at"] - new["started_at"])
                 started = time.perf_counter()
                 asyncio.run(orders.write_order(store, "chat", 1, time.time()))
-                while "bench-chat-1" in backends(gw) and time.monotonic() < deadline + 60:
-                    time.sleep(0.02)
+                wait_for(partial(_backends_are, gw, before), 60, 0.02)
                 downs.append(time.perf_counter() - started)
-                time.sleep(0.5)  # the engine's process is gone before the next order
+                # its process gone too, before the next order
+                wait_for(lambda: len(json.loads(get(f"{node}/status"))["engines"]) == 1)
         finally:
             stop_node(proc)
     return {
         "trials": trials,
         "order_to_serving_p50_s": statistics.median(ups),
+        "order_to_process_p50_s": statistics.median(to_spawn),
+        "process_to_healthy_p50_s": statistics.median(to_healthy),
         "order_to_serving_max_s": max(ups),
         "order_to_deregistered_p50_s": statistics.median(downs),
     }
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60, step_s: float = 0.05) -> None:
+    """Poll ``predicate`` until it holds.
+
+    Raises:
+        TimeoutError: it did not within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the node agent did not get there in time")
+        time.sleep(step_s)
+
+
+def _backends_are(gw: str, expected: set[str]) -> bool:
+    return backends(gw) == expected
+
+
+def _new_one_serves(gw: str, before: set[str]) -> bool:
+    return any(_serves(gw, b) for b in backends(gw) - before)
 
 
 def _serves(gw: str, backend: str) -> bool:

@@ -2,7 +2,8 @@
 through the admin API (``gateway/routes/admin.py``), with the master key.
 
 - register: ``POST /admin/models/{group}/backends`` with the engine as a backend entry;
-  a backend of that name already there (400) is success when it has the engine's URL;
+  a backend of that name already there (400) is success when it has the engine's URL, and is
+  replaced (an earlier run's) when it has another;
 - drain: ``POST /admin/backends/{name}/drain``; 404 (already gone) is success;
 - deregister: ``DELETE /admin/backends/{name}?force=true``; 404 is success.
 
@@ -141,7 +142,9 @@ class GatewayAdminRegistrar:
 
     async def _check_registered(self, base: str, engine: EngineEndpoint) -> None:
         """A backend named as the engine exists: success if it is this engine (same group and
-        URL); one left at another address (an earlier run) must not pass for it."""
+        URL). One left at another address is a registration of an earlier run of this node
+        (the node owns its ``<node>-<engine>`` names): it is replaced, never passed for this
+        engine."""
         status, text = await self._call(base, "GET", "/admin/backends", None)
         if status != 200:
             raise _NotToldError(f"{base} answered {status}: {_message(text)}")
@@ -150,11 +153,30 @@ class GatewayAdminRegistrar:
             if backend["name"] == engine.backend:
                 if (backend["model"], backend["url"]) == (engine.group, want):
                     return
-                raise _NotToldError(
-                    f"{base} has a backend `{engine.backend}` of group `{backend['model']}` "
-                    f"at {backend['url']}, not {want}: deregister it first"
+                log.warning(
+                    "%s had backend %s of group %s at %s (an earlier run): replacing it",
+                    base,
+                    engine.backend,
+                    backend["model"],
+                    backend["url"],
                 )
+                await self._replace(base, engine)
+                return
         raise _NotToldError(f"{base} says `{engine.backend}` exists but does not list it")
+
+    async def _replace(self, base: str, engine: EngineEndpoint) -> None:
+        path = f"/admin/backends/{quote(engine.backend, safe='')}?force=true"
+        status, text = await self._call(base, "DELETE", path, None)
+        if status >= 300 and status != 404:
+            raise _NotToldError(f"{base} answered {status}: {_message(text)}")
+        status, text = await self._call(
+            base,
+            "POST",
+            f"/admin/models/{quote(engine.group, safe='')}/backends",
+            backend_entry(engine),
+        )
+        if status >= 300:
+            raise _NotToldError(f"{base} answered {status}: {_message(text)}")
 
     async def _call(self, base: str, method: str, path: str, body: Any) -> tuple[int, str]:
         if self._session is None:

@@ -10,6 +10,8 @@ starts empty, and a ``directory`` shared store for scale orders.
 - ``/metrics`` parses with prometheus_client's parser and carries dcgm-exporter's names; the
   fake GPUs' memory follows the engines placed on them.
 - SIGTERM drains and deregisters every engine and leaves no process behind.
+- The control plane's scale-fleet job, acting through the ``node_agents`` fleet scaler, starts
+  an engine on the node.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ import pytest
 from gateway_control.directory_store import DirectoryControlStore
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.config_loader import settings_from_mapping
+from gateway.control.base import GroupLoad
+from gateway.control.parts import build_fleet_scalers, plugin_registries
+from gateway.control.scaling import scale_fleet
 from gateway.node import orders
 from tests.support.node_agent import alive, deployment, fake_gpus, running_node
 from tests.support.processes import free_port
@@ -133,7 +139,9 @@ def test_engines_serve_survive_a_kill_follow_orders_and_leave_nothing_behind(
         os.kill(victim["pid"], signal.SIGKILL)
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda _: chat(client), range(40)))
-        assert len(answers) == 40  # every one answered (an error would have raised)
+        # every one answered (a failure raises in chat()), by a backend of the group
+        assert len(answers) == 40
+        assert set(answers) <= {"box1-chat-0", "box1-chat-1"}
         back = node.wait_for(
             lambda s: any(
                 e["name"] == "chat-1" and e["state"] == "ready" and e["restarts"] == 1
@@ -189,3 +197,56 @@ def test_an_engine_that_fits_nowhere_is_reported_not_forced(
             for s in f.samples
         ]
         assert unplaced == ["huge-0"]
+
+
+def test_scale_fleet_through_the_node_agents_scaler_starts_an_engine(
+    gateway: GatewayServer, tmp_path: Path
+) -> None:
+    store_path = tmp_path / "control"
+    config = node_config(
+        gateway,
+        store_path,
+        deployments=[deployment("chat", "chat", 30000, replicas=1, max_replicas=2)],
+    )
+    config["control"]["scaling"] = {
+        "chat": {
+            "scaler": {
+                "backend": "node_agents",
+                "options": {
+                    "group": "chat",
+                    "store": {"backend": "directory", "options": {"path": str(store_path)}},
+                },
+            },
+            "min_replicas": 1,
+            "max_replicas": 2,
+            "target_waiting": 2,
+            "max_step": 1,
+        }
+    }
+    settings = settings_from_mapping(config, "node.yaml")
+    with running_node(config, tmp_path) as node:
+        node.wait_ready(1)
+        store = DirectoryControlStore(str(store_path))
+
+        async def decide(waiting: float) -> Any:
+            scalers = build_fleet_scalers(settings, plugin_registries(settings))
+            try:
+                [decision] = await scale_fleet(
+                    settings,
+                    loads={"chat": GroupLoad("chat", 1, waiting, 1, 0.5)},
+                    scalers=scalers,
+                    store=store,
+                    now=time.time(),
+                )
+                return decision
+            finally:
+                for scaler in scalers.values():
+                    await scaler.aclose()
+
+        # Before any order the scaler reads the one ready engine the node reported.
+        decision = asyncio.run(decide(waiting=6))  # 3x the target: one more
+        assert (decision.current, decision.desired) == (1, 2)
+        ready = node.wait_ready(2)
+        assert sorted(ready) == ["chat-0", "chat-1"]
+        assert set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1"}
+        assert node.status()["orders"] == {"chat": 2}

@@ -107,7 +107,7 @@ async def test_a_replica_down_is_reported_after_the_others_were_told(
         await registrar.aclose()
 
 
-async def test_a_refusal_or_a_stale_backend_of_that_name_is_not_success(
+async def test_a_refusal_is_not_success_and_a_stale_backend_of_that_name_is_replaced(
     fleet: tuple[Sim, list[GatewayServer]],
 ) -> None:
     engine, gateways = fleet
@@ -120,11 +120,13 @@ async def test_a_refusal_or_a_stale_backend_of_that_name_is_not_success(
         unknown = endpoint(engine, "node3-x-0", "no-such-group")
         with pytest.raises(ServiceUnavailableError, match="answered 404"):
             await registrar.register(unknown)
-        # Left by an earlier run at another address: it must not pass for the engine.
+        # Left by an earlier run at another address: replaced by the engine, never passed for it.
         stale = {"name": "node3-chat-0", "url": "http://127.0.0.1:9", "model": "sim-model"}
         assert http_json("POST", f"{gw.url}/admin/models/chat/backends", stale, AS_ADMIN)[0] == 201
-        with pytest.raises(ServiceUnavailableError, match="deregister it first"):
-            await registrar.register(endpoint(engine, "node3-chat-0", "chat"))
+        await registrar.register(endpoint(engine, "node3-chat-0", "chat"))
+        _, _, listed = http_json("GET", f"{gw.url}/admin/backends", headers=AS_ADMIN)
+        [replaced] = [b for b in listed["backends"] if b["name"] == "node3-chat-0"]
+        assert replaced["url"] == engine.url
         await registrar.deregister(endpoint(engine, "node3-chat-0", "chat"))
         assert "node3-chat-0" not in backends(gw)
     finally:

@@ -232,7 +232,7 @@ def test_health_sweep_writes_hints_to_the_store_and_readings_to_cloudwatch(
     assert by_backend["chat-1"]["latency_ms"] is None
     assert [(h.backend, h.healthy) for h in hints(cloud)] == [("chat-0", True), ("chat-1", False)]
 
-    cloudwatch = cloud.moto.client("cloudwatch")
+    cloudwatch: Any = cloud.moto.client("cloudwatch")
     listed = cloudwatch.list_metrics(Namespace="Gateway/Test")["Metrics"]
     names = {
         (m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"])))

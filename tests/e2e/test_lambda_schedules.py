@@ -110,9 +110,8 @@ def load_of(config: dict[str, Any]) -> GroupLoad:
 
 
 def desired(cloud: Cloud) -> int:
-    described = cloud.moto.client("autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[ASG]
-    )
+    autoscaling: Any = cloud.moto.client("autoscaling")
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])
     capacity: int = described["AutoScalingGroups"][0]["DesiredCapacity"]
     return capacity
 

@@ -110,9 +110,8 @@ def load_of(config: dict[str, Any]) -> GroupLoad:
 
 
 def desired(cloud: Cloud) -> int:
-    described = cloud.moto.client("autoscaling").describe_auto_scaling_groups(
-        AutoScalingGroupNames=[ASG]
-    )
+    autoscaling: Any = cloud.moto.client("autoscaling")
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG])
     capacity: int = described["AutoScalingGroups"][0]["DesiredCapacity"]
     return capacity
 
@@ -232,7 +231,7 @@ def test_health_sweep_writes_hints_to_the_store_and_readings_to_cloudwatch(
     assert by_backend["chat-1"]["latency_ms"] is None
     assert [(h.backend, h.healthy) for h in hints(cloud)] == [("chat-0", True), ("chat-1", False)]
 
-    cloudwatch = cloud.moto.client("cloudwatch")
+    cloudwatch: Any = cloud.moto.client("cloudwatch")
     listed = cloudwatch.list_metrics(Namespace="Gateway/Test")["Metrics"]
     names = {
         (m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"])))

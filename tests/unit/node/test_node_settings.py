@@ -45,6 +45,11 @@ def test_a_file_without_node_configures_none() -> None:
         ({"port": 70000}, "node.port"),
         ({"gpu_hour_usd": {"NVIDIA H200": -1}}, "node.gpu_hour_usd"),
         ({"bogus": 1}, "node.bogus"),
+        (
+            {"deployments": [deployment(replicas=3, max_replicas=1)]},
+            "node.deployments[0].max_replicas",
+        ),
+        ({"deployments": [deployment(command=["vllm", "{modle}"])]}, "node.deployments[0].command"),
     ],
 )
 def test_bad_fields_are_named(node: dict[str, Any], field: str) -> None:

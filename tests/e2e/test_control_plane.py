@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from gateway_aws import handlers
 from gateway_aws.dynamodb_ledger import create_table
 
+from tests.support.lambda_context import lambda_context
 from tests.support.moto_server import Moto, running_moto
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.servers import (
@@ -43,13 +44,7 @@ CONFIGS = "configs"
 
 
 def context() -> LambdaContext:
-    made = LambdaContext()
-    made._aws_request_id = "lambda-request-1"
-    made._function_name = "gateway-control-test"
-    made._function_version = "$LATEST"
-    made._memory_limit_in_mb = 512
-    made._invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    return made
+    return lambda_context()
 
 
 @dataclass

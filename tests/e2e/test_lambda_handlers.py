@@ -16,6 +16,7 @@ from gateway_aws import handlers
 from gateway_control.redis_store import RedisControlStore
 
 from gateway.control.base import ConfigVersion
+from tests.support.lambda_context import lambda_context
 from tests.support.moto_server import Moto, running_moto
 from tests.support.redis_server import RedisServer, running_redis
 
@@ -44,14 +45,7 @@ BROKEN = GOOD.replace("provider: vllm", "provider: nope")
 
 
 def context() -> LambdaContext:
-    """What Lambda passes as the context (the fields powertools' Logger reads)."""
-    made = LambdaContext()
-    made._aws_request_id = "lambda-request-1"
-    made._function_name = "gateway-control-test-fn"
-    made._function_version = "$LATEST"
-    made._memory_limit_in_mb = 512
-    made._invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fn"
-    return made
+    return lambda_context()
 
 
 @dataclass

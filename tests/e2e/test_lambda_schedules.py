@@ -29,6 +29,7 @@ from gateway_control.redis_store import RedisControlStore
 from gateway.config_loader import settings_from_mapping
 from gateway.control.base import GroupLoad, HealthHint
 from gateway.control.scaling import read_loads
+from tests.support.lambda_context import lambda_context
 from tests.support.moto_server import Moto, create_autoscaling_group, running_moto
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.servers import eventually, group, http_json, running_gateway, running_sim
@@ -41,14 +42,7 @@ CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_t
 
 
 def context() -> LambdaContext:
-    """What Lambda passes as the context (the fields powertools' Logger reads)."""
-    made = LambdaContext()
-    made._aws_request_id = "lambda-request-schedules"
-    made._function_name = "gateway-control-schedule-fn"
-    made._function_version = "$LATEST"
-    made._memory_limit_in_mb = 512
-    made._invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:fn"
-    return made
+    return lambda_context()
 
 
 def scheduled_event(n: int) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from gateway.control.scaling import scale_fleet
 from gateway.node import orders
 from tests.support.node_agent import alive, deployment, fake_gpus, running_node
 from tests.support.processes import free_port
-from tests.support.servers import GatewayServer, http_json, running_gateway
+from tests.support.servers import GatewayServer, eventually, http_json, running_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -243,7 +243,12 @@ def test_scale_fleet_through_the_node_agents_scaler_starts_an_engine(
                 for scaler in scalers.values():
                     await scaler.aclose()
 
-        # Before any order the scaler reads the one ready engine the node reported.
+        # Before any order the scaler reads the ready engines the nodes published.
+        def published_ready() -> int:
+            statuses = asyncio.run(orders.node_statuses(store))
+            return sum(s.groups["chat"].ready for s in statuses.values() if "chat" in s.groups)
+
+        assert eventually(lambda: published_ready() == 1)
         decision = asyncio.run(decide(waiting=6))  # 3x the target: one more
         assert (decision.current, decision.desired) == (1, 2)
         ready = node.wait_ready(2)

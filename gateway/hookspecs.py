@@ -177,11 +177,12 @@ def register_guardrails(register: RegisterGuardrail) -> None:
 
 @hookspec
 def register_schedulers(register: RegisterScheduler) -> None:
-    """Register schedulers, the admission point between limits and routing.
+    """Register schedulers, which decide who goes next while a model group is saturated.
 
-    Call ``register(name, factory)``; ``factory(**options) -> Scheduler``
-    (``gateway.scheduling.base``) is called once per model group that names it.
-    ``scheduler.admit(ticket)`` is an async context manager held around the upstream call.
+    Call ``register(name, factory)``; ``name`` is what ``models[].scheduling.scheduler.backend``
+    names. ``factory(**options) -> Scheduler`` (``gateway.scheduling.base``) is called once
+    per model group that names it: a queue discipline (``push``, ``pop``, ``remove``, and
+    ``started``/``finished`` for the service each request got); the core does the waiting.
     """
 
 

@@ -21,6 +21,7 @@ from gateway.settings_agents import (
 from gateway.settings_base import PluginChoice, _Config
 from gateway.settings_control import ControlSettings
 from gateway.settings_node import NodeSettings
+from gateway.settings_scheduling import SchedulingSettings
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -241,6 +242,7 @@ class ModelGroupSettings(_Config):
         tools: ``client`` (tool calls go back to the client) or ``server`` (the gateway runs
             calls to registered tools itself; the long form lists which).
         guardrails: ``guardrails`` names checked on the group's requests and answers.
+        scheduling: admission control while the group is saturated (None: none).
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -262,6 +264,7 @@ class ModelGroupSettings(_Config):
     reserve_output_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
     tools: Literal["client", "server"] | ServerToolSettings = "client"
     guardrails: list[str] = msgspec.field(default_factory=list)
+    scheduling: SchedulingSettings | None = None
 
     @property
     def server_tools(self) -> ServerToolSettings | None:

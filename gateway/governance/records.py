@@ -114,6 +114,14 @@ class _Holder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_def
     model_limits: dict[str, Limits] = msgspec.field(default_factory=dict)
     """Per model group (public name) limits, applied on top of the holder's own."""
     priority: int = 0
+    """The default scheduling priority of the holder's requests (higher first)."""
+    max_priority: int | None = None
+    """The highest priority a request may ask for (``priority`` field or header); None: its
+    default priority is also its highest."""
+    weight: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """Its fair-share weight (``fair_share``: service is divided by it)."""
+    queue_timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    """How long its requests may wait in a saturated group's queue (None: the group's)."""
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     expires_at: float | None = None
     """Unix time after which the holder is refused (401 for a key, 403 for a tenant's keys)."""

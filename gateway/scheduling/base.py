@@ -1,56 +1,83 @@
 """The scheduler contract (``register_schedulers``).
 
-A scheduler decides when a request may go to a backend: it is the admission point between the
-limits (already reserved) and the routing strategy. The request path holds a ticket's admission
-for as long as the upstream call runs::
+When a model group is saturated (every routable backend at its cap, or its engines reporting a
+queue or a full KV cache), new requests wait in the gateway instead of piling onto the engines.
+The core owns the waiting (:mod:`gateway.scheduling.admission`): saturation, deadlines, queue
+caps, disconnects, metrics. A **scheduler** only decides the order: who goes next when capacity
+frees. It is a plain data structure, called from one event loop, never concurrently::
 
-    async with scheduler.admit(ticket):
-        ...  # choose a backend, call it, relay the answer
+    scheduler.push(ticket)        # a request starts waiting
+    scheduler.pop()               # capacity freed: the next one (or None)
+    scheduler.remove(ticket)      # a waiter left (deadline, disconnect)
+    scheduler.started(ticket)     # a request was admitted (at once, or popped)
+    scheduler.finished(ticket, input_tokens, output_tokens)   # it ended, with what it used
 
-so the scheduler sees both when work starts and when it ends, and can queue by priority, share
-capacity fairly between tenants, or keep a model group below its saturation point. It never
-picks the backend (the strategy does) and never talks to the upstream.
+so a fair-share scheduler sees all the service a tenant gets, not only the queued part.
+
+Why not a scheduler that owns its own waiting (``async with scheduler.admit(ticket)``): every
+plugin would then re-implement deadlines, cancellation and the saturation signal, and each would
+get them subtly wrong; this way a scheduler is twenty lines and cannot leak a slot.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
 from gateway.identity import Principal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class AdmissionTicket:
-    """What a scheduler knows about a request waiting to be admitted.
+    """A request as the scheduler knows it (compared by identity: each is one request).
 
     Attributes:
         request_id: the ``x-request-id``.
         model: the model group the request is for (capacity is per group).
         principal: the caller (``tenant`` and ``key_id`` for fair sharing).
-        priority: higher goes first; the caller's default unless the request set its own.
-        estimated_tokens: prompt tokens (estimated) plus the output asked for (``max_tokens``,
-            else the group's default): the request's weight against capacity.
-        deadline: ``time.monotonic()`` after which the client no longer waits; past it the
-            ticket must not be admitted.
-        stream: whether the client streams (its cost is spread over time).
+        priority: higher goes first; the caller's default unless the request asked for its
+            own, within what its key allows.
+        weight: the caller's fair-share weight (its tenant's, else its key's; 1 by default).
+        input_tokens: the prompt's tokens (estimated).
+        output_tokens: the output asked for (``max_tokens``, else the group's default).
+        deadline: ``time.monotonic()`` after which the client no longer waits.
+        stream: whether the client streams.
+        enqueued_at: ``time.monotonic()`` when it arrived.
     """
 
     request_id: str
     model: str
     principal: Principal
-    priority: int
-    estimated_tokens: int
-    deadline: float
+    priority: int = 0
+    weight: float = 1.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    deadline: float = float("inf")
     stream: bool = False
+    enqueued_at: float = 0.0
 
     @property
     def tenant(self) -> str | None:
         """The caller's tenant (None for none), the usual unit of fair sharing."""
         return self.principal.tenant
+
+    @property
+    def share_key(self) -> str:
+        """Who this request's service is counted for: its tenant, else its key, else
+        ``anonymous``."""
+        if self.principal.tenant is not None:
+            return f"tenant:{self.principal.tenant}"
+        if self.principal.key_id is not None:
+            return f"key:{self.principal.key_id}"
+        return "anonymous"
+
+    @property
+    def estimated_service(self) -> float:
+        """Its expected service in the Virtual Token Counter's measure: input tokens plus twice
+        the output tokens (before the weight)."""
+        return self.input_tokens + 2 * self.output_tokens
 
     def time_left(self) -> float:
         """Seconds until :attr:`deadline` (negative once past it)."""
@@ -59,24 +86,42 @@ class AdmissionTicket:
 
 @runtime_checkable
 class Scheduler(Protocol):
-    """Admits requests to a model group's backends."""
+    """Orders one model group's waiting requests (see the module docstring)."""
 
-    def admit(self, ticket: AdmissionTicket) -> AbstractAsyncContextManager[None]:
-        """Wait until ``ticket`` may be served; its admission is held inside the block.
+    def push(self, ticket: AdmissionTicket) -> None:
+        """``ticket`` starts waiting."""
+        ...
 
-        Entering returns at once when there is room, else waits in the scheduler's queue.
-        Leaving (normally, by an exception or by cancellation when the client went away)
-        frees the room, so the next ticket may enter.
+    def pop(self) -> AdmissionTicket | None:
+        """The waiting ticket to admit next, removed from the queue; None when none waits."""
+        ...
 
-        Raises (on entering):
-            gateway.errors.RateLimitError: the queue is full, or the ticket would wait past its
-                deadline; carries ``Retry-After`` (the client sees 429).
-            gateway.errors.UpstreamUnavailableError: the group cannot serve at all now (503).
-        """
+    def remove(self, ticket: AdmissionTicket) -> bool:
+        """Take a waiting ticket out (its deadline passed, its client left); False if it was
+        not waiting."""
+        ...
+
+    def __len__(self) -> int:
+        """How many tickets wait."""
+        ...
+
+    def started(self, ticket: AdmissionTicket) -> None:
+        """``ticket`` was admitted (at once, or after :meth:`pop`): its service begins."""
+        ...
+
+    def finished(self, ticket: AdmissionTicket, input_tokens: int, output_tokens: int) -> None:
+        """An admitted ticket ended, having used these tokens (its estimate when unknown)."""
+        ...
+
+    def depths(self) -> Mapping[int, int]:
+        """Tickets waiting per priority band."""
+        ...
+
+    def service(self) -> Mapping[str, float]:
+        """Service counted per tenant (``share_key``), for metrics; empty when not kept."""
         ...
 
 
 SchedulerFactory: TypeAlias = Callable[..., Scheduler]
 """What ``register_schedulers`` registers; called with the scheduler's config options as keyword
-arguments, once per model group that names it (``TypeError``/``ValueError`` become config
-errors)."""
+arguments, once per model group that names it. Raises TypeError/ValueError on bad options."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: the schedulers ``fifo``, ``priority`` and ``fair_share``."""

@@ -1,0 +1,114 @@
+"""Stage 7, admission: a request's ticket for its group's scheduler, and its priority.
+
+A request's priority is its key's ``priority`` (else its tenant's; else 0), unless it asks for
+its own with the ``priority`` body field or the ``x-gateway-priority`` header, which may lower
+it freely but raise it only up to the key's (else the tenant's) ``max_priority``; asking for
+more than that is refused with 400 naming the field, so a client learns its ceiling instead of
+being silently demoted. Its weight and queue timeout are its tenant's (else its key's).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.errors import InvalidRequestError
+from gateway.pipeline.context import RequestContext
+from gateway.scheduling.base import AdmissionTicket
+from gateway.settings_scheduling import SchedulingSettings
+
+PRIORITY_HEADER = "x-gateway-priority"
+_OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+_DEFAULT_OUTPUT = 256  # what a request naming no ceiling is assumed to write, for ordering only
+
+
+def asked_priority(ctx: RequestContext) -> int | None:
+    """The priority the request asked for (body ``priority`` or the header), if any.
+
+    Raises:
+        InvalidRequestError: it is not an integer (naming the field).
+    """
+    raw: Any = getattr(ctx.payload, "priority", None)
+    if raw is None and b'"priority"' in ctx.body:  # decode the body only when it may say
+        raw = ctx.raw.get("priority")
+    where = "priority"
+    if raw is None:
+        raw = ctx.headers.get(PRIORITY_HEADER)
+        where = PRIORITY_HEADER
+        if raw is None:
+            return None
+        try:
+            raw = int(raw)
+        except ValueError:
+            raise InvalidRequestError(
+                f"`{PRIORITY_HEADER}` must be an integer, got `{raw}`.", param=where
+            ) from None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise InvalidRequestError("`priority` must be an integer.", param=where)
+    return raw
+
+
+def priority_of(ctx: RequestContext) -> int:
+    """The request's scheduling priority (see the module docstring).
+
+    Raises:
+        InvalidRequestError: it asked for more than its key allows.
+    """
+    principal = ctx.principal
+    default = principal.priority
+    asked = asked_priority(ctx)
+    if asked is None or asked <= default:
+        return default if asked is None else asked
+    account = principal.account
+    ceiling = None
+    if account is not None:
+        ceiling = account.key.max_priority
+        if ceiling is None and account.tenant is not None:
+            ceiling = account.tenant.max_priority
+    if ceiling is None or asked > ceiling:
+        raise InvalidRequestError(
+            f"Priority {asked} is above what this key may ask for ({max(default, ceiling or 0)}).",
+            param="priority",
+        )
+    return asked
+
+
+def ticket_for(ctx: RequestContext, settings: SchedulingSettings) -> AdmissionTicket:
+    """The request's admission ticket.
+
+    Raises:
+        InvalidRequestError: a bad or too high ``priority``.
+    """
+    group = ctx.model_group
+    principal = ctx.principal
+    account = principal.account
+    weight, timeout_s = 1.0, settings.queue_timeout_s
+    if account is not None:
+        holder = account.tenant if account.tenant is not None else account.key
+        weight = holder.weight
+        own = account.key.queue_timeout_s or (
+            account.tenant.queue_timeout_s if account.tenant is not None else None
+        )
+        timeout_s = own or timeout_s
+    now = time.monotonic()
+    return AdmissionTicket(
+        request_id=ctx.request_id,
+        model=group.name,
+        principal=principal,
+        priority=priority_of(ctx),
+        weight=weight,
+        input_tokens=len(ctx.body) // 4 + 1,  # bytes over four: an estimate good for ordering
+        output_tokens=_output_of(ctx),
+        deadline=now + timeout_s,
+        stream=ctx.stream,
+        enqueued_at=now,
+    )
+
+
+def _output_of(ctx: RequestContext) -> int:
+    for name in _OUTPUT_FIELDS:
+        value = getattr(ctx.payload, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    configured = ctx.model_group.settings.reserve_output_tokens
+    return configured if configured is not None else _DEFAULT_OUTPUT

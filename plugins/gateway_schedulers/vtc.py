@@ -98,7 +98,7 @@ class VirtualTokenCounters:
             self._count(self._running, key, -1)
 
     def snapshot(self) -> dict[str, float]:
-        """Every kept counter."""
+        """Every kept counter (an active key's at least, 0 before its first charge)."""
         return dict(self._value)
 
     def _set(self, key: str, value: float) -> None:
@@ -125,6 +125,7 @@ class VirtualTokenCounters:
             counts.pop(key, None)
         if not was_active and self.is_active(key):
             self._live += 1
+            self._value.setdefault(key, 0.0)  # listed in the snapshot from now on
             self._index(self.value(key), self.version(key), key)
         elif was_active and not self.is_active(key):
             self._live -= 1

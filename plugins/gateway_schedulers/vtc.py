@@ -8,8 +8,9 @@ counts requests that never waited.
 A key is **active** while it has a waiting or a running request. Two rules keep idleness from
 being banked and memory bounded, and they agree with each other:
 
-* *Lift*: a key that turns active is raised to at least the smallest counter among the other
-  active keys (the scheduler applies a per-band variant when a key joins a band's backlog).
+* *Lift* (applied by the scheduler, with :meth:`VirtualTokenCounters.lift`): a key that turns
+  active is raised to at least the smallest counter among the other active keys (and a key
+  that joins a band's backlog to the smallest counter backlogged in that band).
 * *Drop*: a key that turns idle is forgotten when its counter is at or below the smallest
   active counter, or when no other key is active. Such a key would be lifted to at least the
   same value on its return, so forgetting it changes nothing. Idle keys above the smallest

@@ -1,1 +1,15 @@
 """Built-in plugin: the schedulers ``fifo``, ``priority`` and ``fair_share``."""
+
+from gateway import hookimpl
+from gateway.hookspecs import RegisterScheduler
+from gateway_schedulers.fair_share import FairShareScheduler
+from gateway_schedulers.fifo import FifoScheduler
+from gateway_schedulers.priority import PriorityScheduler
+
+
+@hookimpl
+def register_schedulers(register: RegisterScheduler) -> None:
+    """Register ``fifo`` (the default), ``priority`` and ``fair_share``; none takes options."""
+    register("fifo", FifoScheduler)
+    register("priority", PriorityScheduler)
+    register("fair_share", FairShareScheduler)

@@ -120,10 +120,13 @@ async def waiting(gate: GroupAdmission, *request_ids: str) -> list[asyncio.Task[
     """Start one admit per id, in order, each queued before the next starts."""
     tasks = []
     for request_id in request_ids:
-        before = gate.waiting
         tasks.append(asyncio.ensure_future(gate.admit(ticket(request_id))))
-        await until(lambda: gate.waiting > before)
+        await queued(gate, gate.waiting + 1)
     return tasks
+
+
+async def queued(gate: GroupAdmission, count: int) -> None:
+    await until(lambda: gate.waiting == count)
 
 
 def full_engine(waiting: float = 8.0, kv: float = 0.5, age_s: float = 0.0) -> EngineMetrics:
@@ -334,7 +337,7 @@ async def test_the_snapshot_shows_capacity_waiters_and_service() -> None:
     holders = [await gate.admit(ticket("h1")), await gate.admit(ticket("h2"))]
     tasks = await waiting(gate, "w1")
     tasks.append(asyncio.ensure_future(gate.admit(ticket("w2", priority=3))))
-    await until(lambda: gate.waiting == 2)
+    await queued(gate, 2)
     snap = gate.snapshot()
     assert snap["scheduler"] == "fifo"
     assert snap["admitted"] == 2

@@ -187,8 +187,10 @@ class GroupAdmission:
         return min(max(1, math.ceil(estimate)), RETRY_AFTER_MAX_S)
 
     def snapshot(self) -> dict[str, Any]:
-        """The group's admission state, for the admin API (at most :data:`LISTED_WAITERS`
-        tickets, in arrival order)."""
+        """The group's admission state, for the admin API: ``admitted``, ``capacity`` (None:
+        no in-flight cap), ``saturated``, ``queued``, ``waiting`` per band, ``tickets`` (at
+        most :data:`LISTED_WAITERS`, in arrival order; ``waited_s`` since they joined the
+        queue, ``time_left_s`` None without a deadline) and the scheduler's ``service``."""
         now = time.monotonic()
         tickets: list[dict[str, Any]] = []
         for ticket, waiter in self._waiters.items():

@@ -94,7 +94,7 @@ def admission_for(
     return GroupAdmission(group, group.settings.scheduling, fifo, metrics), fifo
 
 
-def ticket(request_id: str, deadline_s: float = 30.0, **extra: Any) -> AdmissionTicket:
+def ticket(request_id: str, deadline_s: float = 10.0, **extra: Any) -> AdmissionTicket:
     now = time.monotonic()
     fields: dict[str, Any] = {"input_tokens": 10, "output_tokens": 5, **extra}
     return AdmissionTicket(
@@ -351,7 +351,7 @@ async def test_the_snapshot_shows_capacity_waiters_and_service() -> None:
     assert first["share_key"] == "tenant:alice"
     assert first["priority"] == 0
     assert first["waited_s"] >= 0
-    assert 0 < first["time_left_s"] <= 30
+    assert 0 < first["time_left_s"] <= 10
     assert snap["service"] == {"tenant:alice": 120.0}
     for task in tasks:
         task.cancel()

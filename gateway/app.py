@@ -29,6 +29,7 @@ from gateway.pipeline.pipeline import Pipeline
 from gateway.plugins import PluginError, call_lifecycle
 from gateway.routes.admin import admin_authorizer, build_admin_routes
 from gateway.routes.admin_keys import build_key_admin_routes
+from gateway.routes.admin_queues import build_queue_routes
 from gateway.routes.admin_spend import build_spend_routes
 from gateway.routes.anthropic import build_anthropic_routes
 from gateway.routes.errors import error_format_for
@@ -188,6 +189,7 @@ def create_app(
         *build_stored_routes(state),
         *build_health_routes(state),
         *build_admin_routes(state),
+        *build_queue_routes(state),
         *build_spend_routes(lambda: state.governance.ledger.reader, authorize),
     ]
     if state.governance.admin is not None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gateway.control.base import ControlStore
     from gateway.control.follow import ConfigFollower
     from gateway.governance.runtime import Governance
+    from gateway.scheduling.admission import Admissions
 
 
 @dataclass(slots=True)
@@ -52,6 +53,8 @@ class GatewayState:
         control_store: the shared store of ``control.store`` (None when not configured).
         config_follower: applies each config version published to it (None unless
             ``control.store`` is set and ``control.follow_config`` is on).
+        admissions: the admission control of the model groups with a ``scheduling:`` section
+            (None: none built).
     """
 
     settings: Settings
@@ -71,3 +74,4 @@ class GatewayState:
     agents: AgentRuntime
     control_store: ControlStore | None = None
     config_follower: ConfigFollower | None = None
+    admissions: Admissions | None = None

@@ -7,6 +7,8 @@
 - ``POST /admin/models/{model}/backends``: add a backend (a backend entry of the config, as JSON).
 - ``POST /admin/reload``: re-read the config file and apply its backend changes
   (:mod:`gateway.reload`).
+- ``GET /admin/queues``: the admission queues of the model groups that have a
+  ``scheduling:`` section (:mod:`gateway.routes.admin_queues`).
 - ``GET /admin/config``: the published config version this replica applied from the shared
   store (:mod:`gateway.control.follow`), what it did not apply live, and the last version it
   refused.
@@ -82,8 +84,11 @@ def describe(group: ModelGroup, backend: Backend) -> dict[str, Any]:
     }
 
 
-def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
-    """The admin routes bound to ``state``."""
+def master_key_authorizer(
+    state: GatewayState,
+) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """The check of a master-key-only admin route: 403 without ``auth.master_key``
+    configured, 401 for any caller but the master key."""
     master = state.settings.auth.master_key
 
     async def authorize(request: Request[Any, Any, Any]) -> None:
@@ -95,6 +100,13 @@ def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
             admin = False
         if not admin:
             raise AuthenticationError("The admin API needs the master key.")
+
+    return authorize
+
+
+def build_admin_routes(state: GatewayState) -> list[HTTPRouteHandler]:
+    """The admin routes bound to ``state``."""
+    authorize = master_key_authorizer(state)
 
     def find(name: str) -> tuple[ModelGroup, Backend]:
         for group in state.catalog.groups:

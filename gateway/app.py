@@ -100,7 +100,10 @@ def start_background_tasks(state: GatewayState) -> None:
     for groups whose strategy routes on them, and the health sweep's hints when a control
     store is shared."""
     state.background.spawn(probe_forever(state.catalog))
-    state.background.spawn(scrape_forever(state.catalog))
+    admissions = state.admissions
+    state.background.spawn(
+        scrape_forever(state.catalog, on_round=admissions.poke_all if admissions else None)
+    )
     if state.control_store is not None and state.settings.control.use_health_hints:
         state.background.spawn(
             follow_health_hints(state.control_store, state.catalog, clock=state.clock)

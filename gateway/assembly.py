@@ -33,6 +33,7 @@ from gateway.providers.base import BackendSpec, ProviderContext
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 from gateway.routing.health import BreakerSettings
 from gateway.routing.retry import RetryBudget
+from gateway.scheduling.admission import Admissions
 from gateway.settings import BackendSettings, ModelGroupSettings, Settings
 from gateway.state import GatewayState
 from gateway.stores.base import ResponseStore
@@ -261,4 +262,23 @@ def build_state(
         governance=governance,
         agents=agents,
         control_store=build_control_store(settings, registries),
+        admissions=build_admissions(settings, registries, catalog, metrics),
+    )
+
+
+def build_admissions(
+    settings: Settings, registries: Registries, catalog: ModelCatalog, metrics: GatewayMetrics
+) -> Admissions | None:
+    """The admission control of the groups with a ``scheduling:`` section (None: no group
+    has one, and the request path pays nothing).
+
+    Raises:
+        ConfigError: an unknown scheduler, or options it rejects.
+    """
+    if not any(g.settings.scheduling is not None for g in catalog.groups):
+        return None
+    from gateway.scheduling.metrics import SchedulingMetrics
+
+    return Admissions.build(
+        catalog, registries.schedulers, settings.source, SchedulingMetrics(metrics.registry)
     )

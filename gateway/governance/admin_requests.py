@@ -57,6 +57,9 @@ class HolderBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     budgets: list[BudgetBody] | UnsetType = UNSET
     model_limits: dict[str, LimitsBody] | UnsetType = UNSET
     priority: int | UnsetType = UNSET
+    max_priority: int | UnsetType | None = UNSET
+    weight: Annotated[float, msgspec.Meta(gt=0)] | UnsetType = UNSET
+    queue_timeout_s: Annotated[float, msgspec.Meta(gt=0)] | UnsetType | None = UNSET
     metadata: dict[str, str] | UnsetType = UNSET
     expires_at: float | UnsetType | None = UNSET
     expires_in: str | UnsetType | None = UNSET

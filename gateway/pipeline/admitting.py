@@ -9,11 +9,15 @@ being silently demoted. Its weight and queue timeout are its tenant's (else its 
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from gateway.errors import InvalidRequestError
 from gateway.pipeline.context import RequestContext
+from gateway.routes.calls import ClientDisconnectedError
+from gateway.scheduling.admission import Admission, GroupAdmission
 from gateway.scheduling.base import AdmissionTicket
 from gateway.settings_scheduling import SchedulingSettings
 
@@ -112,3 +116,53 @@ def _output_of(ctx: RequestContext) -> int:
             return value
     configured = ctx.model_group.settings.reserve_output_tokens
     return configured if configured is not None else _DEFAULT_OUTPUT
+
+
+async def wait_for_admission(ctx: RequestContext, gate: GroupAdmission) -> Admission:
+    """Wait for ``ctx``'s admission to its group (at once when there is room).
+
+    The client's ``priority`` body field is the gateway's to read: it goes upstream only as
+    the request's priority for vLLM (``forward_priority``, negated: vLLM serves lower values
+    first), and is taken out otherwise, so that no other backend is sent a field it may refuse.
+
+    Raises:
+        InvalidRequestError: a bad or too high ``priority``.
+        RateLimitError: the queue is full, or the wait passed the deadline (429).
+        UpstreamUnavailableError: no backend could take it by the deadline (503).
+    """
+    settings = gate.settings
+    ticket = ticket_for(ctx, settings)
+    if settings.forward_priority:
+        ctx.raw["priority"] = -ticket.priority
+        ctx.body_changed()
+    elif b'"priority"' in ctx.body and "priority" in ctx.raw:
+        del ctx.raw["priority"]
+        ctx.body_changed()
+    admission = gate.try_admit(ticket)
+    if admission is not None:
+        return admission
+    if ctx.disconnected is None:
+        return await gate.admit(ticket)
+    return await _unless_gone(gate.admit(ticket), ctx.disconnected)
+
+
+async def _unless_gone(
+    waiting: Coroutine[Any, Any, Admission], disconnected: Callable[[], Awaitable[None]]
+) -> Admission:
+    """``waiting``'s admission, unless the client goes away first: then the waiter leaves the
+    queue at once (its cancellation) and :class:`ClientDisconnectedError` is raised."""
+    wait = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({wait, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not wait.done():
+            wait.cancel()  # it leaves the queue (a raced admission is released by the gate)
+            await asyncio.gather(wait, return_exceptions=True)
+    left = gone.done() and not gone.cancelled() and gone.exception() is None
+    if left:
+        if not wait.cancelled() and wait.exception() is None:
+            wait.result().release(0, 0)  # admitted as the client left: nothing was served
+        raise ClientDisconnectedError
+    return wait.result()  # admitted, or the queue's refusal

@@ -8,7 +8,7 @@ for each upstream model name is encoded at most once, however many retries send 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.governance.limiter import Reservation
     from gateway.pipeline.guarding import Guarding
     from gateway.routing.backends import Backend, ModelGroup
+    from gateway.scheduling.admission import Admission
     from gateway.stores.base import ResponseStore, StoredObject
 
 
@@ -191,6 +192,10 @@ class RequestContext:
         turn: what the dialect prepared for this request in :meth:`Dialect.prepare` (a
             translation, ids, earlier turns), or None.
         reservation: what the limiter reserved for this request (None: nothing limits it).
+        admission: its place in its group's capacity while it runs (None: the group does not
+            schedule, or it has ended); released when the request ends.
+        disconnected: returns once the client has gone away (None: no client connection, an
+            agent's step made in process); what a request waiting for admission watches.
         served_from: ``hit`` or ``coalesced`` when the cache stage answered it, with
             ``served_status`` (a coalesced request may share its leader's error).
         settled: the request has been accounted (its usage recorded, its reservation settled);
@@ -211,6 +216,7 @@ class RequestContext:
     __slots__ = (
         "_bodies",
         "_raw",
+        "admission",
         "body",
         "cache_store",
         "chat_only",
@@ -218,6 +224,7 @@ class RequestContext:
         "cost_nanos",
         "deadline",
         "dialect",
+        "disconnected",
         "group",
         "guards",
         "headers",
@@ -257,6 +264,8 @@ class RequestContext:
         self.store: ResponseStore | None = None
         self.turn: Any = None
         self.reservation: Reservation | None = None
+        self.admission: Admission | None = None
+        self.disconnected: Callable[[], Awaitable[None]] | None = None
         self.served_from: str | None = None
         self.served_status = 200
         self.settled = False

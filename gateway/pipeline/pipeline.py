@@ -25,6 +25,7 @@ everything else is the same for all of them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -40,6 +41,7 @@ from gateway.errors import (
     UpstreamConnectionError,
     status_of,
 )
+from gateway.pipeline.admitting import wait_for_admission
 from gateway.pipeline.batching import EmbeddingBatching
 from gateway.pipeline.caching import CacheStage
 from gateway.pipeline.context import (
@@ -60,7 +62,7 @@ from gateway.pipeline.guarding import (
 from gateway.pipeline.limits import check_limits
 from gateway.pipeline.streams import relay_stream
 from gateway.pipeline.telemetry import InFlight, Telemetry
-from gateway.routes.calls import Call
+from gateway.routes.calls import Call, ClientDisconnectedError
 from gateway.routes.responses import EventStream, RawResponse
 from gateway.routing.backends import ModelGroup
 from gateway.routing.dispatch import Dispatched, OpenStream
@@ -92,6 +94,7 @@ class Pipeline:
         agents = state.agents
         self._runners = agents.runners  # agents, workflows, groups running server-side tools
         self._guards = agents.guards  # guardrail chains by model group
+        self._admissions = state.admissions  # None: no group schedules
 
     async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
         """Answer one request (a body or a stream).
@@ -129,16 +132,26 @@ class Pipeline:
             if self._cache is not None and dialect.cacheable and group.settings.cache.enabled:
                 answer = await self._cache.consult(ctx)
                 if answer is not None:
-                    governor.finish(ctx, ctx.served_status, ctx.served_from or "cache")
+                    self._finish(ctx, ctx.served_status, ctx.served_from or "cache")
                     return answer
             await governor.reserve(ctx)
+            if self._admissions is not None and not ctx.composite:
+                gate = self._admissions.get(group.name)
+                if gate is not None:  # a run holds no slot: it would wait on its own steps
+                    try:
+                        ctx.admission = await wait_for_admission(ctx, gate)
+                    except (asyncio.CancelledError, ClientDisconnectedError) as exc:
+                        # the client left while it waited: nobody to answer
+                        if ctx.cache_store is not None:
+                            ctx.cache_store.release(None)
+                        self._finish(ctx, 499, "none", error=exc)
+                        raise
         except GatewayError as exc:
             if ctx.cache_store is not None:  # this request led a flight: end it
                 ctx.cache_store.release(exc)
             self.telemetry.rejected(ctx, exc)
-            governor.finish(ctx, status_of(exc), "none", error=exc)
+            self._finish(ctx, status_of(exc), "none", error=exc)
             raise
-        # seam: admission (the scheduler's queue), issue 16, around the dispatch below.
         if dialect.batchable and group.settings.batching.enabled:
             return await self._batching.answer(ctx, self.account)
         telemetry = self.telemetry
@@ -153,7 +166,7 @@ class Pipeline:
             if ctx.cache_store is not None:
                 ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
             telemetry.failed(ctx, exc, "none")
-            governor.finish(ctx, _status(exc), _backend_of(exc), error=exc)
+            self._finish(ctx, _status(exc), _backend_of(exc), error=exc)
             raise
         if isinstance(result, OpenStream):
             return await self._stream(ctx, result, in_flight)
@@ -175,13 +188,14 @@ class Pipeline:
         """
         ctx = RequestContext(dialect, call.headers, call.request_id, time.perf_counter())
         ctx.store = self._store
+        ctx.disconnected = call.disconnected
         try:
             ctx.principal = await self._auth.authenticate(ctx.headers)
             ctx.body = await call.body(self._max_body)
             ctx.payload = dialect.decode(ctx.body)
         except GatewayError as exc:
             self.telemetry.rejected(ctx, exc)
-            self._governor.finish(ctx, status_of(exc), "none", error=exc)
+            self._finish(ctx, status_of(exc), "none", error=exc)
             raise
         await self.admit(ctx)
         return ctx
@@ -230,7 +244,7 @@ class Pipeline:
                 await check_request(ctx, ctx.guards)
         except GatewayError as exc:
             self.telemetry.rejected(ctx, exc)
-            self._governor.finish(ctx, status_of(exc), "none", error=exc)
+            self._finish(ctx, status_of(exc), "none", error=exc)
             raise
 
     async def keep(self, ctx: RequestContext, answer: bytes) -> None:
@@ -266,12 +280,31 @@ class Pipeline:
         """Stage 11: what a finished request used: token metrics, then the governor settles its
         reservation and records its usage (off the response's path), exactly once."""
         if usage is None:
-            self._governor.finish(ctx, status, backend)
+            self._finish(ctx, status, backend)
             return
         prompt, completion = usage.prompt, usage.completion
         if not ctx.composite:  # a run's tokens are its steps', counted there
             self.telemetry.tokens(ctx, backend, prompt, completion)
-        self._governor.finish(ctx, status, backend, prompt, completion, usage.cached)
+        self._finish(ctx, status, backend, prompt, completion, usage.cached)
+
+    def _finish(
+        self,
+        ctx: RequestContext,
+        status: int,
+        backend: str,
+        prompt: int | None = None,
+        completion: int | None = None,
+        cached: int = 0,
+        *,
+        error: BaseException | None = None,
+    ) -> None:
+        """The end of every request, exactly once in effect: its admission released (the next
+        waiter may go; with what it used, else its estimate), then the governor's accounting."""
+        if (admission := ctx.admission) is not None:
+            admission.release(prompt, completion)
+        self._governor.finish(
+            ctx, status, backend, prompt or 0, completion or 0, cached, error=error
+        )
 
     async def _stream(
         self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight
@@ -315,7 +348,7 @@ class Pipeline:
             if ctx.cache_store is not None:
                 ctx.cache_store.release(exc if isinstance(exc, GatewayError) else None)
             self.telemetry.failed(ctx, exc, backend.name)
-            self._governor.finish(ctx, _status(exc), backend.name, error=exc)
+            self._finish(ctx, _status(exc), backend.name, error=exc)
             raise
 
     async def _body(self, ctx: RequestContext, out: Dispatched, in_flight: InFlight) -> ASGIApp:
@@ -333,7 +366,7 @@ class Pipeline:
             if store is not None:
                 store.release(exc)
             self.telemetry.failed(ctx, exc, backend)
-            self._governor.finish(ctx, status_of(exc), backend, error=exc)
+            self._finish(ctx, status_of(exc), backend, error=exc)
             raise
         total, usage = self.telemetry.body_answered(ctx, out.backend, status, out.response.body)
         self.account(ctx, backend, status, usage)

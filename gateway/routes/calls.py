@@ -84,6 +84,12 @@ class Call:
             if not message.get("more_body", False):
                 return b"".join(parts)
 
+    async def disconnected(self) -> None:
+        """Return once the client has gone away (after its body was read: the next message
+        the server sends is the disconnect)."""
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+
 
 def _too_large() -> PayloadTooLargeError:
     return PayloadTooLargeError("The request body is larger than the gateway's limit.")

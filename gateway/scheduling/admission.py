@@ -162,13 +162,21 @@ class GroupAdmission:
                 backend of the group was routable.
             asyncio.CancelledError: the caller was cancelled while waiting (it left the queue).
         """
-        if not self._waiters and not self._saturation.saturated(self.admitted):
-            self.admitted += 1
-            self.scheduler.started(ticket)
-            if self._metrics is not None:
-                self._metrics.direct.inc()
-            return Admission(self, ticket)
+        admitted = self.try_admit(ticket)
+        if admitted is not None:
+            return admitted
         return await self._wait(ticket)
+
+    def try_admit(self, ticket: AdmissionTicket) -> Admission | None:
+        """Admit ``ticket`` at once if nothing waits and the group is not saturated (the fast
+        path, a few attribute reads); None: it must wait (:meth:`admit`)."""
+        if self._waiters or self._saturation.saturated(self.admitted):
+            return None
+        self.admitted += 1
+        self.scheduler.started(ticket)
+        if self._metrics is not None:
+            self._metrics.direct.inc()
+        return Admission(self, ticket)
 
     def poke(self) -> None:
         """Capacity may have freed (fresh engine metrics, a backend back): admit waiters while

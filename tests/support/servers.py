@@ -31,7 +31,11 @@ def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 
 
 def http_json(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> tuple[int, dict[str, str], Any]:
     """One HTTP request with the standard library; returns status, headers and decoded JSON."""
     data = (
@@ -44,7 +48,7 @@ def http_json(
         headers={"content-type": "application/json", **(headers or {})},
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
             return resp.status, dict(resp.headers), json.loads(raw) if raw else None
     except urllib.error.HTTPError as err:

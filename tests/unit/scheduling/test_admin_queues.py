@@ -25,12 +25,6 @@ def test_the_queues_route_shows_each_scheduled_group_to_the_master_key_only() ->
     }
     with running_gateway(config, plugin_manager=plugin_manager()) as gw:
         status, _, body = http_json("GET", f"{gw.url}/admin/queues", headers=MASTER)
-        assert (status, body) == (200, {"queues": {}})  # no admission control built
-        registries = Registries()
-        registries.schedulers.add("test", "fifo", Fifo)
-        gw.state.admissions = Admissions.build(gw.state.catalog, registries.schedulers, "test")
-
-        status, _, body = http_json("GET", f"{gw.url}/admin/queues", headers=MASTER)
         assert status == 200
         assert set(body["queues"]) == {"chat"}
         chat = body["queues"]["chat"]
@@ -43,3 +37,19 @@ def test_the_queues_route_shows_each_scheduled_group_to_the_master_key_only() ->
         assert http_json("GET", f"{gw.url}/admin/queues")[0] == 401
         other = {"authorization": "Bearer sk-not-the-master"}
         assert http_json("GET", f"{gw.url}/admin/queues", headers=other)[0] == 401
+
+
+def test_without_a_scheduled_group_there_are_no_queues() -> None:
+    config = {
+        "auth": {"master_key": "sk-master"},
+        "models": [{"name": "plain", "backends": [{"provider": "fake", "name": "p"}]}],
+    }
+    with running_gateway(config, plugin_manager=plugin_manager()) as gw:
+        assert gw.state.admissions is None  # nothing built, nothing paid on the request path
+        status, _, body = http_json("GET", f"{gw.url}/admin/queues", headers=MASTER)
+        assert (status, body) == (200, {"queues": {}})
+        registries = Registries()
+        registries.schedulers.add("test", "fifo", Fifo)
+        gw.state.admissions = Admissions.build(gw.state.catalog, registries.schedulers, "test")
+        status, _, body = http_json("GET", f"{gw.url}/admin/queues", headers=MASTER)
+        assert (status, body) == (200, {"queues": {}})

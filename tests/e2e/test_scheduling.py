@@ -84,13 +84,19 @@ class Clients:
         self.finished: list[str] = []
         self._lock = threading.Lock()
 
-    def send(self, label: str, key: str = MASTER, **extra: Any) -> Future[tuple[int, Any, Any]]:
+    def send(
+        self,
+        label: str,
+        key: str = MASTER,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Future[tuple[int, Any, Any]]:
         def call() -> tuple[int, Any, Any]:
             answer = http_json(
                 "POST",
                 f"{self.gw.url}/v1/chat/completions",
                 chat_body(label, **extra),
-                {"authorization": f"Bearer {key}"},
+                {"authorization": f"Bearer {key}", **(headers or {})},
             )
             with self._lock:
                 self.finished.append(label)
@@ -178,7 +184,9 @@ def test_a_higher_priority_jumps_the_queue_within_what_its_key_allows(
         wait_queued(gw, 3)
         waiting.append(clients.send("higher", high, priority=9))
         wait_queued(gw, 4)
-        assert queues(gw)["waiting"] == {"0": 2, "5": 1, "9": 1}
+        waiting.append(clients.send("lowered", high, {"x-gateway-priority": "1"}))
+        wait_queued(gw, 5)
+        assert queues(gw)["waiting"] == {"0": 2, "1": 1, "5": 1, "9": 1}
         too_high = http_json(
             "POST",
             f"{gw.url}/v1/chat/completions",
@@ -188,7 +196,10 @@ def test_a_higher_priority_jumps_the_queue_within_what_its_key_allows(
         assert too_high[0] == 400
         assert too_high[2]["error"]["param"] == "priority"
     assert all(f.result(timeout=30)[0] == 200 for f in (first, *waiting))
-    assert arrivals(sim) == ["first", "higher", "high", "low-1", "low-2"]
+    assert arrivals(sim) == ["first", "higher", "high", "lowered", "low-1", "low-2"]
+    # The gateway's own field goes no further: the engine was not sent `priority`.
+    bodies = [r["body"] for r in sim.stats()["recent"] if r["path"].endswith("/completions")]
+    assert not any("priority" in body for body in bodies)
 
 
 def test_a_deadline_gives_429_queue_timeout_and_a_full_queue_refuses_at_once(

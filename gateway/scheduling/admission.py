@@ -49,11 +49,12 @@ class Admission:
         ticket: the request admitted.
     """
 
-    __slots__ = ("_group", "_released", "ticket")
+    __slots__ = ("_counted", "_group", "_released", "ticket")
 
-    def __init__(self, group: GroupAdmission, ticket: AdmissionTicket) -> None:
+    def __init__(self, group: GroupAdmission, ticket: AdmissionTicket, counted: bool) -> None:
         self._group = group
         self.ticket = ticket
+        self._counted = counted  # the scheduler saw it start (it came through the queue)
         self._released = False
 
     @property
@@ -77,6 +78,7 @@ class Admission:
             ticket,
             ticket.input_tokens if input_tokens is None else input_tokens,
             ticket.output_tokens if output_tokens is None else output_tokens,
+            self._counted,
         )
 
 
@@ -169,14 +171,18 @@ class GroupAdmission:
 
     def try_admit(self, ticket: AdmissionTicket) -> Admission | None:
         """Admit ``ticket`` at once if nothing waits and the group is not saturated (the fast
-        path, a few attribute reads); None: it must wait (:meth:`admit`)."""
+        path, a few attribute reads); None: it must wait (:meth:`admit`).
+
+        The scheduler is not told of a request admitted this way: it orders a queue, and
+        service is counted while the group is contended (a fair share's counters weigh what
+        each tenant got through the queue; uncontended service is not banked against anyone,
+        as idleness is not banked for anyone), so the uncontended path does no bookkeeping."""
         if self._waiters or self._saturation.saturated(self.admitted):
             return None
         self.admitted += 1
-        self.scheduler.started(ticket)
         if self._metrics is not None:
             self._metrics.direct.inc()
-        return Admission(self, ticket)
+        return Admission(self, ticket, False)
 
     def poke(self) -> None:
         """Capacity may have freed (fresh engine metrics, a backend back): admit waiters while
@@ -294,14 +300,19 @@ class GroupAdmission:
     def _retry_after(self) -> dict[str, str]:
         return {"retry-after": str(self.retry_after_s())}
 
-    def _release(self, ticket: AdmissionTicket, input_tokens: int, output_tokens: int) -> None:
+    def _release(
+        self, ticket: AdmissionTicket, input_tokens: int, output_tokens: int, counted: bool
+    ) -> None:
         self.admitted -= 1
+        if not counted and not self._waiters:
+            return  # the uncontended path: nothing to tell, nobody to admit
         try:
-            self.scheduler.finished(ticket, input_tokens, output_tokens)
-            if self._metrics is not None:
-                service = self.scheduler.service().get(ticket.share_key)
-                if service is not None:
-                    self._metrics.service(ticket.share_key, service)
+            if counted:
+                self.scheduler.finished(ticket, input_tokens, output_tokens)
+                if self._metrics is not None:
+                    service = self.scheduler.service().get(ticket.share_key)
+                    if service is not None:
+                        self._metrics.service(ticket.share_key, service)
         finally:  # a failing scheduler must not strand the waiters
             self._pump()
 
@@ -318,7 +329,7 @@ class GroupAdmission:
                 continue  # its client left; the waiter's handler has not run yet
             self.admitted += 1
             self.scheduler.started(ticket)
-            waiter.future.set_result(Admission(self, ticket))
+            waiter.future.set_result(Admission(self, ticket, True))
             moved = True
             now = time.monotonic()
             self._note_drain(now)

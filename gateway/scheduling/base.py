@@ -9,10 +9,12 @@ frees. It is a plain data structure, called from one event loop, never concurren
     scheduler.push(ticket)        # a request starts waiting
     scheduler.pop()               # capacity freed: the next one (or None)
     scheduler.remove(ticket)      # a waiter left (deadline, disconnect)
-    scheduler.started(ticket)     # a request was admitted (at once, or popped)
+    scheduler.started(ticket)     # a popped request was admitted
     scheduler.finished(ticket, input_tokens, output_tokens)   # it ended, with what it used
 
-so a fair-share scheduler sees all the service a tenant gets, not only the queued part.
+A request admitted at once (nothing waits, the group is not saturated) is not shown to the
+scheduler: service is counted while the group is contended, and the uncontended path costs no
+bookkeeping.
 
 Why not a scheduler that owns its own waiting (``async with scheduler.admit(ticket)``): every
 plugin would then re-implement deadlines, cancellation and the saturation signal, and each would
@@ -29,9 +31,11 @@ from typing import Protocol, TypeAlias, runtime_checkable
 from gateway.identity import Principal
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+@dataclass(slots=True, kw_only=True, eq=False)
 class AdmissionTicket:
-    """A request as the scheduler knows it (compared by identity: each is one request).
+    """A request as the scheduler knows it (compared by identity: each is one request; read
+    only, though not frozen: a frozen dataclass's ``__init__`` costs several times more, on a
+    path every scheduled request takes).
 
     Attributes:
         request_id: the ``x-request-id``.
@@ -106,11 +110,12 @@ class Scheduler(Protocol):
         ...
 
     def started(self, ticket: AdmissionTicket) -> None:
-        """``ticket`` was admitted (at once, or after :meth:`pop`): its service begins."""
+        """``ticket`` was admitted after :meth:`pop`: its service begins."""
         ...
 
     def finished(self, ticket: AdmissionTicket, input_tokens: int, output_tokens: int) -> None:
-        """An admitted ticket ended, having used these tokens (its estimate when unknown)."""
+        """A ticket :meth:`started` ended, having used these tokens (its estimate when
+        unknown)."""
         ...
 
     def depths(self) -> Mapping[int, int]:

@@ -1,10 +1,12 @@
-"""What admission control costs when nothing is saturated: one gateway worker, two model groups
-on the same static upstream (nginx), one plain and one with a ``scheduling:`` section
-(``fair_share``, a cap far above the load), measured alternately with wrk at c=32, the CPU per
-request of the gateway process compared (as in ``overhead.sh``: the gateway pinned to core 0,
-nginx and wrk to core 1).
+"""What admission control costs when nothing is saturated: two gateway processes (one worker
+each, both pinned to core 0, each idle while the other is measured) in front of the same static
+upstream (nginx), with the same model group, plain in one and with a ``scheduling:`` section in
+the other (``fair_share``, a cap far above the load), measured alternately with wrk at c=32
+(each first in every other round); the medians of each gateway's CPU per request are compared
+(as in ``overhead.sh``: nginx and wrk on core 1). The same request to the same group in both:
+two groups in one process would also measure the difference between the groups.
 
-Usage: bash load/benchmarks/scheduling.sh [--duration 10] [--rounds 3] [--out PATH]
+Usage: bash load/benchmarks/scheduling.sh [--duration 10] [--rounds 4] [--out PATH]
 """
 
 from __future__ import annotations
@@ -28,16 +30,15 @@ governance: {{usage: {{sinks: []}}}}
 models:
   - name: bench
     backends: [{{url: "http://127.0.0.1:{upstream}", model: bench-model}}]
-  - name: scheduled
-    backends: [{{url: "http://127.0.0.1:{upstream}", model: bench-model}}]
-    scheduling: {{scheduler: {{backend: fair_share}}, max_in_flight: 100000}}
+{scheduling}
 """
+SCHEDULING = "    scheduling: {scheduler: {backend: fair_share}, max_in_flight: 100000}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--out", default="load/results/scheduling.json")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
@@ -46,24 +47,31 @@ def main() -> int:
             return 2
     work = Path(tempfile.mkdtemp(prefix="gateway-sched-bench-"))
     nginx, upstream, _ = start_static_upstream(work, 1)
-    port = free_port()
-    (work / "gateway.yaml").write_text(CONFIG.format(port=port, key=API_KEY, upstream=upstream))
     log = (work / "server.log").open("w")
-    gateway = start_server(
-        ["-m", "gateway.cli", "serve", "--config", str(work / "gateway.yaml")], 0, log
-    )
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    plain, scheduled = REQUEST, {**REQUEST, "model": "scheduled"}
+    gateways, urls = {}, {}
+    for name, scheduling in (("plain", ""), ("scheduled", SCHEDULING)):
+        port = free_port()
+        path = work / f"{name}.yaml"
+        path.write_text(
+            CONFIG.format(port=port, key=API_KEY, upstream=upstream, scheduling=scheduling)
+        )
+        gateways[name] = start_server(["-m", "gateway.cli", "serve", "--config", str(path)], 0, log)
+        urls[name] = f"http://127.0.0.1:{port}/v1/chat/completions"
     runs: dict[str, list[dict[str, Any]]] = {"plain": [], "scheduled": []}
     try:
-        wait_http(url)
-        for body in (plain, scheduled):  # warm both paths
-            run_wrk(url, body, 32, 2, work, 1)
-        for _ in range(args.rounds):
-            for name, body in (("plain", plain), ("scheduled", scheduled)):
-                runs[name].append(run_wrk(url, body, 32, args.duration, work, 1, gateway.pid))
+        for url in urls.values():
+            wait_http(url)
+            run_wrk(url, REQUEST, 32, 2, work, 1)  # warm its path
+        names = ["plain", "scheduled"]
+        for round_ in range(args.rounds):
+            # Each goes first in every other round: a drift of the machine's speed over the run
+            # (this is a shared 2-core box) falls on both alike.
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                runs[name].append(
+                    run_wrk(urls[name], REQUEST, 32, args.duration, work, 1, gateways[name].pid)
+                )
     finally:
-        for proc in (gateway, nginx):
+        for proc in (*gateways.values(), nginx):
             proc.terminate()
             proc.wait(20)
     row: dict[str, Any] = {"connections": 32, "rounds": args.rounds}

@@ -19,22 +19,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-WAIT_BUCKETS = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+from gateway.telemetry.metrics import LATENCY_BUCKETS
 
 
 class SchedulingMetrics:
@@ -52,7 +37,7 @@ class SchedulingMetrics:
             "gateway_queue_wait_seconds",
             "Time queued requests waited for admission.",
             ["model"],
-            buckets=WAIT_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.admitted = Counter(

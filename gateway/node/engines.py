@@ -145,6 +145,8 @@ class Engine:
     last_exit: int | None = None
     last_error: str | None = None
     _process: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    _told: bool = field(default=False, repr=False)  # registered with the gateway, not undone
+    _telling: asyncio.Future[None] | None = field(default=None, repr=False)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -171,8 +173,13 @@ class Engine:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             else:
                 if await self._wait_healthy(process):
+                    # Registered first: `ready` means healthy and told to the gateway (best
+                    # effort: a registration that failed is retried by the agent). A stop
+                    # meanwhile waits for it, then deregisters.
+                    self._told = True
+                    self._telling = asyncio.ensure_future(self._call(self.on_ready, "on_ready"))
+                    await asyncio.shield(self._telling)
                     self.state, self.ready_at = EngineState.READY, time.time()
-                    await self._call(self.on_ready, "on_ready")
                     await self._wait_exit_or_stop(process)
                     if self._stopping.is_set():
                         return
@@ -180,6 +187,7 @@ class Engine:
                     self.state = EngineState.BACKOFF
                     if time.time() - self.ready_at >= STABLE_S:
                         backoff = self.supervision.restart_backoff_s
+                    self._told = False
                     await self._call(self.on_down, "on_down")
                 # The leader is gone or failed its start: whatever it left in its group (vLLM's
                 # workers, holding GPU memory) goes too, before anything starts again.
@@ -204,13 +212,16 @@ class Engine:
     async def stop(self, drain: Callable[[], Awaitable[None]] | None = None) -> None:
         """Stop serving: ``drain`` first (while the engine still answers), then SIGTERM to its
         process group, SIGKILL after ``stop_timeout_s``; returns when nothing of it is left."""
-        was_serving = self.serving
         self._stopping.set()
-        if drain is not None and was_serving:
+        if self._telling is not None and not self._telling.done():
+            await asyncio.shield(self._telling)  # its registration lands before we undo it
+        told = self._told
+        if drain is not None and told:
             self.state = EngineState.DRAINING
             await drain()
         self.state = EngineState.STOPPING
-        if was_serving:
+        if told:
+            self._told = False
             await self._call(self.on_down, "on_down")
         if self._process is not None:
             await self._kill_group(self._process)

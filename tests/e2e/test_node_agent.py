@@ -105,7 +105,7 @@ def test_engines_serve_survive_a_kill_follow_orders_and_leave_nothing_behind(
         assert sorted(ready) == ["chat-0", "chat-1"]
         # best_fit: the first engine on GPU 0, the second where it fits tightest (GPU 0 again)
         assert {name: e["gpus"] for name, e in ready.items()} == {"chat-0": [0], "chat-1": [0]}
-        assert set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1"}
+        assert eventually(lambda: set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1"})
         served = {chat(client) for _ in range(6)}
         assert served == {"box1-chat-0", "box1-chat-1"}
 
@@ -151,13 +151,15 @@ def test_engines_serve_survive_a_kill_follow_orders_and_leave_nothing_behind(
         again = {e["name"]: e for e in back["engines"]}["chat-1"]
         assert again["pid"] != victim["pid"]
         assert not alive(victim["pid"])
-        assert "box1-chat-1" in gateway_backends(gateway)
+        assert eventually(lambda: "box1-chat-1" in gateway_backends(gateway))
 
         # A scale order for three: the third engine starts and is registered.
         store = DirectoryControlStore(str(store_path))
         asyncio.run(orders.write_order(store, "chat", 3, time.time()))
         node.wait_ready(3)
-        assert set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1", "box1-chat-2"}
+        assert eventually(
+            lambda: set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1", "box1-chat-2"}
+        )
         # One: the highest-numbered engines drain, deregister and stop.
         pids = {n: e["pid"] for n, e in node.engines().items()}
         asyncio.run(orders.write_order(store, "chat", 1, time.time()))
@@ -253,5 +255,5 @@ def test_scale_fleet_through_the_node_agents_scaler_starts_an_engine(
         assert (decision.current, decision.desired) == (1, 2)
         ready = node.wait_ready(2)
         assert sorted(ready) == ["chat-0", "chat-1"]
-        assert set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1"}
+        assert eventually(lambda: set(gateway_backends(gateway)) == {"box1-chat-0", "box1-chat-1"})
         assert node.status()["orders"] == {"chat": 2}

@@ -9,6 +9,17 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   echo "== installing redis-server"
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
+# The dashboard test runs headless Chromium; the alert rules are checked with promtool
+# (Debian's prometheus package); the rehearsal puts nginx in front of the replicas.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v nginx >/dev/null || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 # The serverless.yml test packages it with osls (pinned in infra/serverless; node >= 20.19).
 if [ ! -x "$root/infra/serverless/node_modules/.bin/osls" ]; then
   echo "== installing osls (infra/serverless)"

@@ -23,6 +23,12 @@ class SchedulingSettings(_Config):
             then the tenant with the least weighted service, in tokens).
         max_in_flight: requests one backend may have at once; the group is saturated when
             every routable backend has this many (None: no cap from the gateway's count).
+        headroom: of each backend's ``max_in_flight``, the slots held back for urgent
+            requests: others are admitted only up to ``max_in_flight - headroom``, and the
+            scheduler says which waiters are urgent (``priority``: a band at or above its
+            ``urgent_priority``; ``fair_share``: also a tenant running fewer requests than the
+            busiest one; ``fifo``: none). It buys the urgent ones a slot at once instead of
+            the wait for a running request to end (0: none; needs ``max_in_flight``).
         max_engine_waiting: a vLLM backend whose ``num_requests_waiting`` reaches this counts
             as saturated (from the engine-metric scraper; None: not used).
         max_kv_cache: likewise for ``kv_cache_usage_perc`` (0 to 1; None: not used).
@@ -35,6 +41,7 @@ class SchedulingSettings(_Config):
 
     scheduler: PluginChoice = msgspec.field(default_factory=_fifo)
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    headroom: Annotated[int, msgspec.Meta(ge=0)] = 0
     max_engine_waiting: Annotated[float, msgspec.Meta(ge=0)] | None = None
     max_kv_cache: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
     queue_timeout_s: PositiveFloat = 5.0

@@ -176,13 +176,19 @@ class GroupAdmission:
         The scheduler is not told of a request admitted this way: it orders a queue, and
         service is counted while the group is contended (a fair share's counters weigh what
         each tenant got through the queue; uncontended service is not banked against anyone,
-        as idleness is not banked for anyone), so the uncontended path does no bookkeeping."""
+        as idleness is not banked for anyone), so the uncontended path does no bookkeeping.
+        Except with a headroom: who may take it depends on what each tenant runs, so there the
+        scheduler is told of every admission (``started``), at its cost."""
         if self._waiters or self._saturation.saturated(self.admitted):
             return None
         self.admitted += 1
         if self._metrics is not None:
             self._metrics.direct.inc()
-        return Admission(self, ticket, False)
+        # With a headroom, urgency compares what each tenant runs: the scheduler sees all.
+        counted = self._saturation.has_headroom
+        if counted:
+            self.scheduler.started(ticket)
+        return Admission(self, ticket, counted)
 
     def poke(self) -> None:
         """Capacity may have freed (fresh engine metrics, a backend back): admit waiters while
@@ -201,10 +207,11 @@ class GroupAdmission:
         return min(max(1, math.ceil(estimate)), RETRY_AFTER_MAX_S)
 
     def snapshot(self) -> dict[str, Any]:
-        """The group's admission state, for the admin API: ``admitted``, ``capacity`` (None:
-        no in-flight cap), ``saturated``, ``queued``, ``waiting`` per band, ``tickets`` (at
-        most :data:`LISTED_WAITERS`, in arrival order; ``waited_s`` since they joined the
-        queue, ``time_left_s`` None without a deadline) and the scheduler's ``service``."""
+        """The group's admission state, for the admin API: ``admitted``, ``capacity``
+        (None: no in-flight cap; headroom included), ``headroom`` (per backend),
+        ``saturated``, ``queued``, ``waiting`` per band, ``tickets`` (at most
+        :data:`LISTED_WAITERS`, in arrival order; ``waited_s`` since they joined the queue,
+        ``time_left_s`` None without a deadline) and the scheduler's ``service``."""
         now = time.monotonic()
         tickets: list[dict[str, Any]] = []
         for ticket, waiter in self._waiters.items():
@@ -224,6 +231,7 @@ class GroupAdmission:
             "scheduler": self.settings.scheduler.backend,
             "admitted": self.admitted,
             "capacity": self._saturation.capacity(),
+            "headroom": self.settings.headroom,
             "saturated": self.saturated(),
             "queued": len(self._waiters),
             "max_queue": self.settings.max_queue,
@@ -317,12 +325,23 @@ class GroupAdmission:
             self._pump()
 
     def _pump(self) -> None:
-        """Admit waiters, in the scheduler's order, while the group is not saturated."""
+        """Admit waiters, in the scheduler's order, while the group is not saturated; once
+        only its headroom is left, the urgent ones the scheduler picks."""
         moved = False
-        while self._waiters and not self._saturation.saturated(self.admitted):
-            ticket = self.scheduler.pop()
-            if ticket is None:
-                _log.error("scheduler of %s has no ticket while %d wait", self.name, self.waiting)
+        saturation = self._saturation
+        while self._waiters:
+            if not saturation.saturated(self.admitted):
+                ticket = self.scheduler.pop()
+                if ticket is None:
+                    _log.error(
+                        "scheduler of %s has no ticket while %d wait", self.name, self.waiting
+                    )
+                    break
+            elif saturation.has_headroom and not saturation.saturated(self.admitted, urgent=True):
+                ticket = self.scheduler.pop(urgent=True)
+                if ticket is None:
+                    break  # nobody waiting may take the headroom
+            else:
                 break
             waiter = self._waiters.pop(ticket, None)
             if waiter is None or waiter.future.done():
@@ -390,6 +409,15 @@ class Admissions:
             settings = group.settings.scheduling
             if settings is None:
                 continue
+            if settings.headroom and (
+                settings.max_in_flight is None or settings.headroom >= settings.max_in_flight
+            ):
+                raise ConfigError(
+                    source,
+                    f"models[{i}].scheduling.headroom",
+                    "headroom is slots held back out of max_in_flight: it needs max_in_flight "
+                    "and must be smaller than it",
+                )
             choice = settings.scheduler
             where = f"models[{i}].scheduling.scheduler"
             scheduler = build_registered(schedulers, choice.backend, choice.options, source, where)

@@ -8,13 +8,15 @@ frees. It is a plain data structure, called from one event loop, never concurren
 
     scheduler.push(ticket)        # a request starts waiting
     scheduler.pop()               # capacity freed: the next one (or None)
+    scheduler.pop(urgent=True)    # only the group's headroom is free: the next urgent one
     scheduler.remove(ticket)      # a waiter left (deadline, disconnect)
     scheduler.started(ticket)     # a popped request was admitted
     scheduler.finished(ticket, input_tokens, output_tokens)   # it ended, with what it used
 
 A request admitted at once (nothing waits, the group is not saturated) is not shown to the
 scheduler: service is counted while the group is contended, and the uncontended path costs no
-bookkeeping.
+bookkeeping. In a group with a ``headroom``, though, every admission is ``started`` (urgency
+may depend on what each tenant runs).
 
 Why not a scheduler that owns its own waiting (``async with scheduler.admit(ticket)``): every
 plugin would then re-implement deadlines, cancellation and the saturation signal, and each would
@@ -96,8 +98,14 @@ class Scheduler(Protocol):
         """``ticket`` starts waiting."""
         ...
 
-    def pop(self) -> AdmissionTicket | None:
-        """The waiting ticket to admit next, removed from the queue; None when none waits."""
+    def pop(self, *, urgent: bool = False) -> AdmissionTicket | None:
+        """The waiting ticket to admit next, removed from the queue; None when none waits.
+
+        With ``urgent``, only the group's headroom is free (``scheduling.headroom``: slots held
+        back for requests that must not wait for a running one to end): the next waiter that
+        may take it, or None when none may. Which are urgent is the scheduler's to say (a
+        high band; a tenant below its share); a scheduler with no notion of urgency returns
+        None, and the headroom stays unused."""
         ...
 
     def remove(self, ticket: AdmissionTicket) -> bool:

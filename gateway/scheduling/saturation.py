@@ -7,7 +7,8 @@ A group is saturated when any of these holds:
 - **in-flight cap** (``max_in_flight``): the requests the gateway has admitted to the group
   and not yet released reach ``max_in_flight`` times its routable backends. The admission count
   is used, not ``Backend.in_flight``, because a request is admitted before the router picks its
-  backend: the backends' counts lag behind the admissions.
+  backend: the backends' counts lag behind the admissions. For all but urgent requests the cap
+  is ``max_in_flight - headroom``: the headroom is theirs.
 - **engine load** (``max_engine_waiting`` / ``max_kv_cache``): every routable backend has a
   fresh engine reading (:data:`ENGINE_READING_MAX_AGE_S`) at or past a threshold. A backend
   without a fresh reading (not scraped, scraper stalled, not a vLLM backend) counts as having
@@ -39,7 +40,14 @@ class Saturation:
         max_age_s: how old an engine reading may be and still count.
     """
 
-    __slots__ = ("_group", "_max_age_s", "_max_kv_cache", "_max_waiting", "_per_backend")
+    __slots__ = (
+        "_group",
+        "_headroom",
+        "_max_age_s",
+        "_max_kv_cache",
+        "_max_waiting",
+        "_per_backend",
+    )
 
     def __init__(
         self,
@@ -49,6 +57,7 @@ class Saturation:
     ) -> None:
         self._group = group
         self._per_backend = settings.max_in_flight
+        self._headroom = settings.headroom
         self._max_waiting = settings.max_engine_waiting
         self._max_kv_cache = settings.max_kv_cache
         self._max_age_s = max_age_s
@@ -61,14 +70,22 @@ class Saturation:
                 count += 1
         return count
 
-    def capacity(self) -> int | None:
-        """Requests the group may have admitted at once now (None: no in-flight cap)."""
+    def capacity(self, *, urgent: bool = True) -> int | None:
+        """Requests the group may have admitted at once now, headroom included unless
+        ``urgent`` is False (None: no in-flight cap)."""
         if self._per_backend is None:
             return None
-        return self._per_backend * self.routable()
+        per_backend = self._per_backend if urgent else self._per_backend - self._headroom
+        return per_backend * self.routable()
 
-    def saturated(self, admitted: int) -> bool:
-        """Whether the group is saturated with ``admitted`` requests admitted and unreleased."""
+    @property
+    def has_headroom(self) -> bool:
+        """Whether some slots are held back for urgent requests."""
+        return self._headroom > 0
+
+    def saturated(self, admitted: int, *, urgent: bool = False) -> bool:
+        """Whether the group is saturated with ``admitted`` requests admitted and unreleased,
+        for an urgent request (the headroom is open to it) or for any other."""
         reads_engines = self._max_waiting is not None or self._max_kv_cache is not None
         now = time.monotonic() if reads_engines else 0.0
         routable = 0
@@ -81,8 +98,12 @@ class Saturation:
                 engines_full = self.engine_full(backend.engine, now)
         if routable == 0:
             return True
-        if self._per_backend is not None and admitted >= self._per_backend * routable:
-            return True
+        per_backend = self._per_backend
+        if per_backend is not None:
+            if not urgent:
+                per_backend -= self._headroom
+            if admitted >= per_backend * routable:
+                return True
         return engines_full
 
     def engine_full(self, engine: EngineMetrics | None, now: float) -> bool:

@@ -6,13 +6,17 @@ with its own unloaded figures.
 - Engines: ``gateway sim --replicas 2`` (the ``llama-3.1-8b-h100`` profile with ``max_num_seqs``
   8: each replica runs eight sequences at once), one process, on core 1.
 - Gateway: one worker on core 0; the group's ``scheduling`` caps each backend at 8 in flight
-  (the engines' batch), so the queue forms in the gateway, where the scheduler orders it.
+  (the engines' batch; ``least_inflight`` routing keeps each backend within it), so the queue
+  forms in the gateway, where the scheduler orders it. Under ``fair_share`` and ``priority``,
+  ``--headroom`` (2) of each backend's 8 slots are held for urgent requests (a tenant under its
+  share; the high band); ``fair_share`` also runs without headroom, for comparison.
 - Load: two ``gateway load run`` processes at once (Poisson arrivals, synthetic prompts of 200
   tokens, 64 output tokens), each with its tenant's virtual key.
 - Goodput: the share of the light tenant's requests that completed with a TTFT within
   ``--slo-factor`` (2) times its unloaded p99.
 
-Usage: bash load/benchmarks/fairness.sh [--seconds 30] [--light-rate 6] [--out PATH]
+Usage: bash load/benchmarks/fairness.sh [--seconds 30] [--light-rate 6] [--headroom 2]
+[--out PATH]
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def admin(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_gateway(
-    work: Path, sims: list[str], scheduler: str
+    work: Path, sims: list[str], scheduler: str, headroom: int
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = {
@@ -58,9 +62,12 @@ def start_gateway(
             {
                 "name": "chat",
                 "backends": [{"url": u, "model": "sim-model"} for u in sims],
+                # the cap is per backend: keep each engine's batch within it
+                "routing": {"strategy": "least_inflight"},
                 "scheduling": {
                     "scheduler": {"backend": scheduler},
                     "max_in_flight": 8,
+                    "headroom": headroom,
                     "queue_timeout_s": 60,
                     "max_queue": 100_000,
                 },
@@ -139,8 +146,9 @@ def scenario(
     slo_ms: float | None,
     light_priority: int = 0,
     heavy: bool = True,
+    headroom: int = 0,
 ) -> dict[str, Any]:
-    gateway, url = start_gateway(work, sims, scheduler)
+    gateway, url = start_gateway(work, sims, scheduler, headroom)
     try:
         for tenant in ("heavy", "light"):
             admin(url, "/admin/tenants", {"name": tenant})
@@ -159,6 +167,7 @@ def scenario(
     light_summary = summary_of(light_out)
     row = {
         "scheduler": scheduler,
+        "headroom": headroom,
         "light_p50_ttft_ms": light_summary["median_ttft_ms"],
         "light_p99_ttft_ms": light_summary["p99_ttft_ms"],
         "light_goodput_share": share_good(light_summary),
@@ -180,6 +189,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--light-rate", type=float, default=6.0)
     parser.add_argument("--slo-factor", type=float, default=2.0)
+    parser.add_argument(
+        "--headroom",
+        type=int,
+        default=2,
+        help="slots per backend held for urgent requests under fair_share and priority",
+    )
     parser.add_argument("--out", default="load/results/fairness.json")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gateway-fairness-"))
@@ -213,10 +228,24 @@ def main() -> int:
         unloaded["scheduler"] = "unloaded"
         rows.append(unloaded)
         slo_ms = unloaded["light_p99_ttft_ms"] * args.slo_factor
-        for scheduler in ("fifo", "fair_share"):
-            rows.append(scenario(work, sims, scheduler, args.seconds, args.light_rate, slo_ms))
-            print(format_table([rows[-1]]), flush=True)
-        high = scenario(work, sims, "priority", args.seconds, args.light_rate, slo_ms, 10)
+        rows.append(scenario(work, sims, "fifo", args.seconds, args.light_rate, slo_ms))
+        print(format_table([rows[-1]]), flush=True)
+        for headroom in sorted({0, args.headroom}):
+            row = scenario(
+                work, sims, "fair_share", args.seconds, args.light_rate, slo_ms, headroom=headroom
+            )
+            rows.append(row)
+            print(format_table([row]), flush=True)
+        high = scenario(
+            work,
+            sims,
+            "priority",
+            args.seconds,
+            args.light_rate,
+            slo_ms,
+            10,
+            headroom=args.headroom,
+        )
         high["scheduler"] = "priority (light in the high band)"
         rows.append(high)
     finally:

@@ -9,7 +9,8 @@ from gateway_schedulers.priority import PriorityScheduler
 
 @hookimpl
 def register_schedulers(register: RegisterScheduler) -> None:
-    """Register ``fifo`` (the default), ``priority`` and ``fair_share``; none takes options."""
+    """Register ``fifo`` (the default, no options), ``priority`` and ``fair_share`` (option
+    ``urgent_priority``: the lowest band that may take a group's headroom)."""
     register("fifo", FifoScheduler)
     register("priority", PriorityScheduler)
     register("fair_share", FairShareScheduler)

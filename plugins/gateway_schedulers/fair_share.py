@@ -22,6 +22,14 @@ half of it is stale. ``push``, ``pop`` and ``remove`` are thus O(log n) amortise
 
 A popped ticket counts as running from ``pop`` on, so the key does not look idle between ``pop``
 and ``started`` (which would lift it and cost it its place).
+
+*Urgency* (who may take the group's ``headroom``): a request of a band at or above
+``urgent_priority`` (option, 1 by default), or of a key that runs fewer requests per unit of
+weight than the busiest running key. The second rule is what keeps a light tenant's latency
+near its unloaded figure under overload: the heavy tenant is held to the slots outside the
+headroom, and the light one takes a held-back slot at once instead of waiting for a running
+request to end. Finding the urgent key scans the band's backlogged keys: O(keys) per urgent
+``pop``, which only happens while the group is full but for its headroom.
 """
 
 from __future__ import annotations
@@ -52,9 +60,18 @@ class _Band:
 
 class FairShareScheduler:
     """A :class:`gateway.scheduling.base.Scheduler`: priority bands, then Virtual Token Counter
-    fairness between share keys, then arrival (``fair_share``; no options)."""
+    fairness between share keys, then arrival (``fair_share``).
 
-    def __init__(self) -> None:
+    Args:
+        urgent_priority: the lowest band whose requests may take the group's headroom (below
+            it, only keys under their share may).
+    """
+
+    def __init__(self, urgent_priority: int = 1) -> None:
+        if isinstance(urgent_priority, bool) or not isinstance(urgent_priority, int):
+            raise TypeError("urgent_priority must be an integer")
+        self.urgent_priority = urgent_priority
+        self._weights: dict[str, float] = {}  # share key -> weight, while it runs
         self._bands: dict[int, _Band] = {}
         self._order = BandOrder()
         self._counters = VirtualTokenCounters()
@@ -88,14 +105,21 @@ class FairShareScheduler:
         if len(queue) == 1:
             self._index(band, key, queue)
 
-    def pop(self) -> AdmissionTicket | None:
+    def pop(self, *, urgent: bool = False) -> AdmissionTicket | None:
         """The oldest ticket of the least-served key in the highest band, removed; None when
-        none waits. The ticket counts as running until :meth:`started`."""
+        none waits. With ``urgent``, of the least-served urgent key (see the module
+        docstring), None when none is. The ticket counts as running until :meth:`started`."""
         priority = self._order.highest(self._bands)
         if priority is None:
             return None
         band = self._bands[priority]
-        key = self._least_served(band)
+        if not urgent or priority >= self.urgent_priority:
+            key = self._least_served(band)
+        else:
+            found = self._least_served_under_share(band)
+            if found is None:
+                return None
+            key = found
         queue = band.queues[key]
         ticket, _ = queue.popitem(last=False)
         self._popped.add(ticket)
@@ -126,6 +150,7 @@ class FairShareScheduler:
             if not self._counters.is_active(key):
                 self._lift(key, None)
             self._counters.running_added(key)
+        self._weights[key] = ticket.weight
         self._counters.charge(key, ticket.estimated_service / ticket.weight)
         self._reindex(key)
 
@@ -144,6 +169,8 @@ class FairShareScheduler:
         else:
             return
         self._counters.running_removed(key)
+        if not self._counters.is_running(key):
+            self._weights.pop(key, None)
         self._reindex(key)
 
     def depths(self) -> Mapping[int, int]:
@@ -184,6 +211,24 @@ class FairShareScheduler:
         while not self._valid(band, band.heap[0]):
             heapq.heappop(band.heap)
         return band.heap[0][3]
+
+    def _least_served_under_share(self, band: _Band) -> str | None:
+        # The busiest key by running requests per unit of weight sets the bar; a key below it
+        # is under its share of the slots. Nobody running: nobody is under a share.
+        counters = self._counters
+        weights = self._weights
+        busiest = 0.0
+        for key, running in counters.running_counts().items():
+            busiest = max(busiest, running / weights.get(key, 1.0))
+        best: tuple[float, int, str] | None = None
+        for key, queue in band.queues.items():
+            head, arrival = next(iter(queue.items()))
+            if counters.running(key) / head.weight >= busiest:
+                continue
+            entry = (counters.value(key), arrival, key)
+            if best is None or entry < best:
+                best = entry
+        return None if best is None else best[2]
 
     def _index(self, band: _Band, key: str, queue: OrderedDict[AdmissionTicket, int]) -> None:
         counters = self._counters

@@ -1,5 +1,7 @@
 """The ``fifo`` scheduler: first come, first served, whatever the priority.
 
+Nobody is urgent to ``fifo``: a group's ``headroom`` stays unused with it.
+
 The waiters live in an :class:`~collections.OrderedDict` (a hash map threaded on a linked list),
 so ``push``, ``pop`` and ``remove`` of any waiter (a deadline passed, a client left) are all
 O(1), and ``len`` is exact without a removed-set.
@@ -31,9 +33,10 @@ class FifoScheduler:
         self._waiting[ticket] = None
         self._depths[ticket.priority] = self._depths.get(ticket.priority, 0) + 1
 
-    def pop(self) -> AdmissionTicket | None:
-        """The longest-waiting ticket, removed; None when none waits."""
-        if not self._waiting:
+    def pop(self, *, urgent: bool = False) -> AdmissionTicket | None:
+        """The longest-waiting ticket, removed; None when none waits (or ``urgent``: no
+        waiter is urgent to ``fifo``)."""
+        if urgent or not self._waiting:
             return None
         ticket, _ = self._waiting.popitem(last=False)
         self._forget(ticket)

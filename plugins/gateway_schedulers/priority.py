@@ -2,7 +2,9 @@
 
 The highest band with a waiter always goes first, so a steady stream of high-priority requests
 can hold lower bands back until their deadlines pass; that is the point of strict bands (use
-``fair_share`` to share a band between tenants). Each band is an
+``fair_share`` to share a band between tenants). Requests of a band at or above
+``urgent_priority`` (option; 1 by default, one above the default priority 0) are urgent: they
+may take the group's ``headroom``. Each band is an
 :class:`~collections.OrderedDict`, so ``push``, ``pop`` and ``remove`` are O(1) plus
 O(log bands) to find the highest band.
 """
@@ -18,9 +20,16 @@ from gateway_schedulers.bands import BandOrder
 
 class PriorityScheduler:
     """A :class:`gateway.scheduling.base.Scheduler` by ``ticket.priority`` (higher first),
-    then arrival (``priority``; no options)."""
+    then arrival (``priority``).
 
-    def __init__(self) -> None:
+    Args:
+        urgent_priority: the lowest band whose requests may take the group's headroom.
+    """
+
+    def __init__(self, urgent_priority: int = 1) -> None:
+        if isinstance(urgent_priority, bool) or not isinstance(urgent_priority, int):
+            raise TypeError("urgent_priority must be an integer")
+        self.urgent_priority = urgent_priority
         self._bands: dict[int, OrderedDict[AdmissionTicket, None]] = {}
         self._order = BandOrder()
         self._size = 0
@@ -40,10 +49,11 @@ class PriorityScheduler:
         band[ticket] = None
         self._size += 1
 
-    def pop(self) -> AdmissionTicket | None:
-        """The longest-waiting ticket of the highest band, removed; None when none waits."""
+    def pop(self, *, urgent: bool = False) -> AdmissionTicket | None:
+        """The longest-waiting ticket of the highest band, removed; None when none waits (or,
+        with ``urgent``, when the highest band is below ``urgent_priority``)."""
         priority = self._order.highest(self._bands)
-        if priority is None:
+        if priority is None or (urgent and priority < self.urgent_priority):
             return None
         band = self._bands[priority]
         ticket, _ = band.popitem(last=False)

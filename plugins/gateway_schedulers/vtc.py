@@ -60,6 +60,14 @@ class VirtualTokenCounters:
         """Whether ``key`` has an admitted request that has not finished."""
         return key in self._running
 
+    def running(self, key: str) -> int:
+        """How many admitted requests of ``key`` have not finished."""
+        return self._running.get(key, 0)
+
+    def running_counts(self) -> dict[str, int]:
+        """Admitted, unfinished requests per key that has any (a live view: do not change)."""
+        return self._running
+
     def min_active(self) -> float | None:
         """The smallest counter among active keys; None when none is active."""
         heap = self._active

@@ -268,6 +268,33 @@ def test_fair_share_serves_the_light_tenant_ahead_of_a_heavy_backlog(
     assert order.index("light-1") <= 5
 
 
+def test_the_headroom_lets_a_light_tenant_start_at_once_while_a_heavy_one_waits(
+    held: Callable[..., tuple[Sim, GatewayServer, Clients]],
+) -> None:
+    sim, gw, clients = held(
+        scheduler={"backend": "fair_share"}, max_in_flight=3, headroom=1, queue_timeout_s=60
+    )
+    for tenant in ("heavy", "light"):
+        assert http_json("POST", f"{gw.url}/admin/tenants", {"name": tenant}, ADMIN)[0] == 201
+    heavy, light = new_key(gw, tenant="heavy"), new_key(gw, tenant="light")
+    with sim.gate():
+        sent = [clients.send("heavy-0", heavy), clients.send("heavy-1", heavy)]
+        sim.wait_held(2)  # 3 - 1 slots: the heavy tenant's share is full
+        for i in (2, 3):
+            sent.append(clients.send(f"heavy-{i}", heavy))
+            wait_queued(gw, i - 1)
+        sent.append(clients.send("light-0", light))
+        sim.wait_held(3)  # straight to the engine through the headroom, past the backlog
+        snapshot = queues(gw)
+        assert (snapshot["admitted"], snapshot["queued"], snapshot["headroom"]) == (3, 2, 1)
+        sent.append(clients.send("light-1", light))
+        wait_queued(gw, 3)  # the headroom is taken: now it waits like anyone
+    assert all(f.result(timeout=60)[0] == 200 for f in sent)
+    order = arrivals(sim)
+    assert order.index("light-0") == 2
+    assert order.index("light-1") < order.index("heavy-2")  # still the least served
+
+
 def test_the_engines_own_queue_saturates_the_group(tmp_path: Path) -> None:
     # One sequence fits the engine's batch; the gateway admits while the engine's waiting
     # queue is short, then holds the rest itself.

@@ -43,7 +43,9 @@ class Fifo:
     def push(self, ticket: AdmissionTicket) -> None:
         self.queue.append(ticket)
 
-    def pop(self) -> AdmissionTicket | None:
+    def pop(self, *, urgent: bool = False) -> AdmissionTicket | None:
+        if urgent:  # nobody is urgent to this one
+            return None
         return self.queue.popleft() if self.queue else None
 
     def remove(self, ticket: AdmissionTicket) -> bool:
@@ -433,3 +435,55 @@ def test_admissions_name_the_config_field_of_a_bad_scheduler() -> None:
     with pytest.raises(ConfigError) as options:
         Admissions.build(bad, fifo_registry().schedulers, "test")
     assert options.value.field == "models[0].scheduling.scheduler.options"
+
+
+def priority_gate(**scheduling: Any) -> GroupAdmission:
+    """One backend's group ordered by the real ``priority`` scheduler."""
+    (group,) = catalog(group_config(backends=1, **scheduling)).groups
+    assert group.settings.scheduling is not None
+    scheduler = builtin_registries().schedulers.get("priority")()
+    return GroupAdmission(group, group.settings.scheduling, scheduler)
+
+
+async def test_the_headroom_admits_an_urgent_request_at_once_and_holds_the_others_back() -> None:
+    gate = priority_gate(max_in_flight=3, headroom=1)
+    low = [await gate.admit(ticket("l1")), await gate.admit(ticket("l2"))]
+    assert gate.saturated()  # for all but the urgent: 3 - 1 slots
+    (waiter,) = await waiting(gate, "l3")
+    urgent = await asyncio.wait_for(gate.admit(ticket("u1", priority=1)), 1)
+    assert gate.admitted == 3
+    assert not waiter.done()
+    with_band_2 = asyncio.ensure_future(gate.admit(ticket("u2", priority=2)))
+    await queued(gate, 2)  # the headroom is taken: an urgent one waits too
+    low[0].release()  # a slot of the headroom frees: the urgent waiter takes it, not l3
+    await until(lambda: with_band_2.done())
+    assert not waiter.done()
+    urgent.release()
+    low[1].release()  # now below max_in_flight - headroom: l3 goes
+    await until(lambda: waiter.done())
+    assert gate.snapshot()["headroom"] == 1
+    for task in (waiter, with_band_2):
+        task.result().release()
+    assert gate.admitted == 0
+
+
+async def test_a_scheduler_without_urgency_leaves_the_headroom_unused() -> None:
+    gate, fifo = admission_for(backends=1, max_in_flight=2, headroom=1)
+    holder = await gate.admit(ticket("h"))
+    (task,) = await waiting(gate, "w")
+    gate.poke()
+    assert not task.done()
+    holder.release()
+    (await task).release()
+    # with a headroom, the scheduler is told of direct admissions too
+    assert fifo.started_ids == ["h", "w"]
+    assert [entry[0] for entry in fifo.finished_log] == ["h", "w"]
+
+
+@pytest.mark.parametrize("scheduling", [{"headroom": 1}, {"headroom": 2, "max_in_flight": 2}])
+def test_a_headroom_needs_a_larger_max_in_flight(scheduling: dict[str, Any]) -> None:
+    cat = catalog(group_config("chat", **scheduling))
+    with pytest.raises(ConfigError) as error:
+        Admissions.build(cat, fifo_registry().schedulers, "gateway.yaml")
+    assert error.value.field == "models[0].scheduling.headroom"
+    assert "max_in_flight" in error.value.problem

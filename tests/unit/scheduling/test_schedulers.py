@@ -381,3 +381,77 @@ def test_a_popped_key_keeps_its_counter_until_started() -> None:
     # (which would drop its counter and lift it to 400 on started).
     scheduler.started(waiter)
     assert scheduler.service()["tenant:a"] == waiter.estimated_service
+
+
+# --- urgency: who may take a group's headroom -------------------------------------------
+
+
+def test_fifo_has_no_urgent_waiter() -> None:
+    scheduler = FifoScheduler()
+    scheduler.push(ticket("a", priority=5))
+    assert scheduler.pop(urgent=True) is None
+    assert len(scheduler) == 1
+
+
+def test_priority_is_urgent_from_its_urgent_band_up() -> None:
+    scheduler = PriorityScheduler(urgent_priority=2)
+    low, mid = ticket("a", priority=1), ticket("b", priority=1)
+    scheduler.push(low)
+    assert scheduler.pop(urgent=True) is None
+    high = ticket("c", priority=2)
+    scheduler.push(mid)
+    scheduler.push(high)
+    assert scheduler.pop(urgent=True) is high
+    assert scheduler.pop(urgent=True) is None
+    assert drain(scheduler) == [low, mid]
+    with pytest.raises(TypeError):
+        PriorityScheduler(urgent_priority="high")  # type: ignore[arg-type]
+
+
+def start(scheduler: Scheduler, tenant: str, count: int) -> None:
+    """``count`` requests of ``tenant`` go through the queue and keep running."""
+    for _ in range(count):
+        scheduler.push(ticket(tenant))
+        popped = scheduler.pop()
+        assert popped is not None and popped.tenant == tenant
+        scheduler.started(popped)
+
+
+def test_fair_share_lets_a_tenant_under_its_share_of_slots_take_the_headroom() -> None:
+    scheduler = FairShareScheduler()
+    start(scheduler, "heavy", 3)
+    start(scheduler, "light", 1)
+    heavy, light = ticket("heavy"), ticket("light")
+    scheduler.push(heavy)
+    scheduler.push(light)
+    # light's counter is not the smallest (it was lifted to heavy's when it joined), but it
+    # runs one request against heavy's three: it is under its share, heavy is not
+    assert scheduler.pop(urgent=True) is light
+    scheduler.started(light)
+    assert scheduler.pop(urgent=True) is None  # heavy is the busiest: never urgent
+    assert scheduler.pop() is heavy
+
+
+def test_fair_share_urgency_weighs_running_requests_by_weight() -> None:
+    scheduler = FairShareScheduler()
+    start(scheduler, "a", 2)
+    for _ in range(3):
+        scheduler.push(ticket("b", weight=2.0))
+        popped = scheduler.pop()
+        assert popped is not None
+        scheduler.started(popped)
+    # b runs 3 at weight 2 (1.5 per unit) against a's 2: b is under its share, a is not
+    a_next, b_next = ticket("a"), ticket("b", weight=2.0)
+    scheduler.push(a_next)
+    scheduler.push(b_next)
+    assert scheduler.pop(urgent=True) is b_next
+
+
+def test_fair_share_alone_or_in_an_urgent_band() -> None:
+    scheduler = FairShareScheduler(urgent_priority=3)
+    start(scheduler, "solo", 2)
+    scheduler.push(ticket("solo"))
+    assert scheduler.pop(urgent=True) is None  # nobody busier: not under any share
+    high = ticket("other", priority=3)
+    scheduler.push(high)
+    assert scheduler.pop(urgent=True) is high

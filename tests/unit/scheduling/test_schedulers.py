@@ -413,7 +413,8 @@ def start(scheduler: Scheduler, tenant: str, count: int) -> None:
     for _ in range(count):
         scheduler.push(ticket(tenant))
         popped = scheduler.pop()
-        assert popped is not None and popped.tenant == tenant
+        assert popped is not None
+        assert popped.tenant == tenant
         scheduler.started(popped)
 
 

@@ -74,15 +74,15 @@ def start_gateway(
             }
         ],
     }
-    path = work / f"gateway-{scheduler}.json"
+    path = work / f"gateway-{scheduler}-{headroom}.json"
     path.write_text(json.dumps(config))
     proc = subprocess.Popen(
         [*pin(0), sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
-        stderr=(work / f"gateway-{scheduler}.log").open("w"),
+        stderr=(work / f"gateway-{scheduler}-{headroom}.log").open("w"),
         env={**os.environ, "GATEWAY_KEY_PEPPER": PEPPER},
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/healthz")
+    wait_until_up(f"{url}/healthz", timeout_s=90)
     return proc, url
 
 
@@ -154,8 +154,8 @@ def scenario(
             admin(url, "/admin/tenants", {"name": tenant})
         heavy_key = admin(url, "/admin/keys", {"tenant": "heavy"})["key"]
         light = admin(url, "/admin/keys", {"tenant": "light", "priority": light_priority})["key"]
-        light_out = work / f"light-{scheduler}.json"
-        heavy_out = work / f"heavy-{scheduler}.json"
+        light_out = work / f"light-{scheduler}-{headroom}.json"
+        heavy_out = work / f"heavy-{scheduler}-{headroom}.json"
         runs = [load_run(url, light, light_rate, seconds, light_out, slo_ms)]
         if heavy:
             runs.append(load_run(url, heavy_key, light_rate * 10, seconds, heavy_out, None))
@@ -189,6 +189,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--light-rate", type=float, default=6.0)
     parser.add_argument("--slo-factor", type=float, default=2.0)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["fifo", "fair_share", "priority"],
+        help="run only these overload scenarios (repeatable; default: all)",
+    )
     parser.add_argument(
         "--headroom",
         type=int,
@@ -228,26 +234,29 @@ def main() -> int:
         unloaded["scheduler"] = "unloaded"
         rows.append(unloaded)
         slo_ms = unloaded["light_p99_ttft_ms"] * args.slo_factor
-        rows.append(scenario(work, sims, "fifo", args.seconds, args.light_rate, slo_ms))
-        print(format_table([rows[-1]]), flush=True)
-        for headroom in sorted({0, args.headroom}):
+        only = set(args.only or ["fifo", "fair_share", "priority"])
+        if "fifo" in only:
+            rows.append(scenario(work, sims, "fifo", args.seconds, args.light_rate, slo_ms))
+            print(format_table([rows[-1]]), flush=True)
+        for headroom in sorted({0, args.headroom}) if "fair_share" in only else []:
             row = scenario(
                 work, sims, "fair_share", args.seconds, args.light_rate, slo_ms, headroom=headroom
             )
             rows.append(row)
             print(format_table([row]), flush=True)
-        high = scenario(
-            work,
-            sims,
-            "priority",
-            args.seconds,
-            args.light_rate,
-            slo_ms,
-            10,
-            headroom=args.headroom,
-        )
-        high["scheduler"] = "priority (light in the high band)"
-        rows.append(high)
+        if "priority" in only:
+            high = scenario(
+                work,
+                sims,
+                "priority",
+                args.seconds,
+                args.light_rate,
+                slo_ms,
+                10,
+                headroom=args.headroom,
+            )
+            high["scheduler"] = "priority (light in the high band)"
+            rows.append(high)
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait(30)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from gateway_schedulers.priority import PriorityScheduler
 from prometheus_client import CollectorRegistry
 
 from gateway.assembly import CatalogBuilder
@@ -441,8 +442,7 @@ def priority_gate(**scheduling: Any) -> GroupAdmission:
     """One backend's group ordered by the real ``priority`` scheduler."""
     (group,) = catalog(group_config(backends=1, **scheduling)).groups
     assert group.settings.scheduling is not None
-    scheduler = builtin_registries().schedulers.get("priority")()
-    return GroupAdmission(group, group.settings.scheduling, scheduler)
+    return GroupAdmission(group, group.settings.scheduling, PriorityScheduler())
 
 
 async def test_the_headroom_admits_an_urgent_request_at_once_and_holds_the_others_back() -> None:

@@ -4,7 +4,8 @@ Backends are matched by name within their group: new ones are added, missing one
 removed (their in-flight requests finish on the objects they hold), changed ones (URL, upstream
 model, provider, options, key) are replaced, unchanged ones keep their live state (breaker,
 latency). New groups are added. Removing a group, or changing a group's strategy or other
-settings, takes a restart: reported, not applied.
+settings, takes a restart: reported, not applied. So does admission control (``scheduling:``):
+a new group with the section is served without it until the restart, and the report says so.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def apply_settings(
         group = current.get(gs.name)
         if group is None:
             plans.append((None, builder.group(gs, gi, settings.source)))
+            if gs.scheduling is not None:
+                report.needs_restart.append(
+                    f"{gs.name}: new model; its scheduling section applies after a restart"
+                )
             continue
         wanted = [
             builder.backend(bs, gs, bi, settings.source, f"models[{gi}].backends[{bi}]")
@@ -63,6 +68,8 @@ def apply_settings(
         plans.append((group, wanted))
         if gs.routing != group.settings.routing or gs.aliases != group.settings.aliases:
             report.needs_restart.append(f"{gs.name}: routing or aliases changed")
+        if gs.scheduling != group.settings.scheduling:
+            report.needs_restart.append(f"{gs.name}: scheduling changed")
     for name in current.keys() - {gs.name for gs in settings.models}:
         report.needs_restart.append(f"{name}: model removed from the file")
     for group, plan in plans:  # everything was built: now apply

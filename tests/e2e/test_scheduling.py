@@ -291,7 +291,8 @@ def test_the_headroom_lets_a_light_tenant_start_at_once_while_a_heavy_one_waits(
         wait_queued(gw, 3)  # the headroom is taken: now it waits like anyone
     assert all(f.result(timeout=60)[0] == 200 for f in sent)
     order = arrivals(sim)
-    assert order[:3] == ["heavy-0", "heavy-1", "light-0"]  # ahead of the backlog
+    assert set(order[:2]) == {"heavy-0", "heavy-1"}
+    assert order[2] == "light-0"  # ahead of the backlog
     assert len(order) == 6
 
 

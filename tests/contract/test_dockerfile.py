@@ -11,6 +11,7 @@ directory, so nothing can be imported from this checkout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -76,7 +77,9 @@ def test_runtime_stage_is_slim_non_root_and_holds_only_the_venv(dockerfile: Dock
     assert [c.text for c in runtime.all("COPY")] == [f"--from=builder {venv} {venv}"]
     user = runtime.last("USER").text
     uid, _, gid = user.partition(":")
-    assert uid.isdigit() and int(uid) >= 10000 and gid.isdigit(), user  # fixed, not root
+    assert uid.isdigit(), user  # a fixed uid, not a name
+    assert int(uid) >= 10000, user  # not root, nor a system account
+    assert gid.isdigit(), user
     assert runtime.env()["PATH"].startswith(f"{venv}/bin:")
     assert runtime.last("ENTRYPOINT").exec_form() == ["gateway"]
     assert runtime.last("LABEL").pairs()["org.opencontainers.image.version"] == VERSION
@@ -158,10 +161,8 @@ def _wait_for_health(proc: subprocess.Popen[str], url: str) -> None:
                 return
         except OSError:
             assert proc.poll() is None, f"the entrypoint exited: {stop(proc)}"
-            try:
-                proc.wait(0.1)
-            except subprocess.TimeoutExpired:
-                pass
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.1)  # paces the polling, and returns at once if it exits
     raise AssertionError(f"/healthz never answered: {stop(proc)}")
 
 
@@ -194,7 +195,8 @@ def test_entrypoint_serves_from_a_venv_built_as_the_builder_builds_it(
     }
     entrypoint = runtime.last("ENTRYPOINT").exec_form()
     command = runtime.last("CMD").exec_form()
-    assert command[0] == "serve" and command[command.index("--port") + 1] == "8080"
+    assert command[0] == "serve"
+    assert command[command.index("--port") + 1] == "8080"
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert shutil.which(entrypoint[0], path=path) == str(venv / "bin" / entrypoint[0])
 

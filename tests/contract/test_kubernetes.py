@@ -11,7 +11,6 @@ import copy
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from gateway import cli
 from gateway.config_loader import load_settings
 from gateway.settings import ServerSettings, Settings
 from gateway.settings_node import NodeSettings
@@ -34,6 +34,7 @@ OVERLAYS = [
     "overlays/node-agent",
     "overlays/prometheus-operator",
     "overlays/dev",
+    "overlays/fleet",
 ]
 # The oldest Kubernetes the manifests claim (the preStop `sleep` action is on by default from
 # 1.30) and the newest kubernetes-validate knows.
@@ -237,12 +238,18 @@ def test_service_pdb_and_hpa_select_the_gateway(
             assert port["targetPort"] in ports[target], service["metadata"]["name"]
     pdb = _one(docs, "PodDisruptionBudget", "gateway")
     assert selected(pdb["spec"]["selector"]["matchLabels"]) == ["gateway"]
-    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    agents = any(d["kind"] == "DaemonSet" for d in docs)
     for monitor in (d for d in docs if d["kind"] == "ServiceMonitor"):
         selector = monitor["spec"]["selector"]["matchLabels"]
-        for service in services.values():
-            if not selector.items() <= service["metadata"]["labels"].items():
-                continue
+        watched = [
+            s
+            for s in docs
+            if s["kind"] == "Service" and selector.items() <= s["metadata"]["labels"].items()
+        ]
+        # the node agents' monitor finds their Service only where they run too
+        if monitor["metadata"]["name"] == "gateway" or agents:
+            assert watched, monitor["metadata"]["name"]
+        for service in watched:
             names = {p["name"] for p in service["spec"]["ports"]}
             assert {e["port"] for e in monitor["spec"]["endpoints"]} <= names
 
@@ -315,28 +322,37 @@ def test_images_are_the_dockerfiles_tags(rendered: dict[str, list[Doc]]) -> None
     assert seen == tags  # the -vllm one on the node agents
 
 
-def _gateway_check(path: Path, env: dict[str, str]) -> str:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, **env},
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+def _gateway_check(
+    path: Path,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> str:
+    """``gateway check PATH`` (the loader, then every provider, strategy and store built without
+    starting) in this process, in the pod's environment; returns what it printed."""
+    for name in [n for n in os.environ if n.startswith("GATEWAY")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status = cli.main(["check", str(path)])
+    out: str = capsys.readouterr().out
+    assert status == 0, out
+    return out
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/dev"])
 def test_the_gateway_config_passes_gateway_check(
-    rendered: dict[str, list[Doc]], overlay: str, tmp_path: Path
+    rendered: dict[str, list[Doc]],
+    overlay: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     docs = rendered[overlay]
     deployment = _one(docs, "Deployment", "gateway")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     path = _write(docs, deployment, "/etc/gateway", "gateway.yaml", tmp_path)
-    out = _gateway_check(path, _environment(container))
+    out = _gateway_check(path, _environment(container), monkeypatch, capsys)
     assert re.search(r": OK \([1-9]\d* model groups", out), out
     settings = load_settings(path, env=_environment(container))
     _assert_fleet_state_is_shared(settings)
@@ -354,7 +370,12 @@ def _assert_fleet_state_is_shared(settings: Settings) -> None:
     assert settings.auth.master_key
 
 
-def test_the_node_agent(rendered: dict[str, list[Doc]], tmp_path: Path) -> None:
+def test_the_node_agent(
+    rendered: dict[str, list[Doc]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     docs = rendered["overlays/node-agent"]
     agent = _one(docs, "DaemonSet", "gateway-node")
     pod = agent["spec"]["template"]["spec"]
@@ -369,7 +390,7 @@ def test_the_node_agent(rendered: dict[str, list[Doc]], tmp_path: Path) -> None:
     config_path = container["args"][container["args"].index("--config") + 1]
     path = _write(docs, agent, str(Path(config_path).parent), Path(config_path).name, tmp_path)
     env = _environment(container)
-    _gateway_check(path, env)
+    _gateway_check(path, env, monkeypatch, capsys)
     node = load_settings(path, env=env).node
     assert node is not None
     assert node.host == "0.0.0.0"

@@ -9,6 +9,12 @@ through the admin API (``gateway/routes/admin.py``), with the master key.
 
 Each replica is told on its own (concurrently): one that is down or refuses does not stop the
 others being told, and the call raises afterwards naming each replica that was not.
+
+With ``resolve_dns``, each URL's host name is resolved at every call and every address it has
+is told: a Kubernetes headless Service (``clusterIP: None``) has one address per ready gateway
+pod, so the node reaches the replicas the autoscaler runs now, where a plain Service would reach
+one replica per connection. Replicas that come later learn the engines from the agent's
+periodic re-registration.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -53,12 +60,22 @@ class GatewayAdminRegistrar:
         gateway_urls: each gateway replica's base URL (``http://gw-1:8000``).
         master_key: the gateways' ``auth.master_key``.
         timeout_s: the most one call to one replica may take.
+        resolve_dns: tell every address of each URL's host, resolved at each call (a headless
+            Service's pods); only for ``http://`` URLs (a certificate names the host, not its
+            addresses).
 
     Raises:
-        TypeError, ValueError: bad options (no URLs, a URL that is not http(s), no key).
+        TypeError, ValueError: bad options (no URLs, a URL that is not http(s), no key, an
+            https URL to resolve).
     """
 
-    def __init__(self, gateway_urls: list[str], master_key: str, timeout_s: float = 5) -> None:
+    def __init__(
+        self,
+        gateway_urls: list[str],
+        master_key: str,
+        timeout_s: float = 5,
+        resolve_dns: bool = False,
+    ) -> None:
         if not isinstance(gateway_urls, list) or not gateway_urls:
             raise ValueError("`gateway_urls` must list at least one gateway base URL")
         for url in gateway_urls:
@@ -70,6 +87,11 @@ class GatewayAdminRegistrar:
             raise TypeError(f"`timeout_s` must be a number, got {timeout_s!r}")
         if timeout_s <= 0:
             raise ValueError("`timeout_s` must be more than 0")
+        if not isinstance(resolve_dns, bool):
+            raise TypeError(f"`resolve_dns` must be true or false, got {resolve_dns!r}")
+        if resolve_dns and any(url.startswith("https://") for url in gateway_urls):
+            raise ValueError("`resolve_dns` needs http:// URLs: a certificate names the host")
+        self.resolve_dns = resolve_dns
         self.gateway_urls = [url.rstrip("/") for url in gateway_urls]
         self._headers = {"authorization": f"Bearer {master_key}"}
         self._timeout = aiohttp.ClientTimeout(total=float(timeout_s))
@@ -111,11 +133,11 @@ class GatewayAdminRegistrar:
     async def _tell_all(
         self, action: str, engine: EngineEndpoint, method: str, path: str, body: Any
     ) -> None:
+        bases, failed = await self._replicas()
         outcomes = await asyncio.gather(
-            *(self._tell(base, action, engine, method, path, body) for base in self.gateway_urls),
+            *(self._tell(base, action, engine, method, path, body) for base in bases),
             return_exceptions=True,
         )
-        failed: list[str] = []
         for outcome in outcomes:
             if isinstance(outcome, _NotToldError):
                 failed.append(str(outcome))
@@ -127,6 +149,35 @@ class GatewayAdminRegistrar:
                 + "; ".join(failed)
             )
         log.info("%s of backend %s: told %d gateway(s)", action, engine.backend, len(outcomes))
+
+    async def _replicas(self) -> tuple[list[str], list[str]]:
+        """The base URLs to tell now, and why some configured URL gave none."""
+        if not self.resolve_dns:
+            return self.gateway_urls, []
+        resolved = await asyncio.gather(
+            *(self._addresses(url) for url in self.gateway_urls), return_exceptions=True
+        )
+        bases: list[str] = []
+        failed: list[str] = []
+        for url, found in zip(self.gateway_urls, resolved, strict=True):
+            if isinstance(found, BaseException):
+                failed.append(f"{url} does not resolve ({found})")
+            else:
+                bases.extend(b for b in found if b not in bases)
+        return bases, failed
+
+    @staticmethod
+    async def _addresses(url: str) -> list[str]:
+        parts = urlsplit(url)
+        port = parts.port or 80
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, port, type=socket.SOCK_STREAM
+        )
+        hosts = sorted({str(info[4][0]) for info in infos})
+        return [
+            urlunsplit(("http", f"[{h}]:{port}" if ":" in h else f"{h}:{port}", parts.path, "", ""))
+            for h in hosts
+        ]
 
     async def _tell(
         self, base: str, action: str, engine: EngineEndpoint, method: str, path: str, body: Any

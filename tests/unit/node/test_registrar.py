@@ -4,6 +4,7 @@ that is down or refuses reported after the others were told."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -166,3 +167,55 @@ def test_registered_as_gateway_admin_with_checked_options() -> None:
     for options in bad:
         with pytest.raises(ConfigError, match=r"node\.registrar\.options"):
             build_registered(registry, "gateway_admin", options, "node.yaml", "node.registrar")
+
+
+async def test_with_resolve_dns_every_address_of_a_name_is_told(
+    fleet: tuple[Sim, list[GatewayServer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A headless Service's name resolves to one address per gateway pod. Here the resolver
+    answers for two names of the test's (both replicas listen on 127.0.0.1, on two ports);
+    every other name goes to the system's resolver, which knows none of these."""
+    engine, gateways = fleet
+    ports = {
+        f"replica-{i}.gateway-headless": gw.url.rsplit(":", 1)[1] for i, gw in enumerate(gateways)
+    }
+    system = socket.getaddrinfo
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ports:
+            assert str(port) == ports[host]
+            return system("127.0.0.1", port, *args, **kwargs)
+        return system(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    urls = [f"http://{host}:{port}" for host, port in ports.items()]
+    missing = "http://no-such-replica.invalid:8080"
+    registrar = GatewayAdminRegistrar([*urls, missing], MASTER, timeout_s=5, resolve_dns=True)
+    node_engine = endpoint(engine, "node4-gpu-0")
+    try:
+        with pytest.raises(ServiceUnavailableError, match=r"invalid:8080 does not"):
+            await registrar.register(node_engine)
+        for gw in gateways:  # the resolved ones were told all the same
+            assert backends(gw)["node4-gpu-0"]["url"] == engine.url
+        registrar.gateway_urls = urls
+        await registrar.deregister(node_engine)
+        assert all("node4-gpu-0" not in backends(gw) for gw in gateways)
+    finally:
+        await registrar.aclose()
+
+
+def test_resolve_dns_is_for_plain_http_and_brackets_ipv6(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="http://"):
+        GatewayAdminRegistrar(["https://gw:8443"], MASTER, resolve_dns=True)
+    with pytest.raises(TypeError, match="resolve_dns"):
+        GatewayAdminRegistrar(["http://gw:8080"], MASTER, resolve_dns="yes")  # type: ignore[arg-type]
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("fd00::2", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port)),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    found = asyncio.run(GatewayAdminRegistrar._addresses("http://gateway-headless/"))
+    assert found == ["http://10.0.0.7:80/", "http://[fd00::2]:80/"]

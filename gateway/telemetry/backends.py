@@ -24,9 +24,12 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 class BackendGauges:
     """Writes ``gateway_backend_up`` and ``gateway_backend_breaker_state`` for every backend of
-    the catalog. A backend that left the catalog loses its ``up`` series, and its breaker
-    series reads closed (0) so that no alert stays on for a backend that is gone: those
-    children are cached by the request path, so they are reset rather than removed."""
+    the catalog.
+
+    A backend that left the catalog must not keep an alert on: its ``up`` series is set to 1
+    and removed (with several workers the shared files keep the 1: they cannot drop a series),
+    and its breaker series reads closed (0), reset rather than removed because the request
+    path caches those children."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
@@ -43,6 +46,7 @@ class BackendGauges:
                 m.backend_up.labels(*labels).set(1 if backend.available else 0)
                 m.child(m.breaker_state, *labels).set(BREAKER_STATES[backend.breaker])
         for gone in self._shown - shown:
+            m.backend_up.labels(*gone).set(1)
             m.backend_up.remove(*gone)
             m.child(m.breaker_state, *gone).set(0)
         self._shown = shown

@@ -197,6 +197,17 @@ def test_dashboards_read_the_datasource_variable_and_rate_interval_windows() -> 
     assert len(uids) == len(DASHBOARDS)
 
 
+def test_panels_fit_the_grid_without_overlapping() -> None:
+    for path in DASHBOARDS:
+        taken: dict[tuple[int, int], int] = {}
+        for panel in panels(json.loads(path.read_text())):
+            grid, own = panel["gridPos"], panel["id"]
+            assert grid["x"] + grid["w"] <= 24, (path.name, panel["title"])
+            for x in range(grid["x"], grid["x"] + grid["w"]):
+                for y in range(grid["y"], grid["y"] + grid["h"]):
+                    assert taken.setdefault((x, y), own) == own, (path.name, panel["title"])
+
+
 def test_provisioning_loads_the_dashboards_and_a_prometheus_datasource() -> None:
     sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
     assert [s["type"] for s in sources["datasources"]] == ["prometheus"]

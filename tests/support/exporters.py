@@ -3,7 +3,8 @@
 control and a control store configured (so that every family registers) and some traffic sent
 (so that labelled families have samples whose label names can be read), the simulator behind
 it, and a node agent with fake GPUs on its own HTTP server (in this process: a subprocess would
-spend most of the test's time importing).
+spend most of the test's time importing). :func:`running_exporters` keeps them running for a
+Prometheus to scrape.
 
 A family with no sample yet still appears (prometheus_client writes its ``# TYPE`` line), so its
 name is known even when its labels are not.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config_loader import settings_from_mapping
 from gateway.control.parts import plugin_registries
 from gateway.node.agent import NodeAgent
+from gateway.node.base import GpuBackend
 from gateway.node.runtime import gpu_backend, node_parts
 from gateway.node.server import serve
 from gateway.providers.base import ProviderContext
@@ -152,34 +156,81 @@ def pepper() -> Iterator[None]:
             os.environ[PEPPER_ENV] = before
 
 
-async def node_agent_metrics() -> str:
-    """``/metrics`` of a node agent with two fake GPUs, served by its own HTTP server in this
-    process after one read (the agent ``gateway node`` runs, without its loops and signals)."""
-    config = {"node": {"name": "box1", "gpus": fake_gpus(81559, 81559), "port": free_port()}}
-    settings = settings_from_mapping(config, "monitoring-test")
-    registries = plugin_registries(settings)
-    gpus = gpu_backend(settings, registries)
-    context = ProviderContext()
-    await context.start()
-    try:
+@dataclass
+class _NodeAgentServer:
+    """A node agent and its HTTP server, and what must be closed after them."""
+
+    url: str
+    runner: web.AppRunner
+    context: ProviderContext
+    gpus: GpuBackend
+
+    @classmethod
+    async def start(cls) -> _NodeAgentServer:
+        config = {"node": {"name": "box1", "gpus": fake_gpus(81559, 81559), "port": free_port()}}
+        settings = settings_from_mapping(config, "monitoring-test")
+        registries = plugin_registries(settings)
+        gpus = gpu_backend(settings, registries)
+        context = ProviderContext()
+        await context.start()
         agent = NodeAgent(settings, node_parts(settings, registries, context, gpus))
         await agent.read_once()
         runner = await serve(agent, agent.node.host, agent.node.port)
+        return cls(f"http://{agent.node.host}:{agent.node.port}", runner, context, gpus)
+
+    async def aclose(self) -> None:
+        await self.runner.cleanup()
+        await self.context.close()
+        self.gpus.close()
+
+
+@contextmanager
+def serving_node_agent() -> Iterator[str]:
+    """A node agent with two fake GPUs, read once, on its own HTTP server for the block (its
+    event loop in a thread of this process; without the agent's loops and signal handlers);
+    yields its URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="node-agent", daemon=True)
+    thread.start()
+    try:
+        server = asyncio.run_coroutine_threadsafe(_NodeAgentServer.start(), loop).result(60)
         try:
-            return await asyncio.to_thread(scrape, f"http://{agent.node.host}:{agent.node.port}")
+            yield server.url
         finally:
-            await runner.cleanup()
+            asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(60)
     finally:
-        await context.close()
-        gpus.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The exporters, running: base URLs."""
+
+    gateway: str
+    simulator: str
+    node_agent: str
+
+
+@contextmanager
+def running_exporters(work: Path) -> Iterator[Fleet]:
+    """The gateway (after :func:`send_traffic`), its simulator and a node agent, for the block."""
+    with (
+        serving_node_agent() as node,
+        pepper(),
+        running_sim() as sim,
+        running_gateway(gateway_config(sim, work)) as gw,
+    ):
+        send_traffic(gw.url)
+        yield Fleet(gw.url, sim.url, node)
 
 
 def exported_by_all(work: Path) -> dict[str, Exported]:
     """What the gateway, the simulator and the node agent export, by exporter."""
     found = {name: Exported() for name in ("gateway", "simulator", "node agent")}
-    found["node agent"].add(asyncio.run(node_agent_metrics()))
-    with pepper(), running_sim() as sim, running_gateway(gateway_config(sim, work)) as gw:
-        send_traffic(gw.url)
-        found["gateway"].add(scrape(gw.url))
-        found["simulator"].add(scrape(sim.url))
+    with running_exporters(work) as fleet:
+        found["gateway"].add(scrape(fleet.gateway))
+        found["simulator"].add(scrape(fleet.simulator))
+        found["node agent"].add(scrape(fleet.node_agent))
     return found

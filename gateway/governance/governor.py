@@ -285,7 +285,7 @@ class Governor:
                 headers={"retry-after": "1"},
             ) from None
         headers = rate_limit_headers(grant)
-        self._observe_budgets(grant)
+        self.metrics.budgets(grant.states)
         if grant.reservation is None:
             denied = grant.denied
             assert denied is not None
@@ -301,15 +301,6 @@ class Governor:
             demand.tokens
         )
         ctx.response_headers.update(headers)
-
-    def _observe_budgets(self, grant: Grant) -> None:
-        metrics = self.metrics
-        for state in grant.states:
-            rule = state.rule
-            if rule.kind == "budget" and (metrics.key_labels or rule.scope.startswith("tenant:")):
-                metrics.gauge(metrics.budget_remaining, rule.scope, rule.window).set(
-                    state.remaining / 1e9
-                )
 
     def _prompt_estimate(self, ctx: RequestContext) -> int:
         body = ctx.body

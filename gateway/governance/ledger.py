@@ -7,7 +7,9 @@ never raising, never awaiting. One flusher task per sink writes batches of up to
 as soon as a batch is full and at least every ``flush_interval_s`` while records wait. A failed
 write is retried with capped exponential backoff; the failed batch stays at the head of the
 buffer, so nothing is reordered and nothing is lost unless the buffer overflows, in which case
-the *new* record is dropped for that sink and counted (``on_drop(sink, 1)``, a metric). Each
+the *new* record is dropped for that sink and counted (``on_drop(sink, 1)``, a metric); every
+failed write is counted too (``on_failure(sink)``), so a sink that is down shows before its
+buffer fills. Each
 sink has its own buffer and task, so a slow or broken sink never holds back the others.
 
 Because a batch may be written, fail to acknowledge, and be written again, sinks are idempotent
@@ -33,6 +35,10 @@ log = logging.getLogger("gateway.usage")
 
 
 def _no_drop(sink: str, count: int) -> None:
+    pass
+
+
+def _no_failure(sink: str) -> None:
     pass
 
 
@@ -66,6 +72,7 @@ class UsageLedger:
         flush_interval_s: the longest a record waits before its sink is written to.
         on_drop: called with ``(sink name, count)`` when records are dropped (a full buffer, or
             a record arriving after shutdown began); must be cheap.
+        on_failure: called with the sink's name after each failed write; must be cheap.
         drain_s: how long :meth:`aclose` spends flushing before giving up on what is left.
         retry_initial_s: the first backoff after a failed write; doubled per failure.
         retry_max_s: the longest backoff.
@@ -79,6 +86,7 @@ class UsageLedger:
         batch_size: int,
         flush_interval_s: float,
         on_drop: Callable[[str, int], None] = _no_drop,
+        on_failure: Callable[[str], None] = _no_failure,
         drain_s: float = 5.0,
         retry_initial_s: float = 0.1,
         retry_max_s: float = 10.0,
@@ -93,6 +101,7 @@ class UsageLedger:
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._on_drop = on_drop
+        self._on_failure = on_failure
         self._drain_s = drain_s
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
@@ -129,6 +138,12 @@ class UsageLedger:
             self._on_drop(name, 1)
         except Exception:  # a metric must not fail a request
             log.exception("the usage drop counter failed")
+
+    def _count_failure(self, name: str) -> None:
+        try:
+            self._on_failure(name)
+        except Exception:  # a metric must not stop the retries
+            log.exception("the usage sink failure counter failed")
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -207,6 +222,7 @@ class UsageLedger:
             try:
                 await write(batch)
             except Exception as exc:  # noqa: BLE001 - any failure: keep the batch, retry
+                self._count_failure(lane.name)
                 if not lane.failing:
                     log.warning(
                         "usage sink `%s` failed (%s: %s); retrying with backoff",

@@ -1,5 +1,5 @@
 """Governance metrics: spend, budgets, limit rejections, reservations, the limiter's store, the
-usage buffer.
+usage buffer and its sinks.
 
 Label cardinality stays bounded: tenant and model group are labels; the key id only when
 ``governance.key_metrics`` is on (one series per key can be a lot of series).
@@ -7,9 +7,11 @@ Label cardinality stays bounded: tenant and model group are labels; the key id o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gateway.governance.limiter import Alert
+from gateway.governance.limiter import Alert, RuleState
 from gateway.telemetry.metrics import LabelledChildren
 
 _CALL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0)
@@ -29,6 +31,14 @@ class GovernanceMetrics:
             ["scope", "window"],
             registry=r,
             multiprocess_mode="min",
+        )
+        self.budget_used = Gauge(
+            "gateway_budget_used_ratio",
+            "Settled spend over the budget's limit per scope and window (1: exhausted), as last "
+            "seen by this replica.",
+            ["scope", "window"],
+            registry=r,
+            multiprocess_mode="max",
         )
         self.rejections = Counter(
             "gateway_limit_rejections",
@@ -66,6 +76,12 @@ class GovernanceMetrics:
             ["sink"],
             registry=r,
         )
+        self.sink_failures = Counter(
+            "gateway_usage_sink_failures",
+            "Failed writes to a usage sink (the batch stays buffered and is retried).",
+            ["sink"],
+            registry=r,
+        )
         self.alerts = Counter(
             "gateway_budget_alerts", "Budget alerts fired, by threshold.", ["threshold"], registry=r
         )
@@ -74,14 +90,21 @@ class GovernanceMetrics:
     def child(self, metric: Counter, *values: str) -> Counter:
         return self._children.get(metric, *values)
 
-    def gauge(self, metric: Gauge, *values: str) -> Gauge:
-        return self._children.get(metric, *values)
-
     def spent(self, tenant: str | None, model: str, key: str | None, nanos: int) -> None:
         if nanos <= 0:
             return
         labels = (tenant or "-", model, key or "-") if self.key_labels else (tenant or "-", model)
         self._children.get(self.spend, *labels).inc(nanos / 1e9)
+
+    def budgets(self, states: Sequence[RuleState]) -> None:
+        """Set the remaining money and the used ratio of each budget in ``states`` (tenant
+        scopes only, unless key labels are on: one series per key can be a lot of series)."""
+        for state in states:
+            rule = state.rule
+            if rule.kind == "budget" and (self.key_labels or rule.scope.startswith("tenant:")):
+                labels = (rule.scope, rule.window)
+                self._children.get(self.budget_remaining, *labels).set(state.remaining / 1e9)
+                self._children.get(self.budget_used, *labels).set(state.used / rule.limit)
 
     def rejected(self, kind: str, tenant: str | None) -> None:
         self._children.get(self.rejections, kind, tenant or "-").inc()
@@ -96,6 +119,9 @@ class GovernanceMetrics:
 
     def dropped(self, sink: str, count: int) -> None:
         self._children.get(self.usage_dropped, sink).inc(count)
+
+    def sink_failed(self, sink: str) -> None:
+        self._children.get(self.sink_failures, sink).inc()
 
     def alerted(self, alert: Alert) -> None:
         self._children.get(self.alerts, f"{alert.threshold:g}").inc()

@@ -228,6 +228,7 @@ def build_governance(
         batch_size=u.batch_size,
         flush_interval_s=u.flush_interval_s,
         on_drop=gm.dropped,
+        on_failure=gm.sink_failed,
     )
 
     prices = PriceBook(catalog)

@@ -15,9 +15,8 @@ from gateway.pipeline.context import RequestContext
 from gateway.routing.backends import Backend, ModelGroup
 from gateway.schemas.openai import TokenCounts, usage_decoder
 from gateway.sse import parse_event, split_events
+from gateway.telemetry.backends import BREAKER_STATES
 from gateway.telemetry.metrics import GatewayMetrics
-
-_BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 Account = Callable[[RequestContext, str, int, TokenCounts | None], None]
 """The accounting stage, told how a finished request ended: (ctx, backend, the status the client
@@ -76,7 +75,7 @@ class Telemetry:
         m.upstream_seconds.observe(ctx.upstream_s)
         m.overhead_seconds.observe(total - ctx.upstream_s)
         m.request(status, total)
-        m.breaker_state.set(_BREAKER_STATES[backend.breaker])
+        m.breaker_state.set(BREAKER_STATES[backend.breaker])
         m.backend_in_flight.set(backend.in_flight)
         return total, usage_of(body)
 
@@ -132,7 +131,7 @@ class Telemetry:
     def outcome(self, group: ModelGroup, backend: Backend, error: GatewayError | None) -> None:
         """A backend's breaker, load and (on failure) error kind after an exchange."""
         m = self.metrics
-        m.child(m.breaker_state, group.name, backend.name).set(_BREAKER_STATES[backend.breaker])
+        m.child(m.breaker_state, group.name, backend.name).set(BREAKER_STATES[backend.breaker])
         m.child(m.backend_in_flight, group.name, backend.name).set(backend.in_flight)
         if error is not None:
             m.child(m.backend_errors, group.name, backend.name, type(error).__name__).inc()

@@ -18,12 +18,14 @@ from litestar.handlers import HTTPRouteHandler
 from gateway import __version__
 from gateway.codec import encode
 from gateway.state import GatewayState
+from gateway.telemetry.backends import BackendGauges
 
 JSON = "application/json"
 
 
 def build_health_routes(state: GatewayState) -> list[HTTPRouteHandler]:
     """The probes, ``/version`` and ``/metrics`` bound to ``state``."""
+    backend_gauges = BackendGauges(state.metrics)
 
     @get("/healthz", media_type=JSON)
     async def healthz() -> Response[Any]:
@@ -48,7 +50,9 @@ def build_health_routes(state: GatewayState) -> list[HTTPRouteHandler]:
 
     @get("/metrics")
     async def metrics() -> Response[Any]:
-        """Prometheus exposition (totals across workers when multi-process)."""
+        """Prometheus exposition (totals across workers when multi-process), with the
+        backends' state read from the catalog now."""
+        backend_gauges.refresh(state.catalog.groups)
         payload, content_type = state.metrics.render()
         return Response(payload, media_type=content_type)
 

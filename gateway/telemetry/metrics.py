@@ -208,6 +208,14 @@ class GatewayMetrics:
             multiprocess_mode="max",
             registry=r,
         )
+        self.backend_up = Gauge(
+            "gateway_backend_up",
+            "1 while a backend is routable (healthy, breaker admitting, not draining), else 0; "
+            "refreshed from the catalog whenever /metrics is read.",
+            ["model", "backend"],
+            multiprocess_mode="max",
+            registry=r,
+        )
         self.backend_in_flight = Gauge(
             "gateway_backend_in_flight",
             "Requests outstanding on a backend.",

@@ -280,11 +280,13 @@ class OtelRequestTrace:
                 attempt.set_attributes(usage)
             if self._model:
                 attempt.set_attribute("gen_ai.response.model", self._model)
-            if error is not None and status >= 500:
-                _failed(attempt, error_type(error), str(error))
-            # A body's attempt ended when the upstream answered; a stream's ends with it.
-            ended = None if ctx.stream else self._attempt_ns + int(ctx.upstream_s * 1e9)
-            attempt.end(end_time=ended)
+            if status >= 500:  # a stream that failed once open, or an unreadable answer
+                kind = error_type(error) if error is not None else str(status)
+                _failed(attempt, kind, str(error) if error is not None else None)
+            # A body's attempt ended when the upstream answered; a stream's ends with it (and
+            # one cut short ends now).
+            answered = not ctx.stream and ctx.upstream_s > 0
+            attempt.end(end_time=self._attempt_ns + int(ctx.upstream_s * 1e9) if answered else None)
         if self._run is not None:  # the runner always ends its run; a failure may come first
             self._run.end()
             self._run = None

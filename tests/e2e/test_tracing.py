@@ -262,6 +262,24 @@ def test_failed_attempts_are_error_spans_under_an_error_request() -> None:
     assert "error.type" in attrs(server)
 
 
+def test_a_stream_cut_by_its_backend_ends_its_spans_as_errors() -> None:
+    with running_sim() as dropping:
+        dropping.set_faults(drop_stream_after=2)
+        with traced_gateway(traced(dropping)) as gw, client(gw) as oai:
+            stream = oai.chat.completions.create(
+                model="chat", messages=USER, max_tokens=20, stream=True
+            )
+            with pytest.raises(openai.APIError):
+                list(stream)
+            found = spans(gw, at_least=2)
+    server = only(found, "POST /v1/chat/completions")
+    call = only(found, "chat sim-model")
+    assert call.status.status_code is StatusCode.ERROR
+    assert server.status.status_code is StatusCode.ERROR
+    assert attrs(server)["http.response.status_code"] == 502
+    assert attrs(call)["error.type"] == "502"
+
+
 def test_an_agent_run_is_a_span_over_its_steps_and_tool_call(sim: Sim) -> None:
     config = traced(sim)
     config["agents"] = [{"name": "helper", "model": "chat", "tools": ["calculator"]}]

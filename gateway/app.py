@@ -116,6 +116,8 @@ def _lifespan(state: GatewayState) -> Any:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await state.providers.start()
         try:
+            if state.tracing is not None:
+                state.tracing.start()
             async with state.background:
                 start_background_tasks(state)
                 if state.config_follower is not None:

@@ -39,7 +39,7 @@ from gateway.errors import GatewayError, UpstreamStatusError
 from gateway.pipeline.context import RequestContext, StepInfo
 from gateway.plugins import Registries, build_registered
 from gateway.routing.backends import Backend, ModelGroup
-from gateway.settings_tracing import TracingSettings
+from gateway.settings_tracing import BatchSettings, TracingSettings
 from gateway.sse import parse_event, split_events
 
 # GenAI operation names of the client APIs (endpoint -> gen_ai.operation.name).
@@ -96,12 +96,16 @@ class OtelTracer:
 
     Attributes:
         provider: the tracer provider (not the process's global one: each app has its own).
-        exporter: the exporter ``tracing.exporter`` built.
+        exporter: the exporter ``tracing.exporter`` built; spans reach it through a batch
+            span processor once :meth:`start` has run.
     """
 
-    def __init__(self, provider: TracerProvider, exporter: SpanExporter) -> None:
+    def __init__(
+        self, provider: TracerProvider, exporter: SpanExporter, batch: BatchSettings
+    ) -> None:
         self.provider = provider
         self.exporter = exporter
+        self._batch = batch
         self.tracer = provider.get_tracer("gateway")
         self.propagator = TraceContextTextMapPropagator()
         self._servers: dict[str, tuple[str, int | None]] = {}
@@ -130,16 +134,7 @@ class OtelTracer:
             resource=Resource.create({"service.name": settings.service_name}),
             shutdown_on_exit=False,  # the app's lifespan shuts it down, flushing
         )
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                exporter,
-                max_queue_size=batch.max_queue_size,
-                schedule_delay_millis=batch.schedule_delay_ms,
-                max_export_batch_size=batch.max_export_batch_size,
-                export_timeout_millis=batch.export_timeout_ms,
-            )
-        )
-        return cls(provider, exporter)
+        return cls(provider, exporter, batch)
 
     def request(self, ctx: RequestContext) -> OtelRequestTrace:
         route = f"/v1/{ctx.dialect.endpoint}"
@@ -166,6 +161,20 @@ class OtelTracer:
             port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
             found = self._servers[url] = (parts.hostname or url, port)
         return found
+
+    def start(self) -> None:
+        # The batch processor's thread starts with it: here, not when the app is built (a
+        # `gateway check` starts nothing).
+        batch = self._batch
+        self.provider.add_span_processor(
+            BatchSpanProcessor(
+                self.exporter,
+                max_queue_size=batch.max_queue_size,
+                schedule_delay_millis=batch.schedule_delay_ms,
+                max_export_batch_size=batch.max_export_batch_size,
+                export_timeout_millis=batch.export_timeout_ms,
+            )
+        )
 
     def flush(self) -> None:
         self.provider.force_flush()

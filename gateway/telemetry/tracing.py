@@ -88,7 +88,12 @@ class RequestTrace(Protocol):
 
 
 class Tracer(Protocol):
-    """Makes the traces of the app's requests; built when the app is, closed when it stops."""
+    """Makes the traces of the app's requests; built when the app is (nothing runs yet), started
+    and shut down by its lifespan."""
+
+    def start(self) -> None:
+        """Start exporting (the exporter's background thread), before the app serves."""
+        ...
 
     def request(self, ctx: RequestContext) -> RequestTrace:
         """The trace of a client's request, continuing the client's ``traceparent`` if it

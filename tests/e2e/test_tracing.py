@@ -222,6 +222,21 @@ def test_a_stream_is_traced_to_its_end_with_its_token_counts(sim: Sim) -> None:
     assert parsed(sent["traceparent"]) == (call.context.trace_id, call.context.span_id, True)
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_providers_on_vendor_sdks_forward_the_trace_context(sim: Sim, provider: str) -> None:
+    backend = {"provider": provider, "url": sim.url, "model": "sim-model", "api_key": "sk-up"}
+    config = traced(sim)
+    config["models"] = [{"name": "cloud", "backends": [backend]}]
+    with traced_gateway(config) as gw, client(gw) as oai:
+        oai.chat.completions.create(model="cloud", messages=USER, max_tokens=3)
+        found = spans(gw, at_least=2)
+    call = only(found, "chat sim-model")
+    assert attrs(call)["gen_ai.provider.name"] == provider
+    assert call.context is not None
+    sent = upstream_headers(sim)[-1]
+    assert parsed(sent["traceparent"]) == (call.context.trace_id, call.context.span_id, True)
+
+
 def test_a_cache_hit_has_no_upstream_call(sim: Sim) -> None:
     config = traced(sim)
     config["models"][0]["cache"] = {"enabled": True}

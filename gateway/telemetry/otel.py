@@ -98,6 +98,8 @@ class OtelTracer:
         provider: the tracer provider (not the process's global one: each app has its own).
         exporter: the exporter ``tracing.exporter`` built; spans reach it through a batch
             span processor once :meth:`start` has run.
+        tracer: makes the spans.
+        propagator: reads and writes W3C trace context (``traceparent``, ``tracestate``).
     """
 
     def __init__(
@@ -112,16 +114,12 @@ class OtelTracer:
 
     @classmethod
     def build(cls, settings: TracingSettings, registries: Registries, source: str) -> OtelTracer:
-        """The tracer of ``settings``: its exporter behind a batch span processor.
+        """The tracer of ``settings``, its exporter built (exporting starts with :meth:`start`).
 
         Raises:
             ConfigError: an unknown exporter, options it rejects, or batch bounds that do not
                 fit together (naming the field).
         """
-        choice = settings.exporter
-        exporter: SpanExporter = build_registered(
-            registries.span_exporters, choice.backend, choice.options, source, "tracing.exporter"
-        )
         batch = settings.batch
         if batch.max_export_batch_size > batch.max_queue_size:
             raise ConfigError(
@@ -129,6 +127,10 @@ class OtelTracer:
                 "tracing.batch.max_export_batch_size",
                 f"must be at most `max_queue_size` ({batch.max_queue_size})",
             )
+        choice = settings.exporter
+        exporter: SpanExporter = build_registered(
+            registries.span_exporters, choice.backend, choice.options, source, "tracing.exporter"
+        )
         provider = TracerProvider(
             sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
             resource=Resource.create({"service.name": settings.service_name}),

@@ -497,3 +497,35 @@ def test_with_tracing_off_the_gateway_imports_no_opentelemetry() -> None:
     assert found["loaded"] is False
     assert ours(found["untraced"]) == [], "the gateway imported OpenTelemetry with tracing off"
     assert "gateway.telemetry.otel" in ours(found["traced"])
+
+
+def test_a_streamed_agent_run_has_the_same_spans(sim: Sim) -> None:
+    config = traced(sim)
+    config["agents"] = [{"name": "helper", "model": "chat", "tools": ["calculator"]}]
+    prompt = '[[tools: calculator {"expression": "6*7"}]] [[answer: done]]'
+    with traced_gateway(config) as gw, client(gw) as oai:
+        chunks = list(
+            oai.chat.completions.create(
+                model="helper",
+                messages=[{"role": "user", "content": prompt}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        found = spans(gw, at_least=5)
+    usage = chunks[-1].usage
+    assert usage is not None
+    server = only(found, "POST /v1/chat/completions")
+    run = only(found, "invoke_agent helper")
+    tool = only(found, "execute_tool calculator")
+    steps = named(found, "chat sim-model")
+    assert run.context is not None
+    assert server.context is not None
+    assert run.parent is not None
+    assert run.parent.span_id == server.context.span_id
+    assert [attrs(s)["gateway.agent.step"] for s in steps] == [1, 2]
+    for child in (tool, *steps):
+        assert child.parent is not None
+        assert child.parent.span_id == run.context.span_id
+    assert attrs(run)["gen_ai.usage.output_tokens"] == usage.completion_tokens
+    assert sum(attrs(s)["gen_ai.usage.output_tokens"] for s in steps) == usage.completion_tokens

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import pluggy
 from litestar import Litestar, Request, Response, Router
 from litestar.connection import ASGIConnection
@@ -115,6 +116,8 @@ def _lifespan(state: GatewayState) -> Any:
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await state.providers.start()
         try:
+            if state.tracing is not None:
+                state.tracing.start()
             async with state.background:
                 start_background_tasks(state)
                 if state.config_follower is not None:
@@ -148,6 +151,8 @@ def _lifespan(state: GatewayState) -> Any:
             if state.control_store is not None:
                 await state.control_store.aclose()
             state.metrics.mark_process_dead()
+            if state.tracing is not None:  # the last spans exported (a blocking flush)
+                await anyio.to_thread.run_sync(state.tracing.shutdown)
 
     return lifespan
 

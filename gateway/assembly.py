@@ -38,6 +38,7 @@ from gateway.settings import BackendSettings, ModelGroupSettings, Settings
 from gateway.state import GatewayState
 from gateway.stores.base import ResponseStore
 from gateway.telemetry.metrics import GatewayMetrics
+from gateway.telemetry.tracing import Tracer
 
 
 class CatalogBuilder:
@@ -92,6 +93,7 @@ class CatalogBuilder:
             output_price=bs.price.output_per_mtok if bs.price else 0.0,
             context_window=bs.context_window,
             local=bs.local,
+            provider=bs.provider,
         )
         try:
             provider = factory(spec, self.context)
@@ -263,6 +265,7 @@ def build_state(
         agents=agents,
         control_store=build_control_store(settings, registries),
         admissions=build_admissions(settings, registries, catalog, metrics),
+        tracing=build_tracer(settings, registries),
     )
 
 
@@ -282,3 +285,24 @@ def build_admissions(
     return Admissions.build(
         catalog, registries.schedulers, settings.source, SchedulingMetrics(metrics.registry)
     )
+
+
+def build_tracer(settings: Settings, registries: Registries) -> Tracer | None:
+    """The tracer of ``tracing:`` (None when it is off: OpenTelemetry is then never imported,
+    and the request path pays one None check per stage that traces).
+
+    Raises:
+        ConfigError: OpenTelemetry is not installed, or the exporter is unknown or rejects
+            its options.
+    """
+    if not settings.tracing.enabled:
+        return None
+    try:
+        from gateway.telemetry.otel import OtelTracer
+    except ImportError as exc:
+        raise ConfigError(
+            settings.source,
+            "tracing.enabled",
+            f"tracing needs the `otel` extra (pip install 'gateway[otel]'): {exc}",
+        ) from None
+    return OtelTracer.build(settings.tracing, registries, settings.source)

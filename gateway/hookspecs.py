@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from gateway.scheduling.base import SchedulerFactory
     from gateway.state import GatewayState
     from gateway.stores.base import ResponseStoreFactory
+    from gateway.telemetry.tracing import SpanExporterFactory
     from gateway.tools.base import Tool, ToolSourceFactory
 
 PROJECT_NAME = "gateway"
@@ -80,6 +81,7 @@ RegisterFleetScaler: TypeAlias = Callable[[str, "FleetScalerFactory"], None]
 RegisterGpuBackend: TypeAlias = Callable[[str, "GpuBackendFactory"], None]
 RegisterPlacementStrategy: TypeAlias = Callable[[str, "PlacementStrategyFactory"], None]
 RegisterEngineRegistrar: TypeAlias = Callable[[str, "EngineRegistrarFactory"], None]
+RegisterSpanExporter: TypeAlias = Callable[[str, "SpanExporterFactory"], None]
 RegisterRoute: TypeAlias = Callable[[str, "BaseRouteHandler | Router"], None]
 RegisterCommand: TypeAlias = Callable[[str, "Command"], None]
 RegisterDefaultSource: TypeAlias = Callable[[str, "DefaultSource"], None]
@@ -326,6 +328,19 @@ def register_engine_registrars(register: RegisterEngineRegistrar) -> None:
     Call ``register(name, factory)``; ``name`` is what ``node.registrar.backend`` names.
     ``factory(**options) -> EngineRegistrar`` (``gateway.node.base``): ``register``, ``drain``
     and ``deregister`` an ``EngineEndpoint``, each idempotent.
+    """
+
+
+@hookspec
+def register_span_exporters(register: RegisterSpanExporter) -> None:
+    """Register span exporters, where the gateway's traces go when ``tracing.enabled`` is on.
+
+    Call ``register(name, factory)``; ``name`` is what ``tracing.exporter.backend`` names.
+    ``factory(**options) -> SpanExporter`` (OpenTelemetry's ``opentelemetry.sdk.trace.export``
+    contract) is called once, when the app is built, with ``tracing.exporter.options``; it may
+    raise ``ValueError`` naming a bad option. Import OpenTelemetry inside the factory, not at
+    module level: the gateway imports none of it while tracing is off. Spans reach it through
+    a batch processor, off the request path; ``shutdown()`` is called when the app stops.
     """
 
 

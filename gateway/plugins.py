@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gateway.routing.base import RoutingStrategyFactory
     from gateway.scheduling.base import SchedulerFactory
     from gateway.stores.base import ResponseStoreFactory
+    from gateway.telemetry.tracing import SpanExporterFactory
     from gateway.tools.base import ToolSourceFactory
 
 T = TypeVar("T")
@@ -201,6 +202,9 @@ class Registries:
     )
     engine_registrars: Registry[EngineRegistrarFactory] = field(
         default_factory=_factories("engine registrar", "an engine registrar factory")
+    )
+    span_exporters: Registry[SpanExporterFactory] = field(
+        default_factory=_factories("span exporter", "a span exporter factory")
     )
     routes: Registry[BaseRouteHandler | Router] = field(
         default_factory=lambda: Registry("route", _is_route, "a Litestar route handler or Router")

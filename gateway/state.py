@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.control.follow import ConfigFollower
     from gateway.governance.runtime import Governance
     from gateway.scheduling.admission import Admissions
+    from gateway.telemetry.tracing import Tracer
 
 
 @dataclass(slots=True)
@@ -55,6 +56,7 @@ class GatewayState:
             ``control.store`` is set and ``control.follow_config`` is on).
         admissions: the admission control of the model groups with a ``scheduling:`` section
             (None: none built).
+        tracing: makes the requests' spans (None: ``tracing.enabled`` is off).
     """
 
     settings: Settings
@@ -75,3 +77,4 @@ class GatewayState:
     control_store: ControlStore | None = None
     config_follower: ConfigFollower | None = None
     admissions: Admissions | None = None
+    tracing: Tracer | None = None

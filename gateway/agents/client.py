@@ -146,6 +146,8 @@ class PipelineModelClient:
             local_only=options.local_only,
             cap=options.cap,
         )
+        if outer.trace is not None:
+            ctx.trace = outer.trace.step(ctx.step)
         await self._pipeline.admit(ctx)
         ctx.deadline = min(ctx.deadline, run.limits.deadline)
         if run.on_step is not None:

@@ -217,8 +217,12 @@ class AgentRunner:
                 http=http,
             )
 
+        trace = ctx.trace
+
         def observe(tool: str, outcome: str, seconds: float) -> None:
             metrics.tool_call(name, tool, outcome, seconds)
+            if trace is not None:
+                trace.tool_called(tool, outcome, seconds)
 
         tools = RunToolBox(offered, context_for, run.limits.deadline, specs, observe, spec.seal_key)
         return RunSession(run, PipelineModelClient(self._pipeline, self._dialect, run), tools)
@@ -241,6 +245,8 @@ class AgentRunner:
                 the agent is a 502, logged).
         """
         request = self._request_of(ctx)
+        if ctx.trace is not None:
+            ctx.trace.run_started(self.name)
         session = await self._session(ctx)
         started = time.perf_counter()
         if ctx.stream:
@@ -274,13 +280,15 @@ class AgentRunner:
         answer: AgentAnswer | None,
     ) -> None:
         """Hand the run's totals to the request (an enclosing run folds them in); count it
-        (``error`` when it failed)."""
+        (``error`` when it failed), and end its span."""
         usage = session.usage
         ctx.run_usage = usage
         ctx.cost_nanos = usage.cost_nanos
         overhead = time.perf_counter() - started - usage.model_s - usage.tool_s
         reason = answer.stop_reason if answer is not None else "error"
         self._metrics.run_ended(self.name, reason, usage.steps, overhead)
+        if ctx.trace is not None:
+            ctx.trace.run_ended(usage, reason)
 
 
 async def _first_events(events: AsyncIterator[AgentEvent]) -> list[AgentEvent]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gateway.routing.backends import Backend, ModelGroup
     from gateway.scheduling.admission import Admission
     from gateway.stores.base import ResponseStore, StoredObject
+    from gateway.telemetry.tracing import RequestTrace
 
 
 class StreamConverter(Protocol):
@@ -211,6 +212,7 @@ class RequestContext:
         chat_only: the request must reach its backends as chat (guardrails or a run read it):
             a Messages or Responses dialect translates it even for a backend that speaks its
             own API.
+        trace: its spans (None: tracing is off).
     """
 
     __slots__ = (
@@ -241,6 +243,7 @@ class RequestContext:
         "step",
         "store",
         "stream",
+        "trace",
         "turn",
         "upstream_s",
     )
@@ -275,6 +278,7 @@ class RequestContext:
         self.run_usage: RunUsage | None = None
         self.step: StepInfo | None = None
         self.guards: Guarding | None = None
+        self.trace: RequestTrace | None = None
         self._raw: dict[str, Any] | None = None
         self._bodies: dict[str, bytes] | None = None
 

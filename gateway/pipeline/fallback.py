@@ -20,8 +20,15 @@ from gateway.pipeline.telemetry import Telemetry
 from gateway.providers.base import UpstreamRequest
 from gateway.routing.backends import Backend, ModelCatalog, ModelGroup
 from gateway.routing.base import RouteRequest
-from gateway.routing.dispatch import Dispatched, OpenStream, dispatch, dispatch_stream
+from gateway.routing.dispatch import (
+    Dispatched,
+    DispatchObserver,
+    OpenStream,
+    dispatch,
+    dispatch_stream,
+)
 from gateway.routing.retry import is_context_length_error, is_retryable
+from gateway.telemetry.tracing import RequestTrace
 
 
 def fallback_reason(error: GatewayError) -> str | None:
@@ -77,20 +84,31 @@ class FallbackPolicy:
             GatewayError: the last group's failure, when no fallback applies.
         """
         group = ctx.model_group
-        dialect, telemetry = ctx.dialect, self._telemetry
+        dialect = ctx.dialect
         route = RouteRequest(ctx.model, dialect.endpoint, ctx.payload, ctx.headers)
+        trace = ctx.trace
+        observer: DispatchObserver = self._telemetry
+        if trace is None:
 
-        def request_for(backend: Backend) -> UpstreamRequest:
-            return dialect.upstream_request(ctx, backend)
+            def request_for(backend: Backend) -> UpstreamRequest:
+                return dialect.upstream_request(ctx, backend)
+
+        else:
+            observer = _Traced(self._telemetry, trace)
+
+            def request_for(backend: Backend) -> UpstreamRequest:
+                request = dialect.upstream_request(ctx, backend)
+                request.headers = trace.headers()  # the attempt's span is the upstream's parent
+                return request
 
         seen = {group.name}
         while True:
             try:
                 if ctx.stream:
-                    opened = await dispatch_stream(group, route, request_for, telemetry)
+                    opened = await dispatch_stream(group, route, request_for, observer)
                     ctx.upstream_s = opened.upstream_s
                     return opened
-                done = await dispatch(group, route, request_for, telemetry)
+                done = await dispatch(group, route, request_for, observer)
                 ctx.upstream_s = done.upstream_s
                 return done
             except GatewayError as exc:
@@ -124,3 +142,23 @@ class FallbackPolicy:
         seen.add(target)
         self._telemetry.fallback(ctx.model_group.name, target, reason)
         return self._catalog.resolve(target)
+
+
+class _Traced:
+    """The metrics and a request's trace, both told of each attempt."""
+
+    __slots__ = ("_telemetry", "_trace")
+
+    def __init__(self, telemetry: Telemetry, trace: RequestTrace) -> None:
+        self._telemetry = telemetry
+        self._trace = trace
+
+    def routed(self, group: ModelGroup, backend: Backend, reason: str) -> None:
+        self._telemetry.routed(group, backend, reason)
+        self._trace.routed(group, backend, reason)
+
+    def attempt_failed(self, group: ModelGroup, backend: Backend, error: GatewayError) -> None:
+        self._trace.attempt_failed(group, backend, error)
+
+    def retried(self, group: ModelGroup, backend: Backend) -> None:
+        self._telemetry.retried(group, backend)

@@ -95,6 +95,7 @@ class Pipeline:
         self._runners = agents.runners  # agents, workflows, groups running server-side tools
         self._guards = agents.guards  # guardrail chains by model group
         self._admissions = state.admissions  # None: no group schedules
+        self._tracer = state.tracing  # None: tracing is off
 
     async def serve(self, call: Call, dialect: Dialect) -> ASGIApp:
         """Answer one request (a body or a stream).
@@ -187,6 +188,8 @@ class Pipeline:
             GatewayError: 401, 400, 413, 404 or 403; counted as a rejected request.
         """
         ctx = RequestContext(dialect, call.headers, call.request_id, time.perf_counter())
+        if self._tracer is not None:
+            ctx.trace = self._tracer.request(ctx)
         ctx.store = self._store
         ctx.disconnected = call.disconnected
         try:
@@ -299,12 +302,15 @@ class Pipeline:
         error: BaseException | None = None,
     ) -> None:
         """The end of every request, exactly once in effect: its admission released (the next
-        waiter may go; with what it used, else its estimate), then the governor's accounting."""
+        waiter may go; with what it used, else its estimate), then the governor's accounting,
+        then the trace's spans end (with the cost the accounting found)."""
         if (admission := ctx.admission) is not None:
             admission.release(prompt, completion)
         self._governor.finish(
             ctx, status, backend, prompt or 0, completion or 0, cached, error=error
         )
+        if (trace := ctx.trace) is not None:
+            trace.finish(ctx, status, backend, prompt or 0, completion or 0, error)
 
     async def _stream(
         self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight
@@ -369,6 +375,8 @@ class Pipeline:
             self._finish(ctx, status_of(exc), backend, error=exc)
             raise
         total, usage = self.telemetry.body_answered(ctx, out.backend, status, out.response.body)
+        if (trace := ctx.trace) is not None:
+            trace.answered(out.response.body)
         self.account(ctx, backend, status, usage)
         if store is not None:  # entries are kept in the client's format
             if status == 200:

@@ -72,4 +72,7 @@ async def relay_stream(
             await opened.aclose()
         in_flight.dec()
         telemetry.answered(ctx, backend.name, status)
-        account(ctx, backend.name, status, usage_in_stream_tail(previous + last))
+        tail = previous + last
+        if (trace := ctx.trace) is not None:
+            trace.answered(tail)
+        account(ctx, backend.name, status, usage_in_stream_tail(tail))

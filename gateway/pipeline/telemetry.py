@@ -141,6 +141,10 @@ class Telemetry:
         m = self.metrics
         m.child(m.routing_decisions, group.name, group.settings.routing.strategy, reason).inc()
 
+    def attempt_failed(self, group: ModelGroup, backend: Backend, error: GatewayError) -> None:
+        """Nothing: a group's failure is counted once, by :meth:`outcome`, after its last
+        attempt."""
+
     def retried(self, group: ModelGroup, backend: Backend) -> None:
         m = self.metrics
         m.child(m.retries, group.name, backend.name).inc()

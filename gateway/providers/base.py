@@ -54,6 +54,7 @@ class BackendSpec:
         input_price / output_price: US dollars per million tokens.
         context_window: longest prompt plus output in tokens (0: unknown).
         local: runs on the operator's own machines, not a cloud API (the ``local_only`` gate).
+        provider: the registered name of its provider type (``vllm``, ``openai``...).
     """
 
     name: str
@@ -68,6 +69,7 @@ class BackendSpec:
     output_price: float = 0.0
     context_window: int = 0
     local: bool = False
+    provider: str = ""
 
 
 class ProviderContext:
@@ -118,6 +120,8 @@ class UpstreamRequest:
             translate instead of relaying bytes.
         stream: whether the client asked for a stream.
         request_id: the ``x-request-id`` to forward.
+        headers: more headers to send with it (the trace context, ``traceparent``, when
+            tracing is on); None: none.
     """
 
     endpoint: Endpoint
@@ -125,6 +129,7 @@ class UpstreamRequest:
     payload: Any
     stream: bool
     request_id: str
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -126,7 +126,8 @@ class HttpRelay:
     Args:
         context: the providers' shared resources (the pooled session, used at call time).
         timeouts: the backend's effective timeouts.
-        headers: sent with every request (``x-request-id`` is added per request).
+        headers: sent with every request (``x-request-id`` and the request's own
+            ``headers`` are added per request).
     """
 
     def __init__(
@@ -144,6 +145,8 @@ class HttpRelay:
 
     async def _post(self, url: str, request: UpstreamRequest) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-request-id": request.request_id}
+        if request.headers:
+            headers.update(request.headers)
         try:
             response = await self._context.http.post(
                 url, data=request.body, headers=headers, timeout=self._timeout

@@ -17,7 +17,7 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from gateway.providers.base import BackendSpec
+from gateway.providers.base import BackendSpec, UpstreamRequest
 from gateway.providers.http import PASSED_HEADERS
 
 _REFUSED = ("ConnectError", "ClientConnectorError", "ConnectionRefusedError", "gaierror")
@@ -66,6 +66,12 @@ def split_sdk_params(body: dict[str, Any], known: frozenset[str]) -> dict[str, A
     if extra:
         params["extra_body"] = extra
     return params
+
+
+def request_headers(request: UpstreamRequest) -> dict[str, str]:
+    """The per-request headers an SDK call sends (its ``extra_headers``): the request's own
+    (the trace context) and its ``x-request-id``."""
+    return {**(request.headers or {}), "x-request-id": request.request_id}
 
 
 def _caused_by_refusal(exc: BaseException) -> bool:

@@ -29,9 +29,12 @@ RequestFor = Callable[[Backend], UpstreamRequest]
 
 
 class DispatchObserver(Protocol):
-    """Told about routing decisions and retries (the relay counts them in metrics)."""
+    """Told about each attempt: the backend chosen (before the call), its failure, and its
+    retry (the relay counts them in metrics; a request's trace makes a span of each)."""
 
     def routed(self, group: ModelGroup, backend: Backend, reason: str) -> None: ...
+
+    def attempt_failed(self, group: ModelGroup, backend: Backend, error: GatewayError) -> None: ...
 
     def retried(self, group: ModelGroup, backend: Backend) -> None: ...
 
@@ -113,6 +116,8 @@ async def _attempt(
         except GatewayError as exc:
             backend.in_flight -= 1
             exc.backend = backend.name
+            if observer:
+                observer.attempt_failed(group, backend, exc)
             tried.append(backend)
             last = exc
             if isinstance(exc, UpstreamConnectError):

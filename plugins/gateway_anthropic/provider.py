@@ -33,6 +33,7 @@ from gateway.providers.sdk import (
     map_sdk_error,
     open_raw,
     read_raw,
+    request_headers,
     split_sdk_params,
 )
 from gateway.translate.messages import chat_request_to_messages, messages_response_to_chat
@@ -98,10 +99,10 @@ class AnthropicProvider:
             )
         return chat_request_to_messages(body, self._default_max_tokens), True
 
-    def _call(self, body: dict[str, Any], request_id: str) -> Any:
+    def _call(self, body: dict[str, Any], request: UpstreamRequest) -> Any:
         params = split_sdk_params(body, self._known)
         return lambda: self.client.messages.with_streaming_response.create(
-            **params, extra_headers={"x-request-id": request_id}
+            **params, extra_headers=request_headers(request)
         )
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
@@ -112,7 +113,7 @@ class AnthropicProvider:
             return _json.encode(messages_response_to_chat(_any.decode(data), int(time.time())))
 
         data = await read_raw(
-            self._call(body, request.request_id),
+            self._call(body, request),
             self._spec.timeouts.first_byte,
             self._where,
             ERRORS,
@@ -129,7 +130,7 @@ class AnthropicProvider:
             else False
         )
         context, response = await open_raw(
-            self._call(body, request.request_id),
+            self._call(body, request),
             self._spec.timeouts.first_byte,
             self._where,
             ERRORS,

@@ -30,6 +30,7 @@ from gateway.providers.sdk import (
     check_sdk_options,
     open_raw,
     read_raw,
+    request_headers,
     split_sdk_params,
 )
 
@@ -102,7 +103,7 @@ class OpenAIProvider:
         create = resource.with_streaming_response.create
         known = frozenset(inspect.signature(create).parameters) - _NOT_PARAMS
         params = split_sdk_params(body, known)
-        return lambda: create(**params, extra_headers={"x-request-id": request.request_id})
+        return lambda: create(**params, extra_headers=request_headers(request))
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         data = await read_raw(

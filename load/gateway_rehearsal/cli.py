@@ -18,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway_sim.profiles import DEFAULT_PROFILE, PROFILES
+
 from gateway.commands import Command
 from gateway_rehearsal.control_jobs import ControlSchedule
 from gateway_rehearsal.fleet import FleetInfo, Rehearsal, RehearsalOptions
@@ -35,8 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sims", type=int, default=2, help="simulator replicas (default 2)")
     parser.add_argument(
         "--profile",
-        default="llama-3.1-8b-h100",
-        help="the simulators' engine profile (`gateway sim --list-profiles`; instant: no delay)",
+        default=DEFAULT_PROFILE,
+        choices=sorted(PROFILES),
+        metavar="PROFILE",
+        help=f"the simulators' engine profile (default {DEFAULT_PROFILE}; "
+        "`gateway sim --list-profiles`; instant: no modelled latency)",
     )
     parser.add_argument(
         "--port", type=int, default=8080, help="the load balancer's port (default 8080; 0: free)"

@@ -45,6 +45,7 @@ from gateway_rehearsal.processes import (
 
 GATEWAY = (sys.executable, "-m", "gateway.cli")
 SIM_MODEL = "sim-model"
+MAX_REPLICAS = 250  # one loopback address each, from 127.0.0.2
 START_TIMEOUT_S = 120.0  # a cold start on a busy 2-core machine imports for a while
 
 
@@ -125,8 +126,8 @@ class Rehearsal:
     """
 
     def __init__(self, options: RehearsalOptions, cancel: threading.Event | None = None) -> None:
-        if options.replicas < 1:
-            raise ValueError("replicas must be at least 1")
+        if not 1 <= options.replicas <= MAX_REPLICAS:
+            raise ValueError(f"replicas must be between 1 and {MAX_REPLICAS}")
         if options.sims < 1 and not options.upstreams:
             raise ValueError("sims must be at least 1 without upstreams")
         self.options = options

@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def banner(info: FleetInfo, every_s: float) -> str:
     """What the operator needs: URLs, the key, and the commands to try."""
-    env = " ".join(f"{name}={value}" for name, value in info.control_env.items())
+    env = " ".join(f"{name}={shlex.quote(value)}" for name, value in info.control_env.items())
     lines = [
         f"gateway fleet rehearsal: {len(info.replica_urls)} replica(s) behind nginx",
         f"  load balancer  {info.url}   (answers carry `{REPLICA_HEADER}`)",
@@ -97,9 +97,6 @@ def run(args: argparse.Namespace) -> int:
     """Start the fleet, supervise it until a signal or a process exits, stop it."""
     logging.basicConfig(level=logging.INFO, format="rehearsal: %(message)s")
     stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
     options = RehearsalOptions(
         replicas=args.replicas,
         sims=args.sims,
@@ -113,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gateway rehearse: error: {exc}", file=sys.stderr)
         return 2
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     status = 0
     schedule: ControlSchedule | None = None
     try:
@@ -146,10 +146,13 @@ def run(args: argparse.Namespace) -> int:
         statuses = rehearsal.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info(
-        "stopped: %s", ", ".join(f"{name} ({code})" for name, code in statuses.items()) or "none"
-    )
+    log.info("stopped: %s", ", ".join(_ended(name, code) for name, code in statuses.items()))
     return status
+
+
+def _ended(name: str, status: int) -> str:
+    """``gateway-a (SIGTERM)``, ``redis (exit 0)``: how a process ended."""
+    return f"{name} ({signal.Signals(-status).name if status < 0 else f'exit {status}'})"
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from pathlib import Path
 log = logging.getLogger("gateway.rehearsal")
 
 POLL_S = 0.05
+PRIVATE_PORTS_FROM = 20_000  # free ports are picked from here to the ephemeral range
 
 
 class RehearsalError(RuntimeError):
@@ -159,18 +161,33 @@ def answers(url: str) -> bool:
 def free_port(hosts: Sequence[str] = ("127.0.0.1",), count: int = 1) -> int:
     """A port free on every one of ``hosts``, with the ``count - 1`` ports after it free too.
 
+    The port is chosen below the kernel's ephemeral range (``ip_local_port_range``), where no
+    outgoing connection and no ``bind(port 0)`` of another program takes it meanwhile: a
+    replica binds its port only after seconds of imports.
+
     Raises:
         RehearsalError: none found in a bounded number of tries.
     """
+    low = _ephemeral_low() - count
     for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            first = int(probe.getsockname()[1])
+        first = random.randint(PRIVATE_PORTS_FROM, low) if low > PRIVATE_PORTS_FROM else 0
+        if first == 0:  # no room below the ephemeral range: take one the kernel offers
+            with socket.socket() as probe:
+                probe.bind((hosts[0], 0))
+                first = int(probe.getsockname()[1])
         if first + count > 65_536:
             continue
         if all(_bindable(host, port) for host in hosts for port in range(first, first + count)):
             return first
     raise RehearsalError(f"no free port on {', '.join(hosts)}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default when unreadable)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def _bindable(host: str, port: int) -> bool:

@@ -4,6 +4,7 @@ process groups stopped with nothing left behind."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from gateway_rehearsal.control_jobs import ControlSchedule
 from gateway_rehearsal.fleet import Rehearsal, RehearsalOptions
 from gateway_rehearsal.fleet_config import HOST_VAR, NAME_VAR, fleet_config, write_fleet_config
 from gateway_rehearsal.nginx import nginx_conf, write_nginx_conf
-from gateway_rehearsal.processes import RehearsalError, spawn, stop_all, wait_for
+from gateway_rehearsal.processes import RehearsalError, free_port, spawn, stop_all, wait_for
 
 from gateway.app import build_state
 from gateway.config_loader import settings_from_text
@@ -168,3 +169,13 @@ def test_a_cancelled_start_stops_what_it_started(tmp_path: Path) -> None:
 def test_a_fleet_needs_a_replica() -> None:
     with pytest.raises(ValueError, match="replicas"):
         Rehearsal(RehearsalOptions(replicas=0))
+
+
+def test_free_ports_come_from_below_the_ephemeral_range() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first = free_port(["127.0.0.2", "127.0.0.3"], count=3)
+    assert first + 3 <= low
+    for host in ("127.0.0.2", "127.0.0.3"):
+        for port in range(first, first + 3):
+            with socket.socket() as s:
+                s.bind((host, port))  # free on every address asked for

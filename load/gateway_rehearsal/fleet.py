@@ -145,7 +145,6 @@ class Rehearsal:
         self.sim: Child | None = None
         self.replicas: dict[str, Child] = {}
         self.nginx: Child | None = None
-        self.info: FleetInfo | None = None
 
     def __enter__(self) -> FleetInfo:
         try:
@@ -206,7 +205,7 @@ class Rehearsal:
             self._wait(partial(answers, f"{replica_urls[name]}/readyz"), f"replica {name}", child)
         url = self._start_nginx([f"{host}:{port}" for host in hosts])
         usage_files = [f"{self.work_dir}/replicas/{name}/usage.jsonl" for name in names]
-        self.info = FleetInfo(
+        return FleetInfo(
             url=url,
             replica_urls=replica_urls,
             sim_urls=[] if opts.upstreams else backends,
@@ -220,7 +219,6 @@ class Rehearsal:
             control_commands=control_commands(config_path, usage_files),
             control_env=dict(self.env),
         )
-        return self.info
 
     def stop(self) -> dict[str, int]:
         """Stop everything started, load balancer first and Redis last; each process's exit

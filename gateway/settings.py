@@ -20,6 +20,7 @@ from gateway.settings_agents import (
 )
 from gateway.settings_base import PluginChoice, _Config
 from gateway.settings_control import ControlSettings
+from gateway.settings_dashboard import DashboardSettings
 from gateway.settings_node import NodeSettings
 from gateway.settings_scheduling import SchedulingSettings
 
@@ -445,6 +446,7 @@ class Settings(_Config):
         tool_sources: named tool sources (MCP servers); their tools are ``<name>.<tool>``.
         control: the control plane: the shared store and its jobs' settings.
         node: the GPU node agent (``gateway node``); None: this file configures no node.
+        dashboard: the live page at ``/dashboard``.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -462,4 +464,5 @@ class Settings(_Config):
     tool_sources: dict[str, ToolSourceSettings] = msgspec.field(default_factory=dict)
     control: ControlSettings = msgspec.field(default_factory=ControlSettings)
     node: NodeSettings | None = None
+    dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
     source: str = "<memory>"

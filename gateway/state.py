@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.assembly import CatalogBuilder
     from gateway.control.base import ControlStore
     from gateway.control.follow import ConfigFollower
+    from gateway.dashboard.feed import DashboardFeed
     from gateway.governance.runtime import Governance
     from gateway.scheduling.admission import Admissions
 
@@ -75,3 +76,4 @@ class GatewayState:
     control_store: ControlStore | None = None
     config_follower: ConfigFollower | None = None
     admissions: Admissions | None = None
+    dashboard: DashboardFeed | None = None

@@ -11,8 +11,9 @@ from gateway.routing.base import EngineMetrics
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
 KV_NAMES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
-PREFIX_QUERIES = ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")
-PREFIX_HITS = ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits")
+# counters: read by their samples' names (the text format's TYPE line may name them either way)
+PREFIX_QUERIES = ("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total")
+PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")
 
 
 def parse_engine_metrics(text: str, now: float) -> EngineMetrics | None:
@@ -26,10 +27,12 @@ def parse_engine_metrics(text: str, now: float) -> EngineMetrics | None:
             key = "kv" if name in KV_NAMES else name
             values = [s.value for s in family.samples]
             found[key] = (max(values) if key == "kv" else sum(values)) if values else 0.0
-        elif name in (*PREFIX_QUERIES, *PREFIX_HITS):
-            key = "queries" if name in PREFIX_QUERIES else "hits"
-            # a counter's family also holds its `_created` timestamps
-            found[key] = sum(s.value for s in family.samples if s.name.endswith("_total"))
+        else:
+            for sample in family.samples:
+                if sample.name in PREFIX_QUERIES:
+                    found["queries"] = found.get("queries", 0.0) + sample.value
+                elif sample.name in PREFIX_HITS:
+                    found["hits"] = found.get("hits", 0.0) + sample.value
     if WAITING not in found:
         return None
     return EngineMetrics(

@@ -108,4 +108,5 @@ def test_the_vllm_plugin_reads_the_prefix_cache_counters_old_and_new() -> None:
     assert (reading.prefix_cache_queries, reading.prefix_cache_hits) == (200.0, 50.0)
     old = new.replace("vllm:prefix_cache", "vllm:gpu_prefix_cache")
     legacy = parse_engine_metrics(old, 1.0)
-    assert legacy is not None and legacy.prefix_cache_hits == 50.0
+    assert legacy is not None
+    assert legacy.prefix_cache_hits == 50.0

@@ -40,9 +40,11 @@ def test_the_ring_keeps_one_reading_at_or_before_its_span_as_the_base() -> None:
     # 20 is the newest reading at or before 30 - 10: older ones are gone
     assert len(ring) == 11
     base = ring.base(10.0)
-    assert base is not None and base.at == 20.0
+    assert base is not None
+    assert base.at == 20.0
     short = ring.base(3.0)
-    assert short is not None and short.at == 27.0
+    assert short is not None
+    assert short.at == 27.0
 
 
 def test_a_young_ring_bases_its_windows_on_its_oldest_reading() -> None:
@@ -53,9 +55,11 @@ def test_a_young_ring_bases_its_windows_on_its_oldest_reading() -> None:
     ring.push(sample(1.0))
     ring.push(sample(2.0))
     base = ring.base(10.0)
-    assert base is not None and base.at == 0.0
+    assert base is not None
+    assert base.at == 0.0
     newest = ring.newest
-    assert newest is not None and newest.at == 2.0
+    assert newest is not None
+    assert newest.at == 2.0
 
 
 def test_a_window_shorter_than_the_readings_interval_uses_the_previous_reading() -> None:
@@ -63,7 +67,8 @@ def test_a_window_shorter_than_the_readings_interval_uses_the_previous_reading()
     ring.push(sample(0.0))
     ring.push(sample(5.0))
     base = ring.base(1.0)
-    assert base is not None and base.at == 0.0
+    assert base is not None
+    assert base.at == 0.0
 
 
 def test_bucket_deltas_are_the_observations_made_in_between() -> None:

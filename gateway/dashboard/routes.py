@@ -113,7 +113,8 @@ def build_dashboard_routes(feed: DashboardFeed, access: DashboardAccess) -> list
         return Response(b"", status_code=303, headers={"location": "/dashboard"}, cookies=[gone])
 
     @get("/dashboard/static/{name:str}", include_in_schema=False)
-    async def static(name: str) -> Response[Any]:
+    async def static(request: Request[Any, Any, Any]) -> Response[Any]:
+        name = str(request.path_params["name"])
         media_type = STATIC.get(name)
         if media_type is None:
             raise NotFoundError(f"No dashboard file named `{name}`.")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from gateway.config_loader import settings_from_mapping
+from gateway.control.parts import plugin_registries
+from gateway.node.agent import NodeAgent
+from gateway.node.runtime import gpu_backend, node_parts
+from gateway.node.server import serve
+from gateway.providers.base import ProviderContext
+from tests.support.processes import free_port
 
 MASTER = "sk-master-dashboard"
 
@@ -77,3 +87,55 @@ def wait_for_update(
                 if time.monotonic() > deadline:
                     break
     return None
+
+
+class NodeAgentThread:
+    """A real node agent (``gateway node``'s agent and HTTP face) served in this process on
+    a daemon thread with its own event loop: the same parts as the command builds, without a
+    subprocess's start-up (the dashboard's browser test needs a node, not a process)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.settings = settings_from_mapping(config, "node-config")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._agent: NodeAgent | None = None
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            self._failure = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        registries = plugin_registries(self.settings)
+        gpus = gpu_backend(self.settings, registries)
+        context = ProviderContext()
+        await context.start()
+        try:
+            agent = NodeAgent(self.settings, node_parts(self.settings, registries, context, gpus))
+            runner = await serve(agent, "127.0.0.1", self.port)
+            try:
+                self._loop, self._agent = asyncio.get_running_loop(), agent
+                self._ready.set()
+                await agent.run()
+            finally:
+                await runner.cleanup()
+        finally:
+            await context.close()
+            gpus.close()
+
+    def __enter__(self) -> NodeAgentThread:
+        self._thread.start()
+        if not self._ready.wait(30) or self._failure is not None:
+            raise RuntimeError(f"the node agent did not start: {self._failure!r}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._loop is not None and self._agent is not None:
+            asyncio.run_coroutine_threadsafe(self._agent.stop(), self._loop).result(30)
+        self._thread.join(30)

@@ -4,6 +4,7 @@
 "use strict";
 
 const MAX_POINTS = 300;
+const MIN_SPAN = 60; // points a sparkline spans at least: a young one grows from the right
 const history = new Map();
 
 function remember(key, value) {
@@ -36,7 +37,7 @@ function sparkline(points, kind) {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   if (points.length < 2) return svg;
   const top = Math.max(...points) || 1;
-  const step = width / (MAX_POINTS - 1);
+  const step = width / (Math.max(points.length, MIN_SPAN) - 1);
   const start = width - step * (points.length - 1);
   const xy = points.map((v, i) =>
     `${(start + i * step).toFixed(1)},${(height - 1 - (v / top) * (height - 3)).toFixed(1)}`);
@@ -141,7 +142,7 @@ function drawAlerts(alerts) {
     return el("li", { class: "alert" + (a.threshold >= 1 ? " full" : "") },
       el("span", { class: "when" }, when),
       el("span", { class: "level" }, `${Math.round(a.threshold * 100)} %`),
-      `${who} · ${a.window}: ${usd(a.spent_usd)} of ${usd(a.limit_usd)}`);
+      `${who} · window ${a.window}: ${usd(a.spent_usd)} of ${usd(a.limit_usd)}`);
   }));
 }
 
@@ -180,10 +181,23 @@ function draw(view) {
   document.body.dataset.seq = String(view.seq);
 }
 
+// Live while updates keep coming; a stream the server ends is reopened by the browser at once
+// (resuming after the last update it saw), so only silence counts as lost.
 const status = document.getElementById("status");
+let lastUpdate = 0;
+let interval = 1;
 const events = new EventSource("/dashboard/events");
 events.addEventListener("update", (event) => {
+  const view = JSON.parse(event.data);
+  lastUpdate = Date.now();
+  interval = view.interval_s;
   status.className = "status live";
-  draw(JSON.parse(event.data));
+  draw(view);
 });
-events.addEventListener("error", () => { status.className = "status lost"; });
+setInterval(() => {
+  if (lastUpdate && Date.now() - lastUpdate > Math.max(5, 4 * interval) * 1000) {
+    status.className = "status lost";
+    document.getElementById("updated").textContent =
+      `no update since ${new Date(lastUpdate).toLocaleTimeString()}`;
+  }
+}, 1000);

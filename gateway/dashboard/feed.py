@@ -7,7 +7,7 @@ pages that connect later, and stops once no page has been open for :data:`IDLE_S
 fleet board (:mod:`gateway.dashboard.fleet`) the loop runs from start-up instead, because the
 replica a page connects to shows every replica's numbers; while none of this replica's pages is
 open it only publishes its part (without the budget and node reads, which the replica serving
-the page does itself).
+the page does itself, and without reading engines the scraper does not already read).
 """
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ class DashboardFeed:
         """Read the state once; the new update when a page is open (None otherwise)."""
         state, settings = self.state, self.settings
         timeout_s = min(1.0, settings.update_interval_s)
-        engines = await read_engines(state.catalog, self._engines, timeout_s)
+        watched = self._pages > 0
+        # Engines are read only for a page: a replica that only publishes leaves them be.
+        engines = await read_engines(state.catalog, self._engines, timeout_s, read_now=watched)
         sample, in_flight = read_sample(state.metrics.registry, engines, time.monotonic())
         self._ring.push(sample)
         part = replica_part(
@@ -132,7 +134,6 @@ class DashboardFeed:
             rate_window_s=settings.rate_window_s,
             quantile_window_s=settings.quantile_window_s,
         )
-        watched = self._pages > 0
         part["replica"] = self.board.replica if self.board else "local"
         part["at"] = time.time()
         part["alerts"] = recent_alerts(state.governance.alerts.recent, time.time() - 3600)

@@ -29,10 +29,11 @@ MAX_BUDGET_HOLDERS = 100
 
 
 async def read_engines(
-    catalog: ModelCatalog, kept: dict[str, EngineMetrics], timeout_s: float
+    catalog: ModelCatalog, kept: dict[str, EngineMetrics], timeout_s: float, *, read_now: bool
 ) -> dict[str, EngineMetrics]:
-    """Each backend's engine reading by name: the scraper's when fresh, else one read now
-    from providers that report them (into ``kept``, whose stale entries are the fallback)."""
+    """Each backend's engine reading by name: the scraper's when fresh, else (``read_now``)
+    one read now from providers that report them (into ``kept``, whose stale entries are the
+    fallback)."""
     now = time.monotonic()
     found: dict[str, EngineMetrics] = {}
     wanted: list[tuple[str, EngineMetricsSource]] = []
@@ -41,7 +42,7 @@ async def read_engines(
             engine = backend.engine
             if engine is not None and engine.fresh(now):
                 found[backend.name] = engine
-            elif isinstance(backend.provider, EngineMetricsSource):
+            elif read_now and isinstance(backend.provider, EngineMetricsSource):
                 wanted.append((backend.name, backend.provider))
 
     async def read(name: str, source: EngineMetricsSource) -> None:

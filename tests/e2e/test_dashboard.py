@@ -152,3 +152,27 @@ def test_two_replicas_sharing_a_store_show_the_fleet(sim: Sim, tmp_path: Path) -
         busy = wait_for_update(one.url, lambda u: u["groups"][0]["rps"] > 0, BEARER)
         assert busy is not None
         assert busy["fleet"] == {"replicas": 2, "shared": True}
+
+
+def test_a_tenant_admin_sees_only_its_tenants_spend_and_alerts(sim: Sim, tmp_path: Path) -> None:
+    def admin(path: str, body: dict[str, object]) -> dict[str, object]:
+        status, _, data = http_json("POST", f"{gw.url}{path}", body, BEARER)
+        assert status == 201, data
+        return dict(data)
+
+    with running_gateway(dashboard_config(tmp_path, sim.url)) as gw:
+        budget = {"usd": 0.05, "window": "day", "alert_thresholds": [0.02]}
+        for tenant in ("acme", "zed"):
+            admin("/admin/tenants", {"name": tenant, "budgets": [budget]})
+            key = str(admin("/admin/keys", {"tenant": tenant})["key"])
+            assert chat(gw, key) == 200  # at least $0.001: past 2 % of $0.05
+        acme_admin = str(admin("/admin/keys", {"tenant": "acme", "role": "admin"})["key"])
+        every = wait_for_update(gw.url, lambda u: len(u["alerts"]) == 2, BEARER)
+        assert every is not None
+        assert [t["tenant"] for t in every["tenants"]] == ["acme", "zed"]
+        mine = wait_for_update(
+            gw.url, lambda u: bool(u["alerts"]), {"authorization": f"Bearer {acme_admin}"}
+        )
+        assert mine is not None
+        assert [t["tenant"] for t in mine["tenants"]] == ["acme"]
+        assert [a["tenant"] for a in mine["alerts"]] == ["acme"]

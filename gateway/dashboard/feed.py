@@ -116,8 +116,9 @@ class DashboardFeed:
         finally:
             self._running = False
 
-    async def update(self) -> dict[str, Any] | None:
-        """Read the state once; the new update when a page is open (None otherwise)."""
+    async def update(self) -> None:
+        """Read the state once: publish this replica's part (with a fleet board) and, while
+        a page is open, make the next update and wake the pages."""
         state, settings = self.state, self.settings
         timeout_s = min(1.0, settings.update_interval_s)
         watched = self._pages > 0
@@ -145,7 +146,7 @@ class DashboardFeed:
         )
         parts = await self.board.exchange(part) if self.board is not None else None
         if not watched:
-            return None
+            return
         view = render(
             merge_parts(parts or [part]),
             BOUNDS,
@@ -157,7 +158,6 @@ class DashboardFeed:
         self._views.append(view)
         tick, self._tick = self._tick, asyncio.Event()
         tick.set()
-        return view
 
     async def _budgets(self) -> list[dict[str, Any]]:
         governance = self.state.governance

@@ -180,7 +180,8 @@ def requested_urls(driver: webdriver.Chrome) -> list[str]:
     """Every URL the browser asked for, from the DevTools network log and the page's own
     resource timing entries."""
     urls = []
-    for entry in driver.get_log("performance"):
+    log: list[dict[str, Any]] = driver.get_log("performance")  # type: ignore[no-untyped-call]
+    for entry in log:
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
@@ -199,7 +200,7 @@ def test_the_dashboard_in_a_browser(browser: webdriver.Chrome, tmp_path: Path) -
             "read_interval_s": 0.5,
         }
     }
-    engine = {"step_base_ms": 5, "num_gpu_blocks": 600, "decode_ms_per_seq": 2}
+    engine: dict[str, Any] = {"step_base_ms": 5, "num_gpu_blocks": 600, "decode_ms_per_seq": 2}
     with (
         running_sim(**engine) as one,
         running_sim(**engine) as two,
@@ -219,7 +220,10 @@ def test_the_dashboard_in_a_browser(browser: webdriver.Chrome, tmp_path: Path) -
             browser.find_element(By.ID, "key").send_keys(MASTER)
             browser.find_element(By.ID, "login-submit").click()
             until(lambda: text(browser, "#fleet") == "this replica only")
-            assert browser.get_cookie("gateway_dashboard")["httpOnly"] is True
+            cookie = browser.get_cookie("gateway_dashboard")
+            assert cookie is not None
+            assert cookie["httpOnly"] is True
+            assert cookie["sameSite"] == "Strict"
             until(lambda: text(browser, "[data-backend='chat-1'] .state") == "up")
             until(lambda: text(browser, "[data-node='gpu-node-1'] .head"))
             assert text(browser, "[data-group='chat'] .rps") == "0.0"

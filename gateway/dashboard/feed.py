@@ -22,7 +22,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.dashboard.fleet import FleetBoard
-from gateway.dashboard.live import read_budgets, read_engines, read_nodes, recent_alerts
+from gateway.dashboard.live import (
+    BudgetRules,
+    list_budgets,
+    read_budgets,
+    read_engines,
+    read_nodes,
+    recent_alerts,
+)
 from gateway.dashboard.snapshot import read_sample, replica_part
 from gateway.dashboard.view import merge_parts, render
 from gateway.dashboard.window import Ring
@@ -37,6 +44,9 @@ IDLE_STOP_S = 30.0
 """How long the loop keeps running after the last page closed (a reload keeps its history)."""
 
 BOUNDS = (*LATENCY_BUCKETS, math.inf)
+
+BUDGETS_LISTED_EVERY_S = 10.0
+"""How often the key store's budgets are listed again (their spend is read every update)."""
 
 
 class DashboardFeed:
@@ -57,6 +67,8 @@ class DashboardFeed:
             maxlen=max(2, math.ceil(s.history_s / s.update_interval_s))
         )
         self._engines: dict[str, EngineMetrics] = {}
+        self._budget_rules: BudgetRules = {}
+        self._budgets_listed_at = -math.inf
         self._seq = 0
         self._pages = 0
         self._idle_since = time.monotonic()
@@ -75,8 +87,10 @@ class DashboardFeed:
             self.state.background.spawn(self._run())
 
     async def follow(self, after: int | None = None) -> AsyncIterator[dict[str, Any]]:
-        """The kept updates newer than sequence number ``after`` (all of them when None), then
-        each new one as it is made, until the caller stops iterating."""
+        """The kept updates newer than sequence number ``after`` (all of them when None or in
+        the future), then each new one as it is made, until the caller stops iterating."""
+        if after is not None and after > time.time() * 1000 + 60_000:
+            after = None  # not an id this fleet made
         self._pages += 1
         self.start()
         try:
@@ -153,7 +167,9 @@ class DashboardFeed:
             replicas=len(parts) if parts else 1,
             shared=parts is not None,
         )
-        self._seq += 1
+        # Milliseconds since the epoch, never repeating: a page that reconnects to another
+        # replica (or to this one restarted) resumes after the last update it saw.
+        self._seq = max(self._seq + 1, int(part["at"] * 1000))
         view.update(seq=self._seq, at=part["at"], interval_s=settings.update_interval_s)
         self._views.append(view)
         tick, self._tick = self._tick, asyncio.Event()
@@ -162,7 +178,10 @@ class DashboardFeed:
     async def _budgets(self) -> list[dict[str, Any]]:
         governance = self.state.governance
         try:
-            return await read_budgets(governance.store, governance.limiter)
+            if time.monotonic() - self._budgets_listed_at > BUDGETS_LISTED_EVERY_S:
+                self._budget_rules = await list_budgets(governance.store)
+                self._budgets_listed_at = time.monotonic()
+            return await read_budgets(self._budget_rules, governance.limiter)
         except Exception as exc:  # noqa: BLE001 - a store that is down hides the budgets only
             log.warning("dashboard: budgets not read: %s: %s", type(exc).__name__, exc)
             return []

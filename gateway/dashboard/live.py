@@ -66,14 +66,18 @@ def _budget_rules(scope: str, budgets: Iterable[Budget]) -> list[Rule]:
     return [Rule(scope, "budget", b.nanos, b.window, tuple(b.alert_thresholds)) for b in budgets]
 
 
-async def read_budgets(store: KeyStore | None, limiter: Limiter) -> list[dict[str, Any]]:
-    """Every tenant-wide and key-wide budget with its window's spend, as the limiter counts it
-    (shared by the fleet when the limiter is); empty without a key store."""
+BudgetRules = dict[str, list[tuple[str | None, str | None, Rule]]]
+"""Budget rules by limiter hash tag, each with its tenant and key id (None: tenant-wide)."""
+
+
+async def list_budgets(store: KeyStore | None) -> BudgetRules:
+    """Every tenant-wide and key-wide budget of the key store (live keys only; empty without
+    a store), at most :data:`MAX_BUDGET_HOLDERS` tags."""
     if store is None:
-        return []
+        return {}
     tenants = sorted(await store.list_tenants(), key=lambda t: t.name)
     keys = sorted(await store.list_keys(), key=lambda k: k.id)
-    by_tag: dict[str, list[tuple[str | None, str | None, Rule]]] = {}
+    by_tag: BudgetRules = {}
     for record in tenants[:MAX_BUDGET_HOLDERS]:
         for rule in _budget_rules(f"tenant:{record.name}", record.budgets):
             by_tag.setdefault(f"t:{record.name}", []).append((record.name, None, rule))
@@ -81,8 +85,14 @@ async def read_budgets(store: KeyStore | None, limiter: Limiter) -> list[dict[st
         tag = f"t:{key.tenant}" if key.tenant else f"k:{key.id}"
         for rule in _budget_rules(f"key:{key.id}", key.budgets):
             by_tag.setdefault(tag, []).append((key.tenant, key.id, rule))
+    return dict(list(by_tag.items())[:MAX_BUDGET_HOLDERS])
+
+
+async def read_budgets(rules: BudgetRules, limiter: Limiter) -> list[dict[str, Any]]:
+    """Each budget of ``rules`` with its window's spend, as the limiter counts it (shared by
+    the fleet when the limiter is)."""
     out: list[dict[str, Any]] = []
-    for tag, entries in list(by_tag.items())[:MAX_BUDGET_HOLDERS]:
+    for tag, entries in rules.items():
         states = await limiter.states([rule for _, _, rule in entries], tag)
         for (tenant, key_id, _), state in zip(entries, states, strict=True):
             rule = state.rule

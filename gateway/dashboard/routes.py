@@ -94,8 +94,6 @@ def build_dashboard_routes(feed: DashboardFeed, access: DashboardAccess) -> list
             who = await access.login(key)
         except AuthenticationError as exc:
             return _login_page(exc.message, 401)
-        except PermissionDeniedError as exc:
-            return _page("closed.html", 403, message=exc.message)
         cookie = Cookie(
             key=COOKIE,
             value=access.sessions.issue(who),

@@ -176,3 +176,14 @@ def test_a_tenant_admin_sees_only_its_tenants_spend_and_alerts(sim: Sim, tmp_pat
         assert mine is not None
         assert [t["tenant"] for t in mine["tenants"]] == ["acme"]
         assert [a["tenant"] for a in mine["alerts"]] == ["acme"]
+
+
+def test_a_reconnecting_page_gets_only_what_it_missed(sim: Sim, tmp_path: Path) -> None:
+    with running_gateway(dashboard_config(tmp_path, sim.url)) as gw:
+        first, second = read_updates(gw.url, 2, BEARER)
+        assert second["seq"] > first["seq"]
+        (resumed,) = read_updates(gw.url, 1, {**BEARER, "last-event-id": str(second["seq"])})
+        assert resumed["seq"] > second["seq"]
+        # an id from the far future (another fleet, a forged one) is ignored: all is replayed
+        (replayed,) = read_updates(gw.url, 1, {**BEARER, "last-event-id": "99999999999999"})
+        assert replayed["seq"] == first["seq"]

@@ -50,8 +50,10 @@ def _pepper(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
     """Headless Chromium with a fresh profile and the DevTools network log on."""
+    # Both binaries are given, so selenium-manager has nothing to find; offline all the same.
+    monkeypatch.setenv("SE_OFFLINE", "true")
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: scripts/test.sh installs chromium")

@@ -25,6 +25,7 @@ from gateway.auth import Authenticator
 from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.control.follow import ConfigFollower
 from gateway.control.hints import follow_health_hints
+from gateway.dashboard import build_dashboard
 from gateway.errors import GatewayError
 from gateway.pipeline.pipeline import Pipeline
 from gateway.plugins import PluginError, call_lifecycle
@@ -109,6 +110,8 @@ def start_background_tasks(state: GatewayState) -> None:
         state.background.spawn(
             follow_health_hints(state.control_store, state.catalog, clock=state.clock)
         )
+    if state.dashboard is not None and state.dashboard.board is not None:
+        state.dashboard.start()  # the fleet's pages read this replica's numbers
 
 
 def _lifespan(state: GatewayState) -> Any:
@@ -200,6 +203,8 @@ def create_app(
         *build_queue_routes(state),
         *build_spend_routes(lambda: state.governance.ledger.reader, authorize),
     ]
+    state.dashboard, dashboard_routes = build_dashboard(state, authorize)
+    handlers += dashboard_routes
     if state.governance.admin is not None:
         handlers += build_key_admin_routes(state.governance.admin, authorize)
     if plugin_routes:

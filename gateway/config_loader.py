@@ -163,6 +163,8 @@ def check_consistency(settings: Settings) -> None:
     if settings.node is not None:
         for field, problem in settings.node.problems():
             raise ConfigError(source, f"node.{field}", problem)
+    for field, problem in settings.dashboard.problems(settings.server.host):
+        raise ConfigError(source, f"dashboard.{field}", problem)
     groups = {g.name for g in settings.models}
     for gi, group in enumerate(settings.models):
         for key in ("fallbacks", "context_window_fallbacks"):

@@ -20,6 +20,7 @@ from gateway.settings_agents import (
 )
 from gateway.settings_base import PluginChoice, _Config
 from gateway.settings_control import ControlSettings
+from gateway.settings_dashboard import DashboardSettings
 from gateway.settings_node import NodeSettings
 from gateway.settings_scheduling import SchedulingSettings
 from gateway.settings_tracing import TracingSettings
@@ -447,6 +448,7 @@ class Settings(_Config):
         control: the control plane: the shared store and its jobs' settings.
         node: the GPU node agent (``gateway node``); None: this file configures no node.
         tracing: OpenTelemetry traces (off by default).
+        dashboard: the live page at ``/dashboard``.
         source: where the settings came from (a path, or a description of the default); set by
             the loader, not by the file.
     """
@@ -465,4 +467,5 @@ class Settings(_Config):
     control: ControlSettings = msgspec.field(default_factory=ControlSettings)
     node: NodeSettings | None = None
     tracing: TracingSettings = msgspec.field(default_factory=TracingSettings)
+    dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
     source: str = "<memory>"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.assembly import CatalogBuilder
     from gateway.control.base import ControlStore
     from gateway.control.follow import ConfigFollower
+    from gateway.dashboard.feed import DashboardFeed
     from gateway.governance.runtime import Governance
     from gateway.scheduling.admission import Admissions
     from gateway.telemetry.tracing import Tracer
@@ -78,3 +79,4 @@ class GatewayState:
     config_follower: ConfigFollower | None = None
     admissions: Admissions | None = None
     tracing: Tracer | None = None
+    dashboard: DashboardFeed | None = None

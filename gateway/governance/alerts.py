@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -19,6 +21,8 @@ from gateway.governance.limiter import Alert
 from gateway.governance.sinks import AlertSink
 
 log = logging.getLogger("gateway.alerts")
+
+RECENT_ALERTS = 50
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -31,6 +35,10 @@ class AlertDispatcher:
         spawn: runs a coroutine in the background (the app's ``Background.spawn``); None:
             plain tasks on the running loop, held here until they end.
         drain_s: how long :meth:`aclose` waits for sends in flight.
+
+    Attributes:
+        recent: the latest alerts (newest last, at most :data:`RECENT_ALERTS`), each its
+            context plus ``at`` (Unix time): what the dashboard shows as they fire.
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class AlertDispatcher:
         self._closed = False
         self.sent = 0
         self.failed = 0
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)
 
     @property
     def in_flight(self) -> int:
@@ -62,6 +71,7 @@ class AlertDispatcher:
                 "alert after shutdown not sent: %s at %g", alert.rule.scope, alert.threshold
             )
             return
+        self.recent.append({"at": time.time(), **context})
         for name, sink in self._sinks:
             coro = self._send(name, sink, alert, context)
             self._in_flight += 1

@@ -22,12 +22,17 @@ class EngineMetrics:
         running: requests in the running batch.
         kv_cache_usage: share of KV-cache blocks in use, 0 to 1.
         scraped_at: ``time.monotonic()`` of the scrape.
+        prefix_cache_queries / prefix_cache_hits: prompt tokens looked up in the engine's
+            prefix cache and found there, since the engine started (counters; the dashboard
+            shows their rates' ratio).
     """
 
     waiting: float
     running: float
     kv_cache_usage: float
     scraped_at: float
+    prefix_cache_queries: float = 0.0
+    prefix_cache_hits: float = 0.0
 
     def fresh(self, now: float, max_age_s: float = 2.0) -> bool:
         """Whether the reading is recent enough to route on."""

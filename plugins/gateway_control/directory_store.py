@@ -183,5 +183,41 @@ class DirectoryControlStore:
         path, data = self._state_file(name), encode_state(state)
         await self._call(lambda: self._put(path, data))
 
+    # -- dashboard snapshots: one file per replica, its mtime set to when it expires -----------
+
+    async def put_snapshot(self, replica: str, data: bytes, ttl_s: float) -> None:
+        path = self._snapshot_file(replica)
+
+        def put() -> None:
+            self._put(path, data)
+            expires = time.time() + ttl_s
+            os.utime(path, (expires, expires))
+
+        await self._call(put)
+
+    def _snapshot_file(self, replica: str) -> Path:
+        if not _STATE_NAME.match(replica):
+            raise ValueError(f"a replica's name must be a plain file name, got `{replica}`")
+        return self.path / "dashboard" / f"{replica}.json"
+
+    async def snapshots(self) -> list[bytes]:
+        folder = self.path / "dashboard"
+
+        def read() -> list[bytes]:
+            if not folder.is_dir():
+                return []
+            now, found = time.time(), []
+            for path in folder.glob("*.json"):
+                try:
+                    if path.stat().st_mtime < now:
+                        path.unlink(missing_ok=True)  # expired
+                    elif (data := _read(path)) is not None:
+                        found.append(data)
+                except FileNotFoundError:
+                    continue  # another reader removed it
+            return found
+
+        return await self._call(read)
+
     async def aclose(self) -> None:
         """Nothing is held open between calls."""

@@ -7,7 +7,10 @@ slot and one script touches both):
   increments: what replicas poll, one GET;
 - ``<prefix>{config}:versions``: a hash of version number to its JSON record;
 - ``<prefix>health``: the last sweep's hints, one JSON value;
-- ``<prefix>state:<name>``: a job's state, one JSON value.
+- ``<prefix>state:<name>``: a job's state, one JSON value;
+- ``<prefix>{dashboard}:replicas`` and ``<prefix>{dashboard}:r:<replica>``: the dashboard's
+  snapshots (:class:`gateway.dashboard.fleet.SharesSnapshots`), one key per replica that
+  expires with its TTL, and the set of replicas that published (pruned by the reader).
 
 Publication is one script: increment the counter, store the record under the new number, and
 forget versions older than the newest ``keep_versions``; so two publishers never get the same
@@ -51,6 +54,10 @@ return version
 """
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class RedisControlStore:
     """The control store in one Redis database (or Cluster-compatible keys).
 
@@ -85,6 +92,7 @@ class RedisControlStore:
         self._current = f"{prefix}{{config}}:current"
         self._versions = f"{prefix}{{config}}:versions"
         self._health = f"{prefix}health"
+        self._dashboard = f"{prefix}{{dashboard}}"
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=self.timeout_s,
@@ -160,6 +168,33 @@ class RedisControlStore:
     async def put_state(self, name: str, state: Mapping[str, Any]) -> None:
         data = encode_state(state)
         await self._call(lambda: self._client.set(self._state_key(name), data))
+
+    # -- dashboard snapshots ---------------------------------------------------------------------
+
+    async def put_snapshot(self, replica: str, data: bytes, ttl_s: float) -> None:
+        key = f"{self._dashboard}:r:{replica}"
+        ttl_ms = max(1, round(ttl_s * 1000))
+
+        async def put() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.set(key, data, px=ttl_ms)
+                pipe.sadd(f"{self._dashboard}:replicas", replica)
+                await pipe.execute()
+
+        await self._call(put)
+
+    async def snapshots(self) -> list[bytes]:
+        replicas_key = f"{self._dashboard}:replicas"
+        members: set[bytes | str] = await self._call(lambda: self._client.smembers(replicas_key))
+        names = sorted(_text(n) for n in members)
+        if not names:
+            return []
+        keys = [f"{self._dashboard}:r:{n}" for n in names]
+        values: list[bytes | str | None] = await self._call(lambda: self._client.mget(keys))
+        gone = [n for n, v in zip(names, values, strict=True) if v is None]
+        if gone:
+            await self._call(lambda: self._client.srem(replicas_key, *gone))
+        return [v.encode() if isinstance(v, str) else v for v in values if v is not None]
 
     async def aclose(self) -> None:
         await self._client.aclose()

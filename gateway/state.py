@@ -58,6 +58,7 @@ class GatewayState:
         admissions: the admission control of the model groups with a ``scheduling:`` section
             (None: none built).
         tracing: makes the requests' spans (None: ``tracing.enabled`` is off).
+        dashboard: the live page's feed (``/dashboard``; None until the app is built).
     """
 
     settings: Settings

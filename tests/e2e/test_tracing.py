@@ -50,11 +50,9 @@ USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello the
 
 
 def plugins() -> pluggy.PluginManager:
-    """The gateway's plugins, ``gateway_otel`` among them (registered here while the
-    installed distribution does not declare its entry point yet)."""
+    """The gateway's plugins, ``gateway_otel`` among them (through its entry point)."""
     pm = make_plugin_manager()
-    if pm.get_plugin("otel") is None:
-        pm.register(gateway_otel, name="otel")
+    assert pm.get_plugin("otel") is gateway_otel
     return pm
 
 
@@ -454,8 +452,7 @@ from gateway.plugins import make_plugin_manager
 from tests.support.servers import group, http_json, running_gateway, running_sim
 
 pm = make_plugin_manager()
-if pm.get_plugin("otel") is None:
-    pm.register(gateway_otel, name="otel")
+assert pm.get_plugin("otel") is gateway_otel
 chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
 with running_sim() as sim, running_gateway(
     {"models": [group("chat", sim.url)]}, plugin_manager=pm

@@ -78,7 +78,9 @@ class Sessions:
     def check(self, cookie: str, now: float | None = None) -> Viewer | None:
         """The viewer of a cookie value, or None when it is forged, malformed or expired."""
         payload, _, signature = cookie.partition(".")
-        if not hmac.compare_digest(self._sign(payload), signature):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a client's cookie).
+        expected = self._sign(payload).encode()
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             return None
         try:
             session = msgspec.json.decode(_unb64(payload), type=_Session)
@@ -147,7 +149,9 @@ class DashboardAccess:
                 "`dashboard.allow_unauthenticated_loopback`).",
                 code="dashboard_closed",
             )
-        if headers.get("authorization") or headers.get("x-api-key"):
+        # A bearer token or an API key is a key to check; any other Authorization (a proxy's
+        # Basic credentials) leaves the session cookie to decide.
+        if headers.get("authorization", "")[:7].lower() == "bearer " or headers.get("x-api-key"):
             return viewer_of(await self._authorize(headers))
         cookie = cookies.get(COOKIE)
         viewer = self.sessions.check(cookie) if cookie else None

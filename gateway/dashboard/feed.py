@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from gateway.dashboard.fleet import FleetBoard
@@ -86,9 +86,12 @@ class DashboardFeed:
             self._running = True
             self.state.background.spawn(self._run())
 
-    async def follow(self, after: int | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def follow(
+        self, after: int | None = None, until: float | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """The kept updates newer than sequence number ``after`` (all of them when None or in
-        the future), then each new one as it is made, until the caller stops iterating."""
+        the future), then each new one as it is made, until the caller stops iterating or
+        ``time.monotonic()`` passes ``until`` (even if no update comes: the loop may fail)."""
         if after is not None and after > time.time() * 1000 + 60_000:
             after = None  # not an id this fleet made
         self._pages += 1
@@ -100,7 +103,13 @@ class DashboardFeed:
                 for view in [v for v in self._views if v["seq"] > seen]:
                     seen = view["seq"]
                     yield view
-                await tick.wait()
+                if until is None:
+                    await tick.wait()
+                    continue
+                try:
+                    await asyncio.wait_for(tick.wait(), max(0.0, until - time.monotonic()))
+                except TimeoutError:
+                    return
         finally:
             self._pages -= 1
             if self._pages == 0:
@@ -161,6 +170,8 @@ class DashboardFeed:
         parts = await self.board.exchange(part) if self.board is not None else None
         if not watched:
             return
+        if parts:
+            parts = [p for p in parts if p is part or _mergeable(p)] or [part]
         view = render(
             merge_parts(parts or [part]),
             BOUNDS,
@@ -185,3 +196,14 @@ class DashboardFeed:
         except Exception as exc:  # noqa: BLE001 - a store that is down hides the budgets only
             log.warning("dashboard: budgets not read: %s: %s", type(exc).__name__, exc)
             return []
+
+
+def _mergeable(part: Mapping[str, Any]) -> bool:
+    """Whether another replica's part merges (one of another version, mid-rollout, may not):
+    a part that does not is left out of the fleet's view rather than failing every update."""
+    try:
+        merge_parts([part])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.warning("left out replica %r's dashboard part: it does not merge", part.get("replica"))
+        return False
+    return True

@@ -69,6 +69,23 @@ def _client(request: Request[Any, Any, Any]) -> str | None:
     return request.client.host if request.client else None
 
 
+def _cross_site(request: Request[Any, Any, Any]) -> bool:
+    """Whether a form post came from another site (login CSRF: a victim logged into the
+    attacker's session, or logged out): the browser's ``Sec-Fetch-Site``, else an ``Origin``
+    naming another host. A client that sends neither (curl, a script) is not a browser."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+    return origin.partition("://")[2] != request.headers.get("host", "")
+
+
+def _refused_cross_site() -> Response[Any]:
+    return _login_page("Log in from this page: a form from another site was refused.", 403)
+
+
 def build_dashboard_routes(feed: DashboardFeed, access: DashboardAccess) -> list[HTTPRouteHandler]:
     """The dashboard's routes, serving ``feed`` to the viewers ``access`` lets in."""
 
@@ -88,6 +105,8 @@ def build_dashboard_routes(feed: DashboardFeed, access: DashboardAccess) -> list
 
     @post("/dashboard/login", status_code=303, include_in_schema=False)
     async def login(request: Request[Any, Any, Any]) -> Response[Any]:
+        if _cross_site(request):
+            return _refused_cross_site()
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         key = (form.get("key") or [""])[0].strip()
         try:
@@ -106,7 +125,9 @@ def build_dashboard_routes(feed: DashboardFeed, access: DashboardAccess) -> list
         return Response(b"", status_code=303, headers={"location": "/dashboard"}, cookies=[cookie])
 
     @post("/dashboard/logout", status_code=303, include_in_schema=False)
-    async def logout() -> Response[Any]:
+    async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+        if _cross_site(request):
+            return _refused_cross_site()
         gone = Cookie(key=COOKIE, value="", path="/dashboard", max_age=0, httponly=True)
         return Response(b"", status_code=303, headers={"location": "/dashboard"}, cookies=[gone])
 
@@ -123,12 +144,13 @@ def build_dashboard_routes(feed: DashboardFeed, access: DashboardAccess) -> list
     async def events(request: Request[Any, Any, Any]) -> Stream:
         who = await viewer(request)
         last = request.headers.get("last-event-id", "")
-        after = int(last) if last.isdigit() else None
+        # ASCII digits only (str.isdigit also takes "²"), and no more than an id has.
+        after = int(last) if last.isascii() and last.isdigit() and len(last) <= 19 else None
 
         async def stream() -> AsyncIterator[bytes]:
             yield b"retry: 1000\n\n"
             ends = time.monotonic() + STREAM_S
-            async for view in feed.follow(after):
+            async for view in feed.follow(after, until=ends):
                 shown = view if who.tenant is None else only_tenant(view, who.tenant)
                 yield b"id: %d\nevent: update\ndata: %s\n\n" % (view["seq"], _json.encode(shown))
                 if time.monotonic() > ends:

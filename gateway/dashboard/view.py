@@ -163,9 +163,12 @@ def render(
 
 
 def only_tenant(view: Mapping[str, Any], tenant: str) -> dict[str, Any]:
-    """``view`` as a tenant admin sees it: that tenant's spend, budgets and alerts only."""
+    """``view`` as a tenant admin sees it: that tenant's spend, budgets and alerts only, and
+    no backend's or node's URL (one may carry credentials in its userinfo or query)."""
     return {
         **view,
         "tenants": [t for t in view["tenants"] if t["tenant"] == tenant],
         "alerts": [a for a in view["alerts"] if a.get("tenant") == tenant],
+        "backends": [{k: v for k, v in b.items() if k != "url"} for b in view["backends"]],
+        "nodes": [{k: v for k, v in n.items() if k != "url"} for n in view["nodes"]],
     }

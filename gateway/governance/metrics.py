@@ -104,7 +104,9 @@ class GovernanceMetrics:
             if rule.kind == "budget" and (self.key_labels or rule.scope.startswith("tenant:")):
                 labels = (rule.scope, rule.window)
                 self._children.get(self.budget_remaining, *labels).set(state.remaining / 1e9)
-                self._children.get(self.budget_used, *labels).set(state.used / rule.limit)
+                # A limit below a nano-dollar rounds to 0: such a budget is spent from the start.
+                used = state.used / rule.limit if rule.limit > 0 else 1.0
+                self._children.get(self.budget_used, *labels).set(used)
 
     def rejected(self, kind: str, tenant: str | None) -> None:
         self._children.get(self.rejections, kind, tenant or "-").inc()

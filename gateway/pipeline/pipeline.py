@@ -200,6 +200,10 @@ class Pipeline:
             self.telemetry.rejected(ctx, exc)
             self._finish(ctx, status_of(exc), "none", error=exc)
             raise
+        except BaseException as exc:  # the client left mid-body: nothing to account, a span to end
+            if (trace := ctx.trace) is not None:
+                trace.finish(ctx, 499, "none", 0, 0, exc)
+            raise
         await self.admit(ctx)
         return ctx
 
@@ -303,14 +307,19 @@ class Pipeline:
     ) -> None:
         """The end of every request, exactly once in effect: its admission released (the next
         waiter may go; with what it used, else its estimate), then the governor's accounting,
-        then the trace's spans end (with the cost the accounting found)."""
-        if (admission := ctx.admission) is not None:
-            admission.release(prompt, completion)
-        self._governor.finish(
-            ctx, status, backend, prompt or 0, completion or 0, cached, error=error
-        )
-        if (trace := ctx.trace) is not None:
-            trace.finish(ctx, status, backend, prompt or 0, completion or 0, error)
+        then the trace's spans end (with the cost the accounting found). Each step runs even
+        if an earlier one raised (a scheduler plugin's bug must not lose the usage)."""
+        try:
+            if (admission := ctx.admission) is not None:
+                admission.release(prompt, completion)
+        finally:
+            try:
+                self._governor.finish(
+                    ctx, status, backend, prompt or 0, completion or 0, cached, error=error
+                )
+            finally:
+                if (trace := ctx.trace) is not None:
+                    trace.finish(ctx, status, backend, prompt or 0, completion or 0, error)
 
     async def _stream(
         self, ctx: RequestContext, opened: OpenStream, in_flight: InFlight

@@ -18,6 +18,7 @@ The fast path (nothing waits, the group is not saturated) takes no lock and allo
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import time
@@ -345,7 +346,10 @@ class GroupAdmission:
                 break
             waiter = self._waiters.pop(ticket, None)
             if waiter is None or waiter.future.done():
-                continue  # its client left; the waiter's handler has not run yet
+                # Its client left (the waiter's handler has not run yet): the scheduler counted
+                # the pop as running; a finish with nothing used uncounts it.
+                self.scheduler.finished(ticket, 0, 0)
+                continue
             self.admitted += 1
             self.scheduler.started(ticket)
             waiter.future.set_result(Admission(self, ticket, True))
@@ -427,6 +431,13 @@ class Admissions:
                     f"{where}.backend",
                     f"scheduler `{choice.backend}` built a {type(scheduler).__name__}, "
                     "not a Scheduler",
+                )
+            if settings.headroom and "urgent" not in inspect.signature(scheduler.pop).parameters:
+                raise ConfigError(
+                    source,
+                    f"models[{i}].scheduling.headroom",
+                    f"scheduler `{choice.backend}` has no `pop(urgent=...)`: it cannot say who "
+                    "may take a headroom",
                 )
             groups[group.name] = GroupAdmission(group, settings, scheduler, metrics)
         return cls(groups)

@@ -123,7 +123,8 @@ class Scheduler(Protocol):
 
     def finished(self, ticket: AdmissionTicket, input_tokens: int, output_tokens: int) -> None:
         """A ticket :meth:`started` ended, having used these tokens (its estimate when
-        unknown)."""
+        unknown). Also called, with 0 and 0, for a ticket popped whose client left before it
+        could start: whatever the pop counted is to be uncounted."""
         ...
 
     def depths(self) -> Mapping[int, int]:

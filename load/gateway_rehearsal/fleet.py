@@ -38,6 +38,7 @@ from gateway_rehearsal.processes import (
     RehearsalError,
     answers,
     free_port,
+    kill_group,
     spawn,
     stop_all,
     wait_for,
@@ -224,15 +225,26 @@ class Rehearsal:
         """Stop everything started, load balancer first and Redis last; each process's exit
         status by name. Removes the work directory if the rehearsal made it."""
         statuses: dict[str, int] = {}
-        for group, grace_s in (
+        groups = (
             ([self.nginx], 10.0),
             (list(self.replicas.values()), 30.0),  # shutdown_grace_s 5, then the drain
             ([self.sim], 10.0),
             ([self.redis], 10.0),
-        ):
-            statuses |= stop_all([c for c in group if c is not None], grace_s)
-        if self._owns_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        )
+        try:
+            for group, grace_s in groups:
+                try:
+                    statuses |= stop_all([c for c in group if c is not None], grace_s)
+                except BaseException:
+                    # A second Ctrl-C, or any failure: the rest must still go, at once.
+                    for later, _ in groups:
+                        for child in later:
+                            if child is not None:
+                                kill_group(child)
+                    raise
+        finally:
+            if self._owns_dir:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
         return statuses
 
     def _start_redis(self) -> str:

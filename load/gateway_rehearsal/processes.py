@@ -100,6 +100,11 @@ def _signal_group(child: Child, sig: signal.Signals) -> None:
         os.killpg(child.pid, sig)
 
 
+def kill_group(child: Child) -> None:
+    """SIGKILL ``child``'s whole process group now (nothing to wait for)."""
+    _signal_group(child, signal.SIGKILL)
+
+
 def stop_all(children: Sequence[Child], grace_s: float) -> dict[str, int]:
     """Stop ``children`` together: each one's graceful signal to its group, then SIGKILL for
     what is still running after ``grace_s``; returns each one's exit status by name."""
@@ -114,7 +119,11 @@ def stop_all(children: Sequence[Child], grace_s: float) -> dict[str, int]:
         except subprocess.TimeoutExpired:
             log.warning("%s did not stop within %.0f s: killed", child.name, grace_s)
             _signal_group(child, signal.SIGKILL)
-            statuses[child.name] = child.proc.wait(10)
+            try:
+                statuses[child.name] = child.proc.wait(10)
+            except subprocess.TimeoutExpired:  # unkillable for now (D state): go on
+                log.error("%s did not exit after SIGKILL", child.name)
+                statuses[child.name] = -int(signal.SIGKILL)
         # whatever the leader left behind in its group (a worker) goes with it
         _signal_group(child, signal.SIGKILL)
     return statuses

@@ -89,7 +89,7 @@ class GatewayAdminRegistrar:
             raise ValueError("`timeout_s` must be more than 0")
         if not isinstance(resolve_dns, bool):
             raise TypeError(f"`resolve_dns` must be true or false, got {resolve_dns!r}")
-        if resolve_dns and any(url.startswith("https://") for url in gateway_urls):
+        if resolve_dns and any(url.lower().startswith("https://") for url in gateway_urls):
             raise ValueError("`resolve_dns` needs http:// URLs: a certificate names the host")
         self.resolve_dns = resolve_dns
         self.gateway_urls = [url.rstrip("/") for url in gateway_urls]
@@ -155,7 +155,8 @@ class GatewayAdminRegistrar:
         if not self.resolve_dns:
             return self.gateway_urls, []
         resolved = await asyncio.gather(
-            *(self._addresses(url) for url in self.gateway_urls), return_exceptions=True
+            *(self._addresses(url, self._timeout.total) for url in self.gateway_urls),
+            return_exceptions=True,
         )
         bases: list[str] = []
         failed: list[str] = []
@@ -167,12 +168,13 @@ class GatewayAdminRegistrar:
         return bases, failed
 
     @staticmethod
-    async def _addresses(url: str) -> list[str]:
+    async def _addresses(url: str, timeout_s: float | None = None) -> list[str]:
         parts = urlsplit(url)
         port = parts.port or 80
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, port, type=socket.SOCK_STREAM
-        )
+        async with asyncio.timeout(timeout_s):  # a resolver that hangs must not stall us
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                parts.hostname, port, type=socket.SOCK_STREAM
+            )
         hosts = sorted({str(info[4][0]) for info in infos})
         return [
             urlunsplit(("http", f"[{h}]:{port}" if ":" in h else f"{h}:{port}", parts.path, "", ""))

@@ -41,12 +41,14 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
         return err.code, dict(err.headers), err.read()
 
 
-def post_form(url: str, fields: dict[str, str]) -> http.client.HTTPResponse:
+def post_form(
+    url: str, fields: dict[str, str], extra: dict[str, str] | None = None
+) -> http.client.HTTPResponse:
     """A form POST that does not follow redirects (the 303 and its cookie are the answer)."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.netloc, timeout=10)
     body = urlencode(fields)
-    headers = {"content-type": "application/x-www-form-urlencoded"}
+    headers = {"content-type": "application/x-www-form-urlencoded", **(extra or {})}
     connection.request("POST", parts.path, body=body, headers=headers)
     response = connection.getresponse()
     response.read()
@@ -100,6 +102,14 @@ def test_the_login_form_sets_an_httponly_strict_cookie_without_the_key(
         assert "path=/dashboard" in attributes
         session = cookie.split(";", 1)[0]
         assert get(f"{gw.url}/dashboard", {"cookie": session})[0] == 200
+        # a form posted from another site (login CSRF) is refused, whatever the key
+        for foreign in ({"sec-fetch-site": "cross-site"}, {"origin": "http://evil.example"}):
+            forged = post_form(f"{gw.url}/dashboard/login", {"key": MASTER}, foreign)
+            assert forged.status == 403
+            assert forged.getheader("set-cookie") is None
+        host = gw.url.split("://", 1)[1]
+        same = post_form(f"{gw.url}/dashboard/login", {"key": MASTER}, {"origin": gw.url})
+        assert same.status == 303, host
         (update,) = read_updates(gw.url, 1, {"cookie": session})
         assert update["fleet"] == {"replicas": 1, "shared": False}
 

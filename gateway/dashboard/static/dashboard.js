@@ -18,6 +18,7 @@ function remember(key, value) {
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined) continue; // a field the viewer may not see (a URL)
     if (name === "class") node.className = value; else node.setAttribute(name, value);
   }
   for (const child of children) {

@@ -35,6 +35,21 @@ def test_a_forged_altered_or_expired_cookie_is_refused() -> None:
     assert Sessions("mk-1", ttl_s=60).check(cookie, now=1000.0) == Viewer("abc", None)
 
 
+def test_a_cookie_with_characters_outside_ascii_is_refused_not_an_error() -> None:
+    sessions = Sessions("mk-1", ttl_s=60)
+    assert sessions.check("a.\xe9", now=1000.0) is None
+    assert sessions.check("\u2603.\u2603", now=1000.0) is None
+
+
+async def test_a_proxys_basic_credentials_leave_the_cookie_to_decide() -> None:
+    gate = access({"auth": {"master_key": "mk"}}, keys=True)
+    cookie = gate.sessions.issue(await gate.login("mk"))
+    basic = {"authorization": "Basic dXNlcjpwYXNz"}
+    assert await gate.viewer(basic, {"gateway_dashboard": cookie}, "10.0.0.1") == Viewer("master")
+    with pytest.raises(AuthenticationError):
+        await gate.viewer(basic, {}, "10.0.0.1")
+
+
 async def _admins_only(headers: Any) -> Principal:
     if headers.get("authorization") == "Bearer mk":
         return Principal(key_id="master", admin=True)

@@ -202,3 +202,8 @@ def test_budgets_and_alerts_are_shown_once_and_a_tenant_admin_sees_its_own() -> 
     mine = only_tenant(view, "acme")
     assert [t["tenant"] for t in mine["tenants"]] == ["acme"]
     assert [a["tenant"] for a in mine["alerts"]] == ["acme"]
+    # a backend's or node's URL may carry credentials: not for a tenant admin
+    assert view["backends"]
+    assert all("url" in b for b in view["backends"])
+    assert all("url" not in b for b in mine["backends"])
+    assert all("url" not in n for n in mine["nodes"])

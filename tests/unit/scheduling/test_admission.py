@@ -487,3 +487,32 @@ def test_a_headroom_needs_a_larger_max_in_flight(scheduling: dict[str, Any]) -> 
         Admissions.build(cat, fifo_registry().schedulers, "gateway.yaml")
     assert error.value.field == "models[0].scheduling.headroom"
     assert "max_in_flight" in error.value.problem
+
+
+async def test_a_waiter_that_left_as_it_was_popped_is_uncounted() -> None:
+    gate, fifo = admission_for(backends=1, max_in_flight=1)
+    holder = await gate.admit(ticket("h"))
+    (task,) = await waiting(gate, "gone")
+    task.cancel()  # its future is cancelled now; its handler runs on a later turn
+    holder.release()  # ... and the pump pops it before that
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ("gone", 0, 0) in fifo.finished_log  # what the pop counted is uncounted
+    assert gate.admitted == 0
+    assert gate.waiting == 0
+
+
+class _NoUrgency(Fifo):
+    def pop(self) -> AdmissionTicket | None:  # type: ignore[override]  # an older plugin's
+        return self.queue.popleft() if self.queue else None
+
+
+def test_a_headroom_needs_a_scheduler_that_knows_urgency() -> None:
+    cat = catalog(group_config("chat", max_in_flight=4, headroom=1))
+    with pytest.raises(ConfigError) as error:
+        Admissions.build(cat, fifo_registry(_NoUrgency).schedulers, "gateway.yaml")
+    assert error.value.field == "models[0].scheduling.headroom"
+    assert "pop(urgent" in error.value.problem
+    assert Admissions.build(
+        catalog(group_config("chat", max_in_flight=4)), fifo_registry(_NoUrgency).schedulers, "g"
+    ).get("chat")

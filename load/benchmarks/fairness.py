@@ -9,7 +9,8 @@ with its own unloaded figures.
   (the engines' batch; ``least_inflight`` routing keeps each backend within it), so the queue
   forms in the gateway, where the scheduler orders it. Under ``fair_share`` and ``priority``,
   ``--headroom`` (2) of each backend's 8 slots are held for urgent requests (a tenant under its
-  share; the high band); ``fair_share`` also runs without headroom, for comparison.
+  share; the high band), and ``fair_share`` puts a tenant under its share of the slots first
+  (``under_share_first``); ``fair_share`` also runs with neither, for comparison.
 - Load: two ``gateway load run`` processes at once (Poisson arrivals, synthetic prompts of 200
   tokens, 64 output tokens), each with its tenant's virtual key.
 - Goodput: the share of the light tenant's requests that completed with a TTFT within
@@ -53,6 +54,8 @@ def admin(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
 def start_gateway(
     work: Path, sims: list[str], scheduler: str, headroom: int
 ) -> tuple[subprocess.Popen[bytes], str]:
+    # With a headroom, fair_share also puts a tenant under its share first in every pop.
+    options = {"under_share_first": True} if headroom and scheduler == "fair_share" else {}
     port = free_port()
     config = {
         "server": {"host": "127.0.0.1", "port": port, "workers": 1},
@@ -65,7 +68,7 @@ def start_gateway(
                 # the cap is per backend: keep each engine's batch within it
                 "routing": {"strategy": "least_inflight"},
                 "scheduling": {
-                    "scheduler": {"backend": scheduler},
+                    "scheduler": {"backend": scheduler, "options": options},
                     "max_in_flight": 8,
                     "headroom": headroom,
                     "queue_timeout_s": 60,

@@ -9,8 +9,9 @@ from gateway_schedulers.priority import PriorityScheduler
 
 @hookimpl
 def register_schedulers(register: RegisterScheduler) -> None:
-    """Register ``fifo`` (the default, no options), ``priority`` and ``fair_share`` (option
-    ``urgent_priority``: the lowest band that may take a group's headroom)."""
+    """Register ``fifo`` (the default, no options), ``priority`` (option ``urgent_priority``:
+    the lowest band that may take a group's headroom) and ``fair_share`` (the same, and
+    ``under_share_first``)."""
     register("fifo", FifoScheduler)
     register("priority", PriorityScheduler)
     register("fair_share", FairShareScheduler)

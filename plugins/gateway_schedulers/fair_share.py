@@ -29,7 +29,9 @@ weight than the busiest running key. The second rule is what keeps a light tenan
 near its unloaded figure under overload: the heavy tenant is held to the slots outside the
 headroom, and the light one takes a held-back slot at once instead of waiting for a running
 request to end. Finding the urgent key scans the band's backlogged keys: O(keys) per urgent
-``pop``, which only happens while the group is full but for its headroom.
+``pop``, which only happens while the group is full but for its headroom. With the option
+``under_share_first``, every pop prefers such a key, so a burst that outgrows the headroom still
+takes each slot that frees (and every pop of a contended group costs O(keys)).
 """
 
 from __future__ import annotations
@@ -65,12 +67,17 @@ class FairShareScheduler:
     Args:
         urgent_priority: the lowest band whose requests may take the group's headroom (below
             it, only keys under their share may).
+        under_share_first: in every pop, not only the headroom's, a key under its share of
+            the running requests goes before the counters' order (O(keys) per pop).
     """
 
-    def __init__(self, urgent_priority: int = 1) -> None:
+    def __init__(self, urgent_priority: int = 1, under_share_first: bool = False) -> None:
         if isinstance(urgent_priority, bool) or not isinstance(urgent_priority, int):
             raise TypeError("urgent_priority must be an integer")
+        if not isinstance(under_share_first, bool):
+            raise TypeError("under_share_first must be true or false")
         self.urgent_priority = urgent_priority
+        self.under_share_first = under_share_first
         self._weights: dict[str, float] = {}  # share key -> weight, while it runs
         self._bands: dict[int, _Band] = {}
         self._order = BandOrder()
@@ -113,13 +120,15 @@ class FairShareScheduler:
         if priority is None:
             return None
         band = self._bands[priority]
-        if not urgent or priority >= self.urgent_priority:
-            key = self._least_served(band)
-        else:
+        if urgent and priority < self.urgent_priority:
             found = self._least_served_under_share(band)
             if found is None:
                 return None
             key = found
+        elif self.under_share_first:
+            key = self._least_served_under_share(band) or self._least_served(band)
+        else:
+            key = self._least_served(band)
         queue = band.queues[key]
         ticket, _ = queue.popitem(last=False)
         self._popped.add(ticket)

@@ -456,3 +456,19 @@ def test_fair_share_alone_or_in_an_urgent_band() -> None:
     high = ticket("other", priority=3)
     scheduler.push(high)
     assert scheduler.pop(urgent=True) is high
+
+
+def test_fair_share_can_put_a_tenant_under_its_share_first_in_every_pop() -> None:
+    plain, first = FairShareScheduler(), FairShareScheduler(under_share_first=True)
+    for scheduler in (plain, first):
+        start(scheduler, "heavy", 3)
+        start(scheduler, "light", 1)
+        scheduler.push(ticket("heavy"))
+        scheduler.push(ticket("light"))  # lifted to heavy's counter: a tie, heavy is older
+    plain_next, first_next = plain.pop(), first.pop()
+    assert plain_next is not None
+    assert first_next is not None
+    assert plain_next.tenant == "heavy"  # the counters' order
+    assert first_next.tenant == "light"  # one running against three: under its share
+    with pytest.raises(TypeError):
+        FairShareScheduler(under_share_first="yes")  # type: ignore[arg-type]

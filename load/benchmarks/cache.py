@@ -27,7 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import TWO_CORES, format_table, free_port, pin, serve_gateway, wait_until_up
+from common import (
+    TWO_CORES,
+    format_table,
+    free_port,
+    pin,
+    serve_gateway,
+    wait_until_up,
+    write_result,
+)
 from gateway_loadgen import workloads
 from gateway_loadgen.results import summarize
 from gateway_loadgen.runner import RunSettings, run_workload
@@ -268,10 +276,8 @@ def main() -> int:
             continue
         result[name] = fn()
         print(f"\n== {name}\n{format_table(result[name])}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {out}")
+    print()
+    write_result(args.out, result)
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 TWO_CORES = (os.cpu_count() or 1) >= 2
@@ -164,3 +165,13 @@ def missing_tools(script: str, tools: Sequence[str] = ("nginx", "wrk")) -> bool:
             print(f"missing {tool}: run load/benchmarks/{script}", file=sys.stderr)
             return True
     return False
+
+
+def write_result(path: str, result: dict[str, Any]) -> Path:
+    """Write a benchmark's ``result`` as indented JSON to ``path`` (its folder made if needed)
+    and say where; returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return out

@@ -34,6 +34,7 @@ from common import (
     start_sim,
     stop,
     wait_until_up,
+    write_result,
 )
 
 MASTER = "sk-bench-master"
@@ -194,10 +195,7 @@ def main() -> int:
         "budget": budget,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import free_port, pin, start_redis
+from common import free_port, pin, start_redis, write_result
 from profile_summary import render, summarize
 
 API_KEY = "sk-bench"
@@ -696,10 +696,7 @@ def main() -> int:
         "profiles": profiles,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

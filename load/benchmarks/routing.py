@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -22,10 +21,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from common import TWO_CORES, format_table, free_port, pin, serve_gateway, wait_until_up
+from common import (
+    TWO_CORES,
+    format_table,
+    free_port,
+    pin,
+    serve_gateway,
+    wait_until_up,
+    write_result,
+)
 from gateway_loadgen import workloads
 from gateway_loadgen.results import summarize
 from gateway_loadgen.runner import RunSettings, run_workload
@@ -198,10 +204,8 @@ def main() -> int:
         result[name] = fn(args.quick)
         print(f"\n== {name}", flush=True)
         print(format_table(result[name]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {out}")
+    print()
+    write_result(args.out, result)
     return 0
 
 

@@ -36,7 +36,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from common import TWO_CORES, format_table, missing_tools
+from common import TWO_CORES, format_table, missing_tools, write_result
 from gateway_rehearsal.fleet import FleetInfo, Rehearsal, RehearsalOptions
 from gateway_rehearsal.fleet_config import MODEL_GROUP
 from overhead import (
@@ -261,10 +261,7 @@ def main() -> int:
         "ratio_rps_2_to_1": ratio,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 

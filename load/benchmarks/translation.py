@@ -15,7 +15,6 @@ Usage: bash load/benchmarks/translation.sh [--duration 10]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import format_table, free_port, missing_tools, pin, stop, wait_until_up
+from common import format_table, free_port, missing_tools, pin, stop, wait_until_up, write_result
 from overhead import (
     API_KEY,
     CHAT,
@@ -235,10 +234,7 @@ def main() -> int:
     result["end_to_end"] = end_to_end(args.duration)
     print("\n== through the gateway (one worker, one core)")
     print(format_table(result["end_to_end"]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_result(args.out, result)
     return 0
 
 
